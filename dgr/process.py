@@ -1,0 +1,140 @@
+"""The one door to host processes.
+
+Every subprocess dgr starts goes through :func:`run`: it logs the command, captures the
+output (optionally streaming it to a log file as it comes), enforces a timeout, kills the
+whole process group on timeout or interrupt, and turns failure into a :class:`DgrError`.
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+import shutil
+import signal
+import subprocess
+import threading
+from collections import deque
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO
+
+from dgr.errors import DgrError, ToolError
+from dgr.log import TRACE, log
+
+TAIL_LINES = 40
+
+
+@dataclass(frozen=True)
+class Result:
+    """What a finished process left: its exit code and its (merged) output."""
+
+    args: tuple[str, ...]
+    returncode: int
+    output: str
+
+    def tail(self, lines: int = TAIL_LINES) -> str:
+        return "\n".join(self.output.rstrip("\n").splitlines()[-lines:])
+
+
+def require_tool(name: str, package: str | None = None) -> str:
+    """The absolute path of host tool `name`, or a ToolError naming the package to install."""
+    found = shutil.which(name)
+    if found is None:
+        pkg = package or name
+        raise ToolError(f"{name} not found on this host", hint=f"install it: apt-get install {pkg}")
+    return found
+
+
+def _pump(stream: IO[bytes], sinks: list[IO[str]], keep: deque[str], full: list[str] | None) -> None:
+    for raw in iter(stream.readline, b""):
+        line = raw.decode("utf-8", "replace")
+        keep.append(line)
+        if full is not None:
+            full.append(line)
+        for sink in sinks:
+            sink.write(line)
+            sink.flush()
+    stream.close()
+
+
+def run(
+    args: Sequence[str | os.PathLike[str]],
+    *,
+    cwd: Path | None = None,
+    env: Mapping[str, str] | None = None,
+    timeout: float | None = None,
+    stdin: bytes | None = None,
+    check: bool = True,
+    log_file: IO[str] | None = None,
+    echo: bool = False,
+    keep_output: bool = True,
+    error: type[DgrError] = ToolError,
+    what: str | None = None,
+) -> Result:
+    """Run `args`, wait for it, and return its exit code and merged stdout/stderr.
+
+    `log_file` receives the output line by line while the process runs; `echo` copies it to
+    our stderr (used for `-L debug`). With `check`, a non-zero exit raises `error` whose
+    message names `what` (default: the command) and whose details hold the output's tail.
+    """
+    argv = tuple(str(a) for a in args)
+    log.log(TRACE, "run: %s", shlex.join(argv))
+    sinks: list[IO[str]] = []
+    if log_file is not None:
+        sinks.append(log_file)
+    if echo:
+        import sys
+
+        sinks.append(sys.stderr)
+    try:
+        proc = subprocess.Popen(
+            argv,
+            cwd=cwd,
+            env=dict(env) if env is not None else None,
+            stdin=subprocess.PIPE if stdin is not None else subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    except FileNotFoundError:
+        raise ToolError(f"{argv[0]} not found on this host") from None
+    keep: deque[str] = deque(maxlen=TAIL_LINES * 4)
+    full: list[str] | None = [] if keep_output else None
+    assert proc.stdout is not None
+    pump = threading.Thread(target=_pump, args=(proc.stdout, sinks, keep, full), daemon=True)
+    pump.start()
+    try:
+        if stdin is not None:
+            assert proc.stdin is not None
+            try:
+                proc.stdin.write(stdin)
+                proc.stdin.close()
+            except BrokenPipeError:
+                pass
+        proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        kill_group(proc)
+        pump.join(5)
+        raise error(f"{what or argv[0]} timed out after {timeout:.0f}s", details="".join(keep)) from None
+    except BaseException:
+        kill_group(proc)
+        raise
+    pump.join()
+    output = "".join(full) if full is not None else "".join(keep)
+    result = Result(argv, proc.returncode, output)
+    if check and proc.returncode != 0:
+        raise error(
+            f"{what or shlex.join(argv)} failed with exit code {proc.returncode}",
+            details=result.tail(),
+        )
+    return result
+
+
+def kill_group(proc: subprocess.Popen[bytes]) -> None:
+    """Kill `proc` and everything in its process group, then reap it."""
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    proc.wait()
