@@ -1,0 +1,403 @@
+"""`aci-manifest.yml`: load, template, validate into a typed, frozen model.
+
+The manifest is itself a Jinja2 template. It is read twice: before the build with no
+attributes (a version that depends on a missing attribute is dropped, as in the original)
+and after the build runlevels with the attributes that scripts wrote (see build.py).
+Unknown keys are an error that names the key, the file and the line.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from dgr.errors import ManifestError
+from dgr.names import ImageName, is_ac_identifier, is_ac_name
+from dgr.yamlload import LineDict, parse_yaml
+
+ACI_MANIFEST = "aci-manifest.yml"
+POD_MANIFEST = "pod-manifest.yml"
+DEFAULT_EXEC = ("/dgr/bin/busybox", "sh")
+NO_VALUE = "<no value>"
+
+
+@dataclass(frozen=True)
+class NameValue:
+    name: str
+    value: str
+
+
+@dataclass(frozen=True)
+class HostMount:
+    """A host path (`from`, relative to the project or `~/`) bound at `to` during a build."""
+
+    source: str
+    to: str
+
+
+@dataclass(frozen=True)
+class AppMountPoint:
+    name: str
+    path: str
+    read_only: bool = False
+
+
+@dataclass(frozen=True)
+class Port:
+    name: str
+    port: int
+    protocol: str = "tcp"
+    count: int = 1
+    socket_activated: bool = False
+
+
+@dataclass(frozen=True)
+class Isolator:
+    name: str
+    value: Any
+
+
+@dataclass(frozen=True)
+class App:
+    exec: tuple[str, ...] = DEFAULT_EXEC
+    user: str = "0"
+    group: str = "0"
+    supplementary_gids: tuple[int, ...] = ()
+    working_directory: str = ""
+    environment: tuple[NameValue, ...] = ()
+    mount_points: tuple[AppMountPoint, ...] = ()
+    ports: tuple[Port, ...] = ()
+    isolators: tuple[Isolator, ...] = ()
+
+
+@dataclass(frozen=True)
+class Builder:
+    image: ImageName | None = None
+    environment: tuple[NameValue, ...] = ()
+    dependencies: tuple[ImageName, ...] = ()
+    mount_points: tuple[HostMount, ...] = ()
+
+
+@dataclass(frozen=True)
+class Tester:
+    builder: Builder = field(default_factory=Builder)
+    dependencies: tuple[ImageName, ...] = ()
+    environment: tuple[NameValue, ...] = ()
+    isolators: tuple[Isolator, ...] = ()
+
+
+@dataclass(frozen=True)
+class Aci:
+    dependencies: tuple[ImageName, ...] = ()
+    annotations: tuple[NameValue, ...] = ()
+    path_whitelist: tuple[str, ...] = ()
+    app: App = field(default_factory=App)
+
+
+@dataclass(frozen=True)
+class Manifest:
+    """A validated aci-manifest.yml."""
+
+    name: ImageName
+    path: Path
+    builder: Builder = field(default_factory=Builder)
+    build_mount_points: tuple[HostMount, ...] = ()
+    tester: Tester = field(default_factory=Tester)
+    aci: Aci = field(default_factory=Aci)
+
+    @property
+    def project(self) -> Path:
+        return self.path.parent
+
+
+# --- parsing helpers ------------------------------------------------------------------------
+
+
+class _Reader:
+    """Walks the YAML tree, checking keys and types, with the file and line in every error."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def fail(self, message: str, key: str, where: Any = None, child: str | None = None) -> ManifestError:
+        line = None
+        if isinstance(where, LineDict) and child is not None:
+            line = where.lines.get(child)
+        return ManifestError(message, path=self.path, line=line, key=key)
+
+    def mapping(self, data: Any, key: str, known: set[str]) -> dict[str, Any]:
+        if data is None:
+            return {}
+        if not isinstance(data, dict):
+            raise self.fail(f"{key or 'manifest'} must be a mapping", key)
+        for child in data:
+            if child not in known:
+                where = f"{key}.{child}" if key else str(child)
+                raise self.fail(
+                    f"unknown key {where!r} in manifest (known here: {', '.join(sorted(known))})",
+                    where,
+                    data,
+                    str(child),
+                )
+        return data
+
+    def string(self, data: Any, key: str, default: str = "") -> str:
+        if data is None:
+            return default
+        if isinstance(data, bool) or not isinstance(data, str | int | float):
+            raise self.fail(f"{key} must be a string", key)
+        return str(data)
+
+    def listing(self, data: Any, key: str) -> list[Any]:
+        if data is None:
+            return []
+        if not isinstance(data, list):
+            raise self.fail(f"{key} must be a list", key)
+        return data
+
+    def strings(self, data: Any, key: str) -> tuple[str, ...]:
+        return tuple(self.string(item, f"{key}[{i}]") for i, item in enumerate(self.listing(data, key)))
+
+    def name_values(self, data: Any, key: str, *, env: bool = False) -> tuple[NameValue, ...]:
+        result = []
+        for i, item in enumerate(self.listing(data, key)):
+            where = f"{key}[{i}]"
+            item = self.mapping(item, where, {"name", "value"})
+            name = self.string(item.get("name"), f"{where}.name")
+            if not name:
+                raise self.fail(f"{where}.name is mandatory", where)
+            if not env and not is_ac_identifier(name):
+                raise self.fail(f"{where}.name {name!r} is not a valid appc identifier", where)
+            value = item.get("value")
+            text = "" if value is None else self.scalar_text(value, f"{where}.value")
+            result.append(NameValue(name, text))
+        return tuple(result)
+
+    def scalar_text(self, value: Any, key: str) -> str:
+        if isinstance(value, bool):
+            return "true" if value else "false"
+        return self.string(value, key)
+
+    def images(self, data: Any, key: str) -> tuple[ImageName, ...]:
+        return tuple(
+            ImageName.parse(self.string(item, f"{key}[{i}]"), source=self.path, key=f"{key}[{i}]")
+            for i, item in enumerate(self.listing(data, key))
+        )
+
+    def host_mounts(self, data: Any, key: str) -> tuple[HostMount, ...]:
+        result = []
+        for i, item in enumerate(self.listing(data, key)):
+            where = f"{key}[{i}]"
+            item = self.mapping(item, where, {"from", "to"})
+            source = self.string(item.get("from"), f"{where}.from")
+            to = self.string(item.get("to"), f"{where}.to")
+            if not source or not to:
+                raise self.fail(f"{where} needs both 'from' and 'to'", where)
+            if not to.startswith("/"):
+                raise self.fail(f"{where}.to must be an absolute path, got {to!r}", where)
+            result.append(HostMount(source, to))
+        return tuple(result)
+
+    def isolators(self, data: Any, key: str) -> tuple[Isolator, ...]:
+        result = []
+        for i, item in enumerate(self.listing(data, key)):
+            where = f"{key}[{i}]"
+            item = self.mapping(item, where, {"name", "value"})
+            name = self.string(item.get("name"), f"{where}.name")
+            if not is_ac_identifier(name):
+                raise self.fail(f"{where}.name {name!r} is not a valid isolator name", where)
+            result.append(Isolator(name, item.get("value")))
+        return tuple(result)
+
+    def integer(self, data: Any, key: str, default: int) -> int:
+        if data is None:
+            return default
+        if isinstance(data, bool) or not isinstance(data, int):
+            raise self.fail(f"{key} must be an integer", key)
+        return data
+
+    def boolean(self, data: Any, key: str) -> bool:
+        if data is None:
+            return False
+        if not isinstance(data, bool):
+            raise self.fail(f"{key} must be true or false", key)
+        return data
+
+    def builder(self, data: Any, key: str) -> Builder:
+        data = self.mapping(data, key, {"image", "environment", "dependencies", "mountPoints"})
+        image = self.string(data.get("image"), f"{key}.image")
+        return Builder(
+            image=ImageName.parse(image, source=self.path, key=f"{key}.image") if image else None,
+            environment=self.name_values(data.get("environment"), f"{key}.environment", env=True),
+            dependencies=self.images(data.get("dependencies"), f"{key}.dependencies"),
+            mount_points=self.host_mounts(data.get("mountPoints"), f"{key}.mountPoints"),
+        )
+
+    def app(self, data: Any, key: str) -> App:
+        known = {
+            "exec", "user", "group", "supplementaryGIDs", "workingDirectory", "environment",
+            "mountPoints", "ports", "isolators",
+        }  # fmt: skip
+        data = self.mapping(data, key, known)
+        exec_ = self.strings(data.get("exec"), f"{key}.exec") or DEFAULT_EXEC
+        workdir = self.string(data.get("workingDirectory"), f"{key}.workingDirectory")
+        if workdir and not workdir.startswith("/"):
+            raise self.fail(f"{key}.workingDirectory must be an absolute path", key)
+        gids = tuple(
+            self.integer(g, f"{key}.supplementaryGIDs[{i}]", 0)
+            for i, g in enumerate(self.listing(data.get("supplementaryGIDs"), f"{key}.supplementaryGIDs"))
+        )
+        return App(
+            exec=exec_,
+            user=self.string(data.get("user"), f"{key}.user", "0") or "0",
+            group=self.string(data.get("group"), f"{key}.group", "0") or "0",
+            supplementary_gids=gids,
+            working_directory=workdir,
+            environment=self.name_values(data.get("environment"), f"{key}.environment", env=True),
+            mount_points=self.app_mounts(data.get("mountPoints"), f"{key}.mountPoints"),
+            ports=self.ports(data.get("ports"), f"{key}.ports"),
+            isolators=self.isolators(data.get("isolators"), f"{key}.isolators"),
+        )
+
+    def app_mounts(self, data: Any, key: str) -> tuple[AppMountPoint, ...]:
+        result = []
+        for i, item in enumerate(self.listing(data, key)):
+            where = f"{key}[{i}]"
+            item = self.mapping(item, where, {"name", "path", "readOnly"})
+            name = self.string(item.get("name"), f"{where}.name")
+            path = self.string(item.get("path"), f"{where}.path")
+            if not is_ac_name(name):
+                raise self.fail(f"{where}.name {name!r} must be lower case alphanumerics and '-'", where)
+            if not path.startswith("/"):
+                raise self.fail(f"{where}.path must be an absolute path", where)
+            result.append(AppMountPoint(name, path, self.boolean(item.get("readOnly"), f"{where}.readOnly")))
+        return tuple(result)
+
+    def ports(self, data: Any, key: str) -> tuple[Port, ...]:
+        result = []
+        for i, item in enumerate(self.listing(data, key)):
+            where = f"{key}[{i}]"
+            item = self.mapping(item, where, {"name", "protocol", "port", "count", "socketActivated"})
+            name = self.string(item.get("name"), f"{where}.name")
+            if not is_ac_name(name):
+                raise self.fail(f"{where}.name {name!r} must be lower case alphanumerics and '-'", where)
+            port = self.integer(item.get("port"), f"{where}.port", 0)
+            count = self.integer(item.get("count"), f"{where}.count", 1)
+            if not 1 <= port <= 65535 or count < 1 or port + count > 65536:
+                raise self.fail(f"{where}.port must be in 1-65535 (count >= 1)", where)
+            protocol = self.string(item.get("protocol"), f"{where}.protocol", "tcp") or "tcp"
+            socket = self.boolean(item.get("socketActivated"), f"{where}.socketActivated")
+            result.append(Port(name, port, protocol, count, socket))
+        return tuple(result)
+
+    def tester(self, data: Any, key: str) -> Tester:
+        data = self.mapping(data, key, {"builder", "aci"})
+        aci = self.mapping(data.get("aci"), f"{key}.aci", {"dependencies", "app"})
+        app = self.mapping(aci.get("app"), f"{key}.aci.app", {"environment", "isolators"})
+        return Tester(
+            builder=self.builder(data.get("builder"), f"{key}.builder"),
+            dependencies=self.images(aci.get("dependencies"), f"{key}.aci.dependencies"),
+            environment=self.name_values(app.get("environment"), f"{key}.aci.app.environment", env=True),
+            isolators=self.isolators(app.get("isolators"), f"{key}.aci.app.isolators"),
+        )
+
+    def aci(self, data: Any, key: str) -> Aci:
+        data = self.mapping(data, key, {"dependencies", "annotations", "pathWhitelist", "app"})
+        return Aci(
+            dependencies=self.images(data.get("dependencies"), f"{key}.dependencies"),
+            annotations=self.name_values(data.get("annotations"), f"{key}.annotations"),
+            path_whitelist=self.strings(data.get("pathWhitelist"), f"{key}.pathWhitelist"),
+            app=self.app(data.get("app"), f"{key}.app"),
+        )
+
+
+def parse_manifest(text: str, path: Path) -> Manifest:
+    """Validate rendered manifest `text` (YAML) read from `path`."""
+    data = parse_yaml(text, path, ManifestError, lines=True)
+    reader = _Reader(path)
+    data = reader.mapping(data, "", {"name", "builder", "build", "tester", "aci"})
+    raw_name = reader.string(data.get("name"), "name")
+    if not raw_name.strip():
+        raise ManifestError("name is mandatory in manifest", path=path, key="name")
+    if NO_VALUE in raw_name:
+        # The version depends on an attribute a build script has not written yet.
+        raw_name = raw_name.split(":", 1)[0]
+    name = ImageName.parse(raw_name, source=path)
+    build = reader.mapping(data.get("build"), "build", {"mountPoints"})
+    return Manifest(
+        name=name,
+        path=path,
+        builder=reader.builder(data.get("builder"), "builder"),
+        build_mount_points=reader.host_mounts(build.get("mountPoints"), "build.mountPoints"),
+        tester=reader.tester(data.get("tester"), "tester"),
+        aci=reader.aci(data.get("aci"), "aci"),
+    )
+
+
+def is_templated(text: str) -> bool:
+    return "{{" in text or "{%" in text
+
+
+def read_manifest_text(project: Path) -> tuple[Path, str]:
+    """The path and text of the project's aci-manifest.yml (ManifestError if unreadable)."""
+    path = project / ACI_MANIFEST
+    try:
+        return path, path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ManifestError(f"Cannot construct aci or pod: {exc.strerror}", path=project) from None
+
+
+def load_manifest(project: Path, attributes: dict[str, Any] | None = None) -> Manifest:
+    """Load `project`'s manifest, rendered with `attributes`.
+
+    With `attributes=None` (before the build) a missing attribute renders as `<no value>` and
+    a version holding it is dropped; with attributes, a missing one is an error.
+    """
+    path, text = read_manifest_text(project)
+    if is_templated(text):
+        text = render_manifest(text, path, attributes)
+    return parse_manifest(text, path)
+
+
+def detect_project(work_path: Path) -> str:
+    """'aci' or 'pod' for the folder `work_path`, or ManifestError `Cannot construct aci or pod`."""
+    if (work_path / ACI_MANIFEST).is_file():
+        return "aci"
+    if (work_path / POD_MANIFEST).is_file():
+        return "pod"
+    raise ManifestError(
+        f"Cannot construct aci or pod: no {ACI_MANIFEST} or {POD_MANIFEST} in {work_path}",
+        path=work_path,
+        hint="point -W at a project folder, or create one with `dgr init`",
+    )
+
+
+def render_manifest(text: str, path: Path, attributes: dict[str, Any] | None) -> str:
+    """Render the manifest template (see load_manifest for the meaning of `attributes=None`)."""
+    if attributes is not None:
+        from dgr.templater import render_string
+
+        return render_string(text, attributes, name=str(path))
+    import jinja2
+
+    class _NoValue(jinja2.Undefined):
+        def __str__(self) -> str:
+            return NO_VALUE
+
+        def __iter__(self):  # type: ignore[no-untyped-def]
+            return iter(())
+
+    env = jinja2.Environment(undefined=_NoValue, keep_trailing_newline=True, autoescape=False)
+    try:
+        from dgr.templater import functions
+
+        functions.install(env)
+    except ImportError:
+        pass
+    try:
+        return env.from_string(text).render()
+    except jinja2.TemplateSyntaxError as exc:
+        raise ManifestError(f"template error: {exc.message}", path=path, line=exc.lineno) from None
+    except Exception as exc:  # a function failing on <no value>: the build-time render decides
+        raise ManifestError(f"template error: {exc}", path=path) from None
