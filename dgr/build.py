@@ -1,0 +1,571 @@
+"""Building one image: the pipeline of SPEC §4, in the original's order.
+
+resolve dependencies → builder root → inherit-build-early (builder deps) → `builder`
+runlevel → inherit-build-early + `build` in the image rootfs → copy prestart runlevels,
+attributes, files, templates → `build-late` + inherit-build-late → inherit-build-late
+(builder deps) → render the manifest → package (image.aci, manifest.json, version, oci/).
+
+The image rootfs during the build is an overlay: dgr's internals and the dependencies'
+layers below, this build's layer (`upper`) on top; only `upper` becomes the image's layer.
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+import shutil
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any
+
+from filelock import FileLock
+
+import dgr
+from dgr.builder_root import busybox_root
+from dgr.config import Config
+from dgr.errors import BuildError, DgrError
+from dgr.log import level_name, log, step
+from dgr.manifest import Manifest, load_manifest
+from dgr.names import ImageName, generate_version
+from dgr.sandbox import Bind, Overlay, Sandbox, make_scaffold
+from dgr.workspace import Workspace, target_dir
+
+ROOTFS_IN_BUILDER = "/rootfs"
+ACI_HOME = "/dgr/aci-home"
+BUILDER_ATTRIBUTES = "/dgr/builder/attributes"
+STAGE_IN_IMAGE = "/dgr/builder/stage"
+RUNLEVELS = ("prestart-early", "prestart-late", "inherit-build-early", "inherit-build-late")
+
+
+@dataclass(frozen=True)
+class BuildOptions:
+    """How to build: what the command line and the configuration said."""
+
+    config: Config
+    set_env: Mapping[str, str] = field(default_factory=dict)
+    log_level: int = 20
+    keep: bool = False
+    echo: bool = False
+    targets_root: Path | None = None
+
+
+@dataclass(frozen=True)
+class Dependency:
+    """A resolved dependency: pinned name, image ID and its own layer as a directory."""
+
+    name: ImageName
+    image_id: str
+    layer: Path
+
+
+@dataclass(frozen=True)
+class BuildResult:
+    """What a build produced (or found up to date)."""
+
+    manifest: Manifest
+    name: ImageName
+    workspace: Workspace
+    image_id: str
+    dependencies: tuple[Dependency, ...]
+    up_to_date: bool = False
+
+
+@dataclass(frozen=True)
+class _Build:
+    """The state of a build in progress: the plan plus its scratch paths."""
+
+    manifest: Manifest
+    ws: Workspace
+    options: BuildOptions
+    internals: Path
+    aci_deps: tuple[Dependency, ...]
+    builder_deps: tuple[Dependency, ...]
+    log_file: IO[str]
+
+    @property
+    def project(self) -> Path:
+        return self.manifest.project
+
+    def image_overlay(self) -> Overlay:
+        lowers = (self.internals, *(d.layer for d in reversed(self.aci_deps)), self.ws.scratch("scaffold"))
+        return Overlay(
+            mountpoint=self.ws.scratch("mnt/rootfs"),
+            lowers=lowers,
+            upper=self.ws.scratch("upper"),
+            work=self.ws.scratch("ovl/rootfs"),
+        )
+
+    def builder_overlay(self, cache: Path) -> Overlay:
+        base = tuple(d.layer for d in reversed(self.builder_deps)) or (busybox_root(cache),)
+        return Overlay(
+            mountpoint=self.ws.scratch("mnt/builder"),
+            lowers=(self.internals, *base, self.ws.scratch("builder-scaffold")),
+            upper=self.ws.scratch("builder-upper"),
+            work=self.ws.scratch("ovl/builder"),
+        )
+
+    def script_env(self, *, in_builder: bool) -> dict[str, str]:
+        """The environment of runlevel scripts (SPEC §4: manifest env < set-env)."""
+        manifest = self.manifest
+        env = {e.name: e.value for e in manifest.builder.environment}
+        env.update(
+            ACI_HOME=ACI_HOME,
+            ACI_NAME=manifest.name.app_name,
+            ACI_VERSION=manifest.name.version,
+            ACI_EXEC=" ".join(shlex.quote(a) for a in manifest.aci.app.exec),
+            LOG_LEVEL=level_name(self.options.log_level),
+            DGR_VERSION=dgr.__version__,
+        )
+        if in_builder:
+            env["ROOTFS"] = ROOTFS_IN_BUILDER
+        env.update(self.options.set_env)
+        return env
+
+    def common_binds(self) -> list[Bind]:
+        binds = [
+            Bind(self.project, ACI_HOME, read_only=False),
+            Bind(self.ws.scratch("builder-attributes"), BUILDER_ATTRIBUTES, read_only=False),
+        ]
+        if Path("/etc/resolv.conf").exists():
+            binds.append(Bind(Path("/etc/resolv.conf"), "/etc/resolv.conf"))
+        return binds
+
+    def image_sandbox(self) -> Sandbox:
+        binds = self.common_binds()
+        for mount in self.manifest.build_mount_points:
+            binds.append(Bind(host_mount_source(mount.source, self.project), mount.to, read_only=False))
+        overlay = self.image_overlay()
+        return Sandbox(
+            root=overlay.mountpoint,
+            overlays=(overlay,),
+            binds=tuple(binds),
+            env=self.script_env(in_builder=False),
+            host_network=True,
+            hostname=self.manifest.name.app_name,
+        )
+
+    def builder_sandbox(self, cache: Path) -> Sandbox:
+        image = self.image_overlay()
+        builder = self.builder_overlay(cache)
+        binds = [Bind(image.mountpoint, ROOTFS_IN_BUILDER, read_only=False), *self.common_binds()]
+        for mount in self.manifest.builder.mount_points:
+            binds.append(Bind(host_mount_source(mount.source, self.project), mount.to, read_only=False))
+        return Sandbox(
+            root=builder.mountpoint,
+            overlays=(image, builder),
+            binds=tuple(binds),
+            env=self.script_env(in_builder=True),
+            host_network=True,
+            hostname="builder",
+        )
+
+
+def host_mount_source(source: str, project: Path) -> Path:
+    """A mount `from`: `~/x` is in the invoking user's home, relative paths in the project.
+
+    A missing source directory is created (the original's behaviour, issue #202).
+    """
+    if source.startswith("~/"):
+        home = Path(os.path.expanduser("~" + os.environ.get("SUDO_USER", "")))
+        path = home / source[2:]
+    else:
+        path = (project / source).resolve()
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def _scaffold(b: _Build) -> None:
+    """Mount targets for both roots, so no runtime creates them inside a layer."""
+    targets = [ACI_HOME, BUILDER_ATTRIBUTES]
+    make_scaffold(
+        b.ws.scratch("scaffold"),
+        dirs=[*targets, STAGE_IN_IMAGE, *(m.to for m in b.manifest.build_mount_points)],
+        files=["/etc/resolv.conf"],
+    )
+    make_scaffold(
+        b.ws.scratch("builder-scaffold"),
+        dirs=[*targets, ROOTFS_IN_BUILDER, *(m.to for m in b.manifest.builder.mount_points)],
+        files=["/etc/resolv.conf"],
+    )
+    b.ws.scratch("builder-attributes").mkdir()
+
+
+def _execute_files(directory: str) -> list[str]:
+    """Command that runs every script of `directory` in order (see functions.sh)."""
+    return ["/dgr/bin/busybox", "sh", "-c", '. /dgr/bin/functions.sh && execute_files "$1"', "sh", directory]
+
+
+def _failed_script(output: str) -> str | None:
+    for line in reversed(output.splitlines()):
+        if "Script failed -> " in line:
+            return line.split("Script failed -> ", 1)[1].strip()
+    return None
+
+
+def run_runlevel(b: _Build, sandbox: Sandbox, runlevel: str, directory: str) -> None:
+    """Run the scripts of `directory` in `sandbox`; BuildError naming runlevel and script."""
+    b.log_file.write(f"### runlevel {runlevel}: {directory}\n")
+    b.log_file.flush()
+    result = sandbox.run(
+        _execute_files(directory), check=False, log_file=b.log_file, echo=b.options.echo, keep_output=False
+    )
+    if result.returncode != 0:
+        script = _failed_script(result.output)
+        what = f"script {script}" if script else f"exit code {result.returncode}"
+        raise BuildError(
+            f"runlevel {runlevel} failed: {what}",
+            path=b.project,
+            details=result.tail(),
+            hint=f"full log in {b.ws.log}",
+        )
+
+
+def _has_scripts(directory: Path) -> bool:
+    return directory.is_dir() and any(p.is_file() for p in directory.iterdir())
+
+
+def _check_inside_project(project: Path, rel: str) -> Path | None:
+    """`project/rel` if it exists; a DgrError if it is a link that leaves the project."""
+    path = project / rel
+    if not path.exists():
+        return None
+    if not path.resolve().is_relative_to(project.resolve()):
+        raise BuildError(f"{rel} points outside the project ({path.resolve()})", path=path,
+                         hint="copy the content into the project instead of linking it")
+    return path
+
+
+def stage_project(b: _Build, order: list[str]) -> Path:
+    """Prepare on the host what goes from the project into the image (owned by root).
+
+    Returns a folder laid out like the image: dgr/runlevels/prestart-*, dgr/attributes/<app>/,
+    dgr/templates/, and the attribute order file. `files/` is copied from the project
+    directly (it can be large) inside the sandbox.
+    """
+    from dgr.attributes import write_order_file
+
+    stage = b.ws.scratch("stage")
+    app = b.manifest.name.app_name
+    for runlevel in ("prestart-early", "prestart-late"):
+        src = _check_inside_project(b.project, f"runlevels/{runlevel}")
+        if src is not None:
+            _copy_tree(src, stage / "dgr" / "runlevels" / runlevel)
+    attributes = _check_inside_project(b.project, "attributes")
+    if attributes is not None:
+        dest = stage / "dgr" / "attributes" / app
+        dest.mkdir(parents=True, exist_ok=True)
+        for path in sorted(attributes.rglob("*")):
+            if path.suffix in (".yml", ".yaml") and path.is_file() and not _hidden(path, attributes):
+                shutil.copyfile(path, dest / path.name)
+                order.append(f"{app}/{path.name}")
+    templates = _check_inside_project(b.project, "templates")
+    if templates is not None:
+        _copy_tree(templates, stage / "dgr" / "templates")
+    (stage / "dgr" / "attributes").mkdir(parents=True, exist_ok=True)
+    write_order_file(stage / "dgr" / "attributes", order)
+    _chown_tree(stage)
+    return stage
+
+
+def _hidden(path: Path, root: Path) -> bool:
+    return any(part.startswith("..") for part in path.relative_to(root).parts)
+
+
+def _copy_tree(src: Path, dest: Path) -> None:
+    shutil.copytree(src, dest, symlinks=True, dirs_exist_ok=True)
+
+
+def _chown_tree(root: Path) -> None:
+    for dirpath, dirnames, filenames in os.walk(root):
+        for name in (*dirnames, *filenames):
+            os.lchown(os.path.join(dirpath, name), 0, 0)
+    os.lchown(root, 0, 0)
+
+
+COPY_SCRIPT = r"""
+set -e
+B=/dgr/bin/busybox
+$B cp -a /dgr/builder/stage/. /
+if [ "$1" = with-files ] && [ -d /dgr/aci-home/files ]; then
+  $B cp -R /dgr/aci-home/files/. /
+fi
+"""
+
+
+def copy_into_image(b: _Build, stage: Path, *, with_files: bool) -> None:
+    """Copy `stage` (and the project's `files/`) into the image rootfs, inside the sandbox.
+
+    Done inside the image root so that symlinks already in the image resolve inside the
+    image, never on the host, and overlay whiteouts are handled by the kernel.
+    """
+    if with_files:
+        _check_inside_project(b.project, "files")
+    base = b.image_sandbox()
+    sandbox = Sandbox(
+        root=base.root,
+        overlays=base.overlays,
+        binds=(*base.binds, Bind(stage, STAGE_IN_IMAGE)),
+        env=base.env,
+        tmpfs=(),
+    )
+    argv = ["/dgr/bin/busybox", "sh", "-c", COPY_SCRIPT, "sh", "with-files" if with_files else "-"]
+    sandbox.run(argv, log_file=b.log_file, error=BuildError, what="copying the project into the image")
+
+
+def stage_inherit_runlevels(b: _Build) -> Path | None:
+    """Stage the project's inherit-build-* runlevels, stored in the image for dependents."""
+    stage = b.ws.scratch("stage-inherit")
+    found = False
+    for runlevel in ("inherit-build-early", "inherit-build-late"):
+        src = _check_inside_project(b.project, f"runlevels/{runlevel}")
+        if src is not None and _has_scripts(src):
+            _copy_tree(src, stage / "dgr" / "runlevels" / runlevel)
+            found = True
+    if not found:
+        return None
+    _chown_tree(stage)
+    return stage
+
+
+# --- internals -------------------------------------------------------------------------------
+
+
+def internals_layer(cache: Path) -> Path:
+    """dgr's internals as a layer (a folder holding `dgr/`), shared by every build."""
+    from dgr.internals import build_internals
+
+    tree = build_internals(cache)
+    layer = tree.with_name(tree.name + ".layer")
+    if layer.is_dir():
+        return layer
+    with FileLock(str(layer) + ".lock"):
+        if not layer.is_dir():
+            tmp = layer.with_name(layer.name + ".tmp")
+            shutil.rmtree(tmp, ignore_errors=True)
+            tmp.mkdir()
+            shutil.copytree(tree, tmp / "dgr", symlinks=True, copy_function=os.link)
+            os.rename(tmp, layer)
+    return layer
+
+
+# --- attributes and the final manifest ----------------------------------------------------
+
+
+def attribute_order(deps: tuple[Dependency, ...]) -> list[str]:
+    """The attribute files the dependencies carry, lowest precedence first."""
+    from dgr.attributes import read_order_file
+
+    order: list[str] = []
+    for dep in deps:
+        for entry in read_order_file(dep.layer / "dgr" / "attributes"):
+            if entry not in order:
+                order.append(entry)
+    return order
+
+
+def final_manifest(b: _Build) -> Manifest:
+    """Render aci-manifest.yml with the attributes build scripts wrote (SPEC §3)."""
+    from dgr.attributes import collect_attribute_files, load_attributes
+
+    directory = b.ws.scratch("builder-attributes")
+    files = collect_attribute_files(directory)
+    attributes: dict[str, Any] = load_attributes(files, env={}) if files else {}
+    manifest = load_manifest(b.project, attributes)
+    if not manifest.name.version:
+        version = generate_version(b.project)
+        manifest = _with_name(manifest, manifest.name.with_version(version))
+    return manifest
+
+
+def _with_name(manifest: Manifest, name: ImageName) -> Manifest:
+    from dataclasses import replace
+
+    return replace(manifest, name=name)
+
+
+# --- incremental builds ------------------------------------------------------------------
+
+
+def build_key(manifest: Manifest, options: BuildOptions, internals: Path,
+              deps: tuple[Dependency, ...], builder_deps: tuple[Dependency, ...], target: Path) -> str:
+    """A digest of every input of a build (documented in docs/build.md).
+
+    Covers: dgr's version and internals, the content, mode and path of every project file
+    (except the target folder and .git), the resolved dependency and builder dependency IDs,
+    and the set-env values. The log level is not an input: it changes no output.
+    """
+    import hashlib
+
+    h = hashlib.sha256()
+
+    def add(*parts: str) -> None:
+        for part in parts:
+            h.update(part.encode("utf-8", "surrogateescape"))
+            h.update(b"\0")
+
+    add("dgr", dgr.__version__, "internals", internals.name)
+    for dep in deps:
+        add("dep", str(dep.name), dep.image_id)
+    for dep in builder_deps:
+        add("builder-dep", str(dep.name), dep.image_id)
+    for name, value in sorted(options.set_env.items()):
+        add("env", name, value)
+    project = manifest.project
+    skip = {target.resolve(), (project / ".git").resolve()}
+    for dirpath, dirnames, filenames in os.walk(project):
+        dirnames[:] = sorted(d for d in dirnames if (Path(dirpath) / d).resolve() not in skip)
+        for name in sorted(filenames):
+            path = Path(dirpath) / name
+            st = path.lstat()
+            add("file", str(path.relative_to(project)), oct(st.st_mode))
+            if path.is_symlink():
+                add(os.readlink(path))
+            elif path.is_file():
+                with open(path, "rb") as f:
+                    h.update(hashlib.file_digest(f, "sha256").digest())
+    return h.hexdigest()
+
+
+def _up_to_date(ws: Workspace, key: str) -> bool:
+    outputs = (ws.aci, ws.manifest_json, ws.version_file, ws.layer, ws.oci)
+    try:
+        return ws.key_file.read_text() == key and all(p.exists() for p in outputs)
+    except OSError:
+        return False
+
+
+# --- the pipeline ------------------------------------------------------------------------
+
+
+def build(project: Path, options: BuildOptions, *, force: bool = False) -> BuildResult:
+    """Build the image of `project` (or return the previous result when nothing changed)."""
+    from dgr.resolve import resolve_dependencies
+
+    manifest = load_manifest(project)
+    ws = Workspace(target_dir(manifest, options.config, options.targets_root))
+    ws.target.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(ws.lock)):
+        deps = resolve_dependencies(manifest.aci.dependencies, manifest, options)
+        builder_deps = resolve_dependencies(manifest.builder.dependencies, manifest, options)
+        internals = internals_layer(options.config.cache_path)
+        key = build_key(manifest, options, internals, deps, builder_deps, ws.target)
+        if not force and _up_to_date(ws, key):
+            from dgr.aci import read_aci_manifest
+
+            final = json_manifest_name(read_aci_manifest(ws.aci))
+            log.info("%s up to date (%s)", final, ws.target)
+            image_id = (ws.target / "image.id").read_text().strip()
+            return BuildResult(manifest, final, ws, image_id, deps, up_to_date=True)
+        ws.reset_work()
+        ws.key_file.unlink(missing_ok=True)
+        with open(ws.log, "w", encoding="utf-8") as log_file:
+            b = _Build(manifest, ws, options, internals, deps, builder_deps, log_file)
+            try:
+                result = _run_pipeline(b)
+            finally:
+                if not options.keep:
+                    shutil.rmtree(ws.work, ignore_errors=True)
+        ws.key_file.write_text(key)
+        return result
+
+
+def _run_pipeline(b: _Build) -> BuildResult:
+    manifest, project, cache = b.manifest, b.project, b.options.config.cache_path
+    with step(f"Building {manifest.name} in {b.ws.target}"):
+        _scaffold(b)
+        builder = b.builder_sandbox(cache)
+        if b.builder_deps:
+            run_runlevel(b, builder, "inherit-build-early (builder)", "/dgr/runlevels/inherit-build-early")
+        if _has_scripts(project / "runlevels" / "builder"):
+            with step("runlevel builder"):
+                run_runlevel(b, builder, "builder", f"{ACI_HOME}/runlevels/builder")
+        inherit_stage = stage_inherit_runlevels(b)
+        if inherit_stage is not None:
+            copy_into_image(b, inherit_stage, with_files=False)
+        image = b.image_sandbox()
+        if inherit_stage is not None or _deps_have(b.aci_deps, "inherit-build-early"):
+            with step("runlevel inherit-build-early"):
+                run_runlevel(b, image, "inherit-build-early", "/dgr/runlevels/inherit-build-early")
+        if _has_scripts(project / "runlevels" / "build"):
+            with step("runlevel build"):
+                run_runlevel(b, image, "build", f"{ACI_HOME}/runlevels/build")
+        with step("copying attributes, templates, files and prestart runlevels"):
+            stage = stage_project(b, attribute_order(b.aci_deps))
+            copy_into_image(b, stage, with_files=True)
+        if _has_scripts(project / "runlevels" / "build-late"):
+            with step("runlevel build-late"):
+                run_runlevel(b, image, "build-late", f"{ACI_HOME}/runlevels/build-late")
+        if inherit_stage is not None or _deps_have(b.aci_deps, "inherit-build-late"):
+            with step("runlevel inherit-build-late"):
+                run_runlevel(b, image, "inherit-build-late", "/dgr/runlevels/inherit-build-late")
+        if b.builder_deps:
+            run_runlevel(b, builder, "inherit-build-late (builder)", "/dgr/runlevels/inherit-build-late")
+        final = final_manifest(b)
+        image_id = package(b, final)
+    log.info("Finished building %s", final.name)
+    return BuildResult(final, final.name, b.ws, image_id, b.aci_deps)
+
+
+def _deps_have(deps: tuple[Dependency, ...], runlevel: str) -> bool:
+    return any(_has_scripts(d.layer / "dgr" / "runlevels" / runlevel) for d in deps)
+
+
+def json_manifest_name(data: dict[str, Any]) -> ImageName:
+    """The `name:version` of an appc image manifest."""
+    version = next((lab["value"] for lab in data.get("labels", []) if lab.get("name") == "version"), "")
+    return ImageName(str(data["name"]), str(version))
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def package(b: _Build, manifest: Manifest) -> str:
+    """Write image.aci, manifest.json, version, oci/ and layer/ from this build's layer."""
+    import json
+
+    from dgr import aci, oci
+
+    upper = b.ws.scratch("upper")
+    name = manifest.name
+    build_date = time.strftime("%Y-%m-%dT%H:%M:%S%z")
+    build_date = build_date[:-2] + ":" + build_date[-2:]
+    deps = [(d.name, d.image_id) for d in b.aci_deps]
+    image_manifest = aci.image_manifest(
+        manifest, version=name.version, dependencies=deps, dgr_version=dgr.__version__, build_date=build_date
+    )
+    with step("packaging image.aci"):
+        image_id = aci.write_aci([b.internals, upper], image_manifest, b.ws.aci)
+    with step("writing the OCI layout"):
+        oci.export(b, manifest, upper)  # type: ignore[attr-defined]
+    _write_atomic(b.ws.manifest_json, json.dumps(image_manifest, indent=2) + "\n")
+    _write_atomic(b.ws.version_file, str(name))
+    _write_atomic(b.ws.target / "image.id", image_id + "\n")
+    _replace_dir(upper, b.ws.layer)
+    return image_id
+
+
+def _replace_dir(src: Path, dest: Path) -> None:
+    """Move `src` to `dest`, replacing any previous `dest` (old one removed after the swap)."""
+    old = dest.with_name(dest.name + ".old")
+    shutil.rmtree(old, ignore_errors=True)
+    if dest.exists():
+        os.rename(dest, old)
+    os.rename(src, dest)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def clean(project: Path, options: BuildOptions) -> Path:
+    """Remove the project's target folder; returns its path."""
+    manifest = load_manifest(project)
+    ws = Workspace(target_dir(manifest, options.config, options.targets_root))
+    if ws.target.exists():
+        shutil.rmtree(ws.target)
+    return ws.target
+
+
+__all__ = ["BuildOptions", "BuildResult", "Dependency", "build", "clean", "DgrError"]

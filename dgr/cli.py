@@ -1,0 +1,131 @@
+"""The `dgr` command line: argument parsing, error reporting, exit codes.
+
+`main()` handles arguments, errors and exit status; `program()` does the work by calling
+the library. No build logic lives here.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import dgr
+from dgr.errors import DgrError, UsageError
+from dgr.log import log, parse_level, setup
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+THEN_COMMANDS = ("build", "install", "push", "test", "try", "sign")
+
+
+def parse_set_env(values: Sequence[str], environ: dict[str, str]) -> dict[str, str]:
+    """Host `DGR_ENV_X=v` become `X=v`; `--set-env X=v` flags win over them."""
+    result = {k[len("DGR_ENV_"):]: v for k, v in environ.items() if k.startswith("DGR_ENV_") and len(k) > 8}
+    for item in values:
+        name, sep, value = item.partition("=")
+        if not sep or not name:
+            raise UsageError(f"--set-env {item!r}: environment variable must be specified as name=value")
+        result[name] = value
+    return result
+
+
+def _globals(suppress: bool) -> argparse.ArgumentParser:
+    """Global flags, accepted before and after the command word."""
+    p = argparse.ArgumentParser(add_help=False)
+    d = argparse.SUPPRESS if suppress else None
+    p.add_argument("-W", "--work-path", default=d if suppress else ".", help="project folder (default: .)")
+    p.add_argument("-L", "--log-level", "--loglevel", dest="log_level", default=d if suppress else "info",
+                   help="error|warn|info|debug|trace (default: info)")
+    p.add_argument("-H", "--home-path", default=d, help="configuration folder (default: ~/.config/dgr)")
+    p.add_argument("-p", "--targets-root-path", default=d, help="put targets under this folder")
+    p.add_argument("--set-env", action="append", default=d if suppress else [], metavar="NAME=VALUE",
+                   help="environment for build scripts (repeatable)")
+    return p
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="dgr",
+        description="Build container images from a project folder, configure them at start, test them.",
+        parents=[_globals(False)],
+    )
+    parser.add_argument("-V", "--version", action="store_true", help="print the version and exit")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    common = [_globals(True)]
+
+    def add(name: str, help_: str) -> argparse.ArgumentParser:
+        return sub.add_parser(name, help=help_, description=help_, parents=common)
+
+    p = add("init", "scaffold a sample project that builds and passes its tests")
+    p.add_argument("-f", "--force", action="store_true", help="init even if the folder is not empty")
+    p = add("build", "build the image (reuses the previous build when no input changed)")
+    p.add_argument("-k", "--keep-builder", action="store_true", help="keep the build's work folder")
+    p = add("clean", "remove the target folder (then run COMMAND if given)")
+    p.add_argument("then", nargs="?", choices=THEN_COMMANDS, metavar="COMMAND",
+                   help=f"one of {', '.join(THEN_COMMANDS)}")
+    p.add_argument("-k", "--keep-builder", action="store_true", help=argparse.SUPPRESS)
+    add("try", "render the templates with the project's attributes into target/try/")
+    add("version", "print the version")
+    p = add("config", "print the configuration (or one key)")
+    p.add_argument("key", nargs="?", help="a key such as targetWorkDir")
+    p = add("aci-version", "print the version label of an ACI file")
+    p.add_argument("file", type=Path)
+    return parser
+
+
+def program(args: argparse.Namespace) -> int:
+    """Run the command of `args`; raises DgrError on failure."""
+    from dgr import commands
+
+    handlers: dict[str, Callable[[argparse.Namespace], int]] = {
+        "init": commands.init,
+        "build": commands.build,
+        "clean": commands.clean,
+        "try": commands.try_,
+        "version": commands.version,
+        "config": commands.config,
+        "aci-version": commands.aci_version,
+    }
+    return handlers[args.command](args)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        level = parse_level(args.log_level)
+    except ValueError as exc:
+        parser.error(str(exc))
+    setup(level)
+    if args.version:
+        print(f"dgr\n\nversion    : {dgr.__version__}")
+        return EXIT_OK
+    if not args.command:
+        parser.print_help(sys.stderr)
+        return EXIT_USAGE
+    try:
+        args.set_env = parse_set_env(args.set_env or [], dict(os.environ))
+        return program(args)
+    except UsageError as exc:
+        log.error("%s", exc)
+        return EXIT_USAGE
+    except DgrError as exc:
+        _report(exc)
+        return EXIT_FAILED
+    except KeyboardInterrupt:
+        log.error("interrupted")
+        return 130
+
+
+def _report(exc: DgrError) -> None:
+    log.error("%s", exc, exc_info=log.isEnabledFor(logging.DEBUG))
+    if exc.details:
+        for line in exc.details.rstrip().splitlines():
+            log.error("  | %s", line)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,109 @@
+"""One function per CLI command: turn parsed arguments into library calls."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import dgr
+from dgr.build import BuildOptions
+from dgr.config import load_config
+from dgr.errors import DgrError
+from dgr.log import log, parse_level
+from dgr.manifest import detect_project
+
+
+def options(args: argparse.Namespace) -> BuildOptions:
+    home = getattr(args, "home_path", None)
+    root = getattr(args, "targets_root_path", None)
+    level = parse_level(args.log_level)
+    return BuildOptions(
+        config=load_config(Path(home) if home else None),
+        set_env=args.set_env,
+        log_level=level,
+        keep=bool(getattr(args, "keep_builder", False)),
+        echo=level <= 10,
+        targets_root=Path(root).absolute() if root else None,
+    )
+
+
+def project(args: argparse.Namespace) -> Path:
+    """The project folder of `-W`, checked to hold a manifest."""
+    path = Path(args.work_path).absolute()
+    kind = detect_project(path)
+    if kind == "pod":
+        raise DgrError("pods are not supported yet by this version of dgr", path=path)
+    return path
+
+
+def init(args: argparse.Namespace) -> int:
+    from dgr.init import init_project
+
+    path = Path(args.work_path).absolute()
+    init_project(path, force=args.force)
+    log.info("Created a sample project in %s (try: dgr -W %s build)", path, args.work_path)
+    return 0
+
+
+def build(args: argparse.Namespace, *, force: bool = False) -> int:
+    from dgr.build import build as build_image
+
+    result = build_image(project(args), options(args), force=force)
+    print(result.name)
+    return 0
+
+
+def clean(args: argparse.Namespace) -> int:
+    from dgr.build import clean as clean_target
+
+    target = clean_target(project(args), options(args))
+    log.info("Removed %s", target)
+    then = getattr(args, "then", None)
+    if then == "build":
+        return build(args, force=True)
+    if then is not None:
+        from dgr.cli import program
+
+        args.command = then
+        return program(args)
+    return 0
+
+
+def try_(args: argparse.Namespace) -> int:
+    from dgr.trying import try_templates
+
+    out = try_templates(project(args), options(args))
+    log.info("Rendered templates into %s", out)
+    return 0
+
+
+def version(args: argparse.Namespace) -> int:
+    print(f"dgr\n\nversion    : {dgr.__version__}")
+    return 0
+
+
+def config(args: argparse.Namespace) -> int:
+    cfg = options(args).config
+    values = {
+        "home": str(cfg.home),
+        "targetWorkDir": str(cfg.target_work_dir or ""),
+        "storePath": str(cfg.store_path),
+        "cachePath": str(cfg.cache_path),
+        "insecureOptions": ",".join(cfg.insecure_options),
+    }
+    if args.key:
+        if args.key not in values:
+            raise DgrError(f"unknown configuration key {args.key!r}", hint=f"one of {', '.join(values)}")
+        print(values[args.key])
+    else:
+        for key, value in values.items():
+            print(f"{key}: {value}")
+    return 0
+
+
+def aci_version(args: argparse.Namespace) -> int:
+    from dgr.aci import read_aci_manifest
+    from dgr.build import json_manifest_name
+
+    print(json_manifest_name(read_aci_manifest(args.file)).version)
+    return 0

@@ -1,0 +1,97 @@
+"""Resolving dependencies: an image name → a built image with its own layer (SPEC §9).
+
+Sources, in order: (1) the local store, (2) a project folder of the same repository whose
+manifest builds that name (built first, recursively), (3) appc discovery. Versions are
+pinned to what was found.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from dgr.errors import BuildError, DgrError
+from dgr.log import log
+from dgr.manifest import ACI_MANIFEST, Manifest, load_manifest
+from dgr.names import ImageName
+
+if TYPE_CHECKING:
+    from dgr.build import BuildOptions, Dependency
+
+SKIP_DIRS = {"target", ".git", ".venv", "node_modules", "__pycache__"}
+_building: list[str] = []
+
+
+def repository_root(project: Path) -> Path:
+    """The enclosing git work tree of `project`, else its parent folder."""
+    try:
+        out = subprocess.run(
+            ["git", "-C", str(project), "rev-parse", "--show-toplevel"],
+            capture_output=True, text=True, timeout=10, check=False,
+        )
+        if out.returncode == 0 and out.stdout.strip():
+            return Path(out.stdout.strip())
+    except (OSError, subprocess.TimeoutExpired):
+        pass
+    return project.resolve().parent
+
+
+def project_folders(root: Path) -> Iterator[Path]:
+    """Every folder under `root` holding an aci-manifest.yml (outputs and VCS dirs skipped)."""
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames[:] = sorted(d for d in dirnames if d not in SKIP_DIRS)
+        if ACI_MANIFEST in filenames:
+            yield Path(dirpath)
+
+
+def find_local_project(name: ImageName, near: Path) -> Path | None:
+    """The project folder of the same repository that builds `name`, if any."""
+    for folder in project_folders(repository_root(near)):
+        if folder.resolve() == near.resolve():
+            continue
+        try:
+            candidate = load_manifest(folder).name
+        except DgrError:
+            continue
+        if candidate.name == name.name and (not name.version or not candidate.version
+                                            or candidate.version == name.version):
+            return folder
+    return None
+
+
+def resolve_dependencies(
+    names: tuple[ImageName, ...], manifest: Manifest, options: BuildOptions
+) -> tuple[Dependency, ...]:
+    """Resolve each of `names` (in order) for the build of `manifest`."""
+    return tuple(resolve_one(name, manifest, options) for name in names)
+
+
+def resolve_one(name: ImageName, manifest: Manifest, options: BuildOptions) -> Dependency:
+    from dgr.build import Dependency, build
+
+    log.info("Resolving dependency %s", name)
+    folder = find_local_project(name, manifest.project)
+    if folder is not None:
+        key = str(folder.resolve())
+        if key in _building:
+            chain = " -> ".join([*_building, key])
+            raise BuildError(f"dependency cycle: {chain}", path=manifest.path)
+        _building.append(key)
+        try:
+            result = build(folder, options)
+        finally:
+            _building.pop()
+        if name.version and result.name.version != name.version:
+            raise BuildError(
+                f"dependency {name}: {folder} builds version {result.name.version}",
+                path=manifest.path,
+            )
+        return Dependency(result.name, result.image_id, result.workspace.layer)
+    raise BuildError(
+        f"dependency {name} not found",
+        path=manifest.path,
+        hint="add a project folder that builds it to this repository, or install it in the store",
+    )

@@ -1,0 +1,59 @@
+"""Shared fixtures: skip integration tests on hosts that cannot run them; check for leaks."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def _mounts() -> set[str]:
+    with open("/proc/self/mountinfo") as f:
+        return {line.split()[4] for line in f}
+
+
+def _children() -> set[int]:
+    me = os.getpid()
+    found = set()
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as f:
+                    fields = f.read().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[1]) == me:
+                found.add(int(entry))
+    return found
+
+
+@pytest.fixture(scope="session")
+def cache_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One dgr cache for the whole run, shared by xdist workers (builds are file-locked)."""
+    root = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        root = root.parent
+    path = root / "dgr-cache"
+    path.mkdir(exist_ok=True)
+    return path
+
+
+@pytest.fixture(autouse=True)
+def _no_leaks(request: pytest.FixtureRequest) -> Iterator[None]:
+    """Integration tests must leave no mount and no child process behind."""
+    if request.node.get_closest_marker("integration") is None:
+        yield
+        return
+    if os.geteuid() != 0 or shutil.which("bwrap") is None:
+        pytest.skip("integration tests need root and bubblewrap (run scripts/bootstrap)")
+    before = _mounts()
+    yield
+    leaked = _mounts() - before
+    assert not leaked, f"mounts left behind: {sorted(leaked)}"
+    children = _children()
+    assert not children, f"processes left behind: {sorted(children)}"

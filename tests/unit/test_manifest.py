@@ -1,0 +1,121 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from dgr.errors import ManifestError
+from dgr.manifest import DEFAULT_EXEC, detect_project, load_manifest, parse_manifest
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    (tmp_path / "aci-manifest.yml").write_text(text)
+    return tmp_path
+
+
+def test_only_name(tmp_path: Path) -> None:
+    m = load_manifest(write(tmp_path, "name: example.com/aci-test\n"))
+    assert m.name.name == "example.com/aci-test"
+    assert m.name.version == ""
+    assert m.aci.app.exec == DEFAULT_EXEC
+    assert (m.aci.app.user, m.aci.app.group) == ("0", "0")
+
+
+def test_empty_manifest_needs_name(tmp_path: Path) -> None:
+    with pytest.raises(ManifestError, match="name is mandatory in manifest"):
+        load_manifest(write(tmp_path, ""))
+
+
+def test_missing_folder() -> None:
+    with pytest.raises(ManifestError, match="Cannot construct aci or pod"):
+        detect_project(Path("/does/not/exist"))
+
+
+def test_unknown_key_names_key_file_and_line(tmp_path: Path) -> None:
+    write(tmp_path, "name: example.com/a\naci:\n  app:\n    exec: [/bin/sh]\n    workingDir: /x\n")
+    with pytest.raises(ManifestError) as err:
+        load_manifest(tmp_path)
+    assert err.value.key == "aci.app.workingDir"
+    assert err.value.line == 5
+    assert "aci-manifest.yml:5" in str(err.value)
+
+
+def test_bad_yaml_has_line(tmp_path: Path) -> None:
+    write(tmp_path, "name: example.com/a\naci:\n  app: [\n")
+    with pytest.raises(ManifestError) as err:
+        load_manifest(tmp_path)
+    assert err.value.line is not None
+    assert "invalid YAML" in err.value.message
+
+
+@pytest.mark.parametrize("name", ["Example.com/App", "example.com//x", "-a.com/x", "a.com/x y"])
+def test_invalid_names(tmp_path: Path, name: str) -> None:
+    with pytest.raises(ManifestError, match="invalid image name"):
+        load_manifest(write(tmp_path, f"name: '{name}'\n"))
+
+
+def test_full_manifest(tmp_path: Path) -> None:
+    text = """
+name: example.com/aci-test:1.0-1
+builder:
+  dependencies: [example.com/builder:2]
+  mountPoints: [{from: ~/.m2, to: /root/.m2}]
+  environment: [{name: GOPATH, value: /go}]
+build:
+  mountPoints: [{from: cache, to: /var/cache/apt}]
+tester:
+  builder: {dependencies: [example.com/tester-tools]}
+  aci:
+    dependencies: [example.com/curl:1]
+    app:
+      environment: [{name: TEST_VAR, value: "true"}]
+aci:
+  dependencies: [example.com/base:1]
+  annotations: [{name: authors, value: me}]
+  pathWhitelist: [/etc]
+  app:
+    exec: [/bin/app, --flag]
+    user: "1000"
+    group: "1000"
+    supplementaryGIDs: [42, 43]
+    workingDirectory: /srv
+    environment: [{name: PORT, value: 8080}, {name: DEBUG, value: true}]
+    mountPoints: [{name: data, path: /data, readOnly: true}]
+    ports: [{name: http, port: 8080}]
+    isolators: [{name: resource/memory, value: {request: 32M, limit: 256M}}]
+"""
+    m = load_manifest(write(tmp_path, text))
+    assert str(m.name) == "example.com/aci-test:1.0-1"
+    assert [str(d) for d in m.builder.dependencies] == ["example.com/builder:2"]
+    assert m.builder.mount_points[0].source == "~/.m2"
+    assert m.build_mount_points[0].to == "/var/cache/apt"
+    assert m.tester.environment[0].value == "true"
+    assert [str(d) for d in m.tester.dependencies] == ["example.com/curl:1"]
+    app = m.aci.app
+    assert app.exec == ("/bin/app", "--flag")
+    assert app.supplementary_gids == (42, 43)
+    assert [(e.name, e.value) for e in app.environment] == [("PORT", "8080"), ("DEBUG", "true")]
+    assert app.mount_points[0].read_only is True
+    assert app.ports[0].port == 8080 and app.ports[0].protocol == "tcp"
+    assert app.isolators[0].value == {"request": "32M", "limit": "256M"}
+
+
+def test_version_depending_on_missing_attribute_is_dropped(tmp_path: Path) -> None:
+    m = load_manifest(write(tmp_path, "name: example.com/aci-test:{{ version }}-1\n"))
+    assert str(m.name) == "example.com/aci-test"
+
+
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("name: a.com/x\naci: {app: {ports: [{name: http, port: 70000}]}}", "port must be in"),
+        ("name: a.com/x\naci: {app: {workingDirectory: rel}}", "absolute"),
+        ("name: a.com/x\naci: {app: {mountPoints: [{name: Data_Dir, path: /d}]}}", "lower case"),
+        ("name: a.com/x\nbuild: {mountPoints: [{from: a}]}", "needs both"),
+        ("name: a.com/x\naci: {dependencies: [Bad/Name]}", "invalid image name"),
+        ("name: a.com/x\naci: {app: {supplementaryGIDs: [x]}}", "must be an integer"),
+    ],
+)
+def test_invalid_values(text: str, message: str) -> None:
+    with pytest.raises(ManifestError, match=message):
+        parse_manifest(text, Path("aci-manifest.yml"))
