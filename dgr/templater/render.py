@@ -1,0 +1,533 @@
+"""Rendering: the Jinja2 environment, template files and their ``.cfg``, atomic output.
+
+A file under ``templates/`` is a template when its name ends in ``.tmpl`` (output: the name
+without it) or contains ``.tmpl.`` and does not end in ``.cfg`` (``resolv.tmpl.conf`` →
+``resolv.conf``). Every other file is only there to be included or imported. ``X.cfg`` next
+to template ``X`` sets the output's ``uid``, ``gid``, ``mode`` and a ``checkCmd``.
+
+Every template is rendered before anything is written, so a failing template leaves every
+output untouched; each output is written to a temporary file in its directory and renamed.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any, NamedTuple, NoReturn
+
+import yaml
+from jinja2 import Environment, FileSystemLoader, Template, Undefined
+from jinja2.exceptions import TemplateNotFound, TemplateSyntaxError, UndefinedError
+
+from dgr.errors import AttributesError, DgrError, TemplateError
+from dgr.templater.functions import (
+    FUNCTIONS,
+    FunctionError,
+    NeedsResolution,
+    filters,
+    format_value,
+    resolved,
+)
+
+Trace = Callable[[str], None]
+"""Receives blocks of text to show at trace level (a rendered file, the attribute tree)."""
+
+CFG_KEYS = ("uid", "gid", "mode", "checkCmd")
+BUSYBOX = Path("/dgr/bin/busybox")
+
+
+# --- missing values ----------------------------------------------------------------------------
+
+
+class MissingValueError(UndefinedError):
+    """A template used the value of an attribute that does not exist; ``name`` is its key."""
+
+    def __init__(self, message: str, name: str | None) -> None:
+        super().__init__(message)
+        self.name = name
+
+
+class MissingValue(Undefined):
+    """Jinja's value for a missing attribute: absent for tests, an error for output.
+
+    ``if x``, ``x is defined``, ``x | default(d)``, ``orDef(x, d)``, ``x == y`` see it as a
+    plain absence (false, not equal). Printing it, iterating it, taking its length, looking
+    inside it or calculating with it raises :class:`MissingValueError`.
+    """
+
+    __slots__ = ()
+
+    def _fail_with_undefined_error(self, *_args: Any, **_kwargs: Any) -> NoReturn:
+        name = self._undefined_name
+        if self._undefined_hint:
+            message = self._undefined_hint
+        elif name is None:
+            message = "missing value"
+        else:
+            message = f"missing attribute '{name}'"
+        raise MissingValueError(message, name)
+
+    # Undefined binds these to its own method at class creation: rebind them to ours.
+    __add__ = __radd__ = __sub__ = __rsub__ = _fail_with_undefined_error
+    __mul__ = __rmul__ = __truediv__ = __rtruediv__ = _fail_with_undefined_error
+    __floordiv__ = __rfloordiv__ = __mod__ = __rmod__ = _fail_with_undefined_error
+    __pos__ = __neg__ = __pow__ = __rpow__ = _fail_with_undefined_error
+    __call__ = __getitem__ = _fail_with_undefined_error
+    __lt__ = __le__ = __gt__ = __ge__ = _fail_with_undefined_error
+    __int__ = __float__ = __complex__ = _fail_with_undefined_error
+    __str__ = __iter__ = __len__ = __contains__ = _fail_with_undefined_error
+
+
+# --- the environment -------------------------------------------------------------------------
+
+# Jinja tests that look at a value's type: an unresolved attribute template must be resolved
+# before they answer (see functions.Pending).
+_TYPE_TESTS = (
+    "none",
+    "string",
+    "mapping",
+    "sequence",
+    "iterable",
+    "number",
+    "integer",
+    "float",
+    "boolean",
+    "true",
+    "false",
+    "odd",
+    "even",
+    "divisibleby",
+    "eq",
+    "ne",
+    "in",
+)
+
+
+def make_environment(loader_root: Path | None = None) -> Environment:
+    """A Jinja2 environment with dgr's functions, printing rules and missing-value rules.
+
+    loader_root, when given, is where ``include``/``import``/``extends`` names are looked up
+    (``templates/``), whatever the directory of the including template.
+    """
+    env = Environment(
+        loader=FileSystemLoader(str(loader_root)) if loader_root is not None else None,
+        undefined=MissingValue,
+        finalize=format_value,
+        keep_trailing_newline=True,  # a template's own final newline is the author's choice
+        autoescape=False,
+        auto_reload=False,
+    )
+    env.globals.update(FUNCTIONS)
+    env.filters.update(filters(env.filters))
+    for name in _TYPE_TESTS:
+        env.tests[name] = _resolving(env.tests[name])
+    return env
+
+
+def _resolving(test: Any) -> Callable[..., bool]:
+    def guarded(value: Any, *args: Any) -> bool:
+        return bool(test(resolved(value), *args))
+
+    return guarded
+
+
+def context_of(attributes: Mapping[str, Any]) -> dict[str, Any]:
+    """Template variables: every top-level attribute, plus ``attrs`` for the whole tree
+    (for keys that are not identifiers: ``attrs["my-key"]``). An attribute named ``attrs``
+    wins over the latter."""
+    return {"attrs": attributes, **attributes}
+
+
+def compile_template(env: Environment, text: str, name: str) -> Template:
+    """Compile text as template `name`; a syntax error is a TemplateError with name/line."""
+    try:
+        code = env.compile(text, name=name, filename=name)
+    except TemplateSyntaxError as exc:
+        raise _syntax_error(exc, name) from None
+    return env.template_class.from_code(env, code, env.make_globals(None))
+
+
+def render_string(
+    text: str, attributes: Mapping[str, Any], *, name: str, templates_dir: Path | None = None
+) -> str:
+    """Render text with the attributes as variables; `name` (a file path) is used in errors.
+
+    A missing attribute used in output, a syntax error or a failing function is a
+    :class:`TemplateError` naming the file, line and (for a missing value) the attribute.
+    templates_dir, when given, is the root for ``include``/``import``.
+    """
+    env = make_environment(templates_dir)
+    template = compile_template(env, text, name)
+    return render_template(template, attributes, name=name, sources={name: text})
+
+
+def render_template(
+    template: Template, attributes: Mapping[str, Any], *, name: str, sources: Mapping[str, str] | None = None
+) -> str:
+    """Render a compiled template; errors become TemplateError with file/line (see above)."""
+    try:
+        return template.render(context_of(attributes))
+    except NeedsResolution:
+        raise
+    except Exception as exc:
+        raise _render_error(exc, name, sources or {}, TemplateError) from None
+
+
+# --- errors ----------------------------------------------------------------------------------
+
+
+def _syntax_error(exc: TemplateSyntaxError, fallback: str, cls: type[DgrError] = TemplateError) -> DgrError:
+    return cls(
+        f"template syntax error: {exc.message}", path=exc.filename or exc.name or fallback, line=exc.lineno
+    )
+
+
+def _render_error(
+    exc: Exception, fallback: str, sources: Mapping[str, str], cls: type[DgrError], key: str | None = None
+) -> DgrError:
+    """The DgrError for an exception raised while rendering, located in the template."""
+    if isinstance(exc, TemplateSyntaxError):  # from an included/imported file
+        return _syntax_error(exc, fallback, cls)
+    if isinstance(exc, DgrError):
+        return exc
+    path, line = _locate(exc)
+    path = path or fallback
+    hint = None
+    if isinstance(exc, MissingValueError):
+        source = _source_line(path, line, sources)
+        message = f"missing attribute '{_qualify(exc.name, source)}'" if exc.name else exc.message or ""
+        hint = "define it in an attribute file, or test it with `is defined` / `default(...)`"
+    elif isinstance(exc, TemplateNotFound):
+        message = f"included template not found: {exc.name}"
+    elif isinstance(exc, (FunctionError, UndefinedError)):
+        message = str(exc)
+    else:
+        message = f"{type(exc).__name__}: {exc}"
+    if cls is AttributesError:
+        return cls(f"cannot render attribute template: {message}", key=key, hint=hint)
+    return cls(message, path=path, line=line, key=key, hint=hint)
+
+
+def _locate(exc: BaseException) -> tuple[str | None, int | None]:
+    """File and line of the innermost template frame (Jinja rewrites tracebacks so that
+    template frames carry the template's file name and line)."""
+    found: tuple[str | None, int | None] = (None, None)
+    tb = exc.__traceback__
+    while tb is not None:
+        if "__jinja_exception__" in tb.tb_frame.f_globals:
+            found = (tb.tb_frame.f_code.co_filename, tb.tb_lineno)
+        tb = tb.tb_next
+    return found
+
+
+def _source_line(path: str, line: int | None, sources: Mapping[str, str]) -> str:
+    if line is None:
+        return ""
+    text = sources.get(path)
+    if text is None:
+        try:
+            text = Path(path).read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError):
+            return ""
+    lines = text.splitlines()
+    return lines[line - 1] if 0 < line <= len(lines) else ""
+
+
+def _qualify(name: str | None, source_line: str) -> str:
+    """``dns.foo`` rather than ``foo`` when the source line shows the path leading to it."""
+    if not name:
+        return ""
+    step = rf"(?:\.{re.escape(name)}\b|\[\s*['\"]{re.escape(name)}['\"]\s*\])"
+    match = re.search(rf"([A-Za-z_]\w*(?:\.[A-Za-z_]\w*|\[[^\]]*\])*?){step}", source_line)
+    return f"{match.group(1)}.{name}" if match else name
+
+
+# --- attribute templates ---------------------------------------------------------------------
+
+
+class AttributeRenderer:
+    """Renders attribute values that are templates, against a tree that changes as they
+    resolve (see dgr.attributes.resolve_attribute_templates)."""
+
+    def __init__(self, tree: Mapping[str, Any]) -> None:
+        self._tree = tree
+        self._env = make_environment()
+        self._compiled: dict[str, Template] = {}
+
+    def render(self, source: str, *, key: str) -> str:
+        """The rendered text; NeedsResolution when it uses an unresolved value; otherwise
+        any failure is an AttributesError naming the key."""
+        template = self._compiled.get(source)
+        if template is None:
+            try:
+                template = self._env.from_string(source)
+            except TemplateSyntaxError as exc:
+                raise AttributesError(f"template syntax error: {exc.message}", key=key) from None
+            self._compiled[source] = template
+        try:
+            return template.render(context_of(self._tree))
+        except NeedsResolution:
+            raise
+        except Exception as exc:
+            raise _render_error(exc, key, {"<template>": source}, AttributesError, key=key) from None
+
+
+# --- template files --------------------------------------------------------------------------
+
+
+class TemplateFile(NamedTuple):
+    """A template found under templates/ (a NamedTuple: cheaper to import than dataclasses)."""
+
+    source: Path
+    name: str  # loader name: path relative to templates/, with slashes
+    output: str  # output path relative to the target root, with slashes
+    cfg: Path | None  # its options file, when there is one
+
+
+class OutputOptions(NamedTuple):
+    """What a ``.cfg`` file says about an output; None means "leave as is"."""
+
+    uid: int | None = None
+    gid: int | None = None
+    mode: int | None = None
+    check_cmd: str | None = None
+
+
+def output_name(filename: str) -> str | None:
+    """The name a template file renders to, or None when the file is not a template."""
+    if filename.endswith(".cfg"):
+        return None
+    if filename.endswith(".tmpl"):
+        return filename[: -len(".tmpl")] or None
+    if ".tmpl." in filename:
+        return filename.replace(".tmpl.", ".", 1)
+    return None
+
+
+def find_templates(templates_dir: Path) -> list[TemplateFile]:
+    """Every template under templates_dir, sorted by path. Names starting with ``..``
+    (ConfigMap internals) are skipped; directory symlinks are not followed."""
+    found: list[TemplateFile] = []
+
+    def walk(folder: Path, rel: str) -> None:
+        for entry in sorted(os.scandir(folder), key=lambda e: e.name):
+            if entry.name.startswith(".."):
+                continue
+            name = f"{rel}{entry.name}"
+            if entry.is_dir(follow_symlinks=False):
+                walk(Path(entry.path), name + "/")
+                continue
+            out = output_name(entry.name)
+            if out is None or not entry.is_file():
+                continue
+            cfg = Path(entry.path + ".cfg")
+            found.append(TemplateFile(Path(entry.path), name, f"{rel}{out}", cfg if cfg.is_file() else None))
+
+    if templates_dir.is_dir():
+        walk(templates_dir, "")
+    return found
+
+
+def read_options(cfg: Path) -> OutputOptions:
+    """Parse a template's ``.cfg``: ``uid``/``gid`` (ints), ``mode`` (octal, as written:
+    ``0644``, ``644``, ``"0o644"`` all mean rw-r--r--), ``checkCmd`` (a shell command).
+    Unknown keys or bad values are a TemplateError naming the file."""
+    from dgr.attributes import _Loader
+
+    try:
+        text = cfg.read_text(encoding="utf-8")
+        node = yaml.compose(text, Loader=_Loader)  # noqa: S506 - a SafeLoader
+        data = yaml.load(text, Loader=_Loader)  # noqa: S506
+    except yaml.MarkedYAMLError as exc:
+        line = exc.problem_mark.line + 1 if exc.problem_mark else None
+        raise TemplateError(f"invalid YAML: {exc.problem}", path=cfg, line=line) from None
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
+        raise TemplateError(f"cannot read template options: {exc}", path=cfg) from None
+    if data is None:
+        return OutputOptions()
+    if not isinstance(data, dict):
+        raise TemplateError("a template .cfg must be a map (uid, gid, mode, checkCmd)", path=cfg)
+    unknown = sorted(set(data) - set(CFG_KEYS))
+    if unknown:
+        raise TemplateError(f"unknown key(s) {', '.join(unknown)}; known: {', '.join(CFG_KEYS)}", path=cfg)
+    raw_mode = _raw_scalar(node, "mode")
+    return OutputOptions(
+        uid=_id_option(data.get("uid"), "uid", cfg),
+        gid=_id_option(data.get("gid"), "gid", cfg),
+        mode=_mode_option(raw_mode, data.get("mode"), cfg),
+        check_cmd=_check_option(data.get("checkCmd"), cfg),
+    )
+
+
+def _raw_scalar(node: Any, key: str) -> str | None:
+    """The text of a scalar as written in the file (``0644`` stays "0644")."""
+    for key_node, value_node in getattr(node, "value", ()):
+        if key_node.value == key and isinstance(value_node, yaml.ScalarNode):
+            return str(value_node.value)
+    return None
+
+
+def _id_option(value: Any, key: str, cfg: Path) -> int | None:
+    if value is None:
+        return None
+    if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+        return value
+    raise TemplateError(f"{key} must be a number (0 or more), not {value!r}", path=cfg, key=key)
+
+
+def _mode_option(raw: str | None, value: Any, cfg: Path) -> int | None:
+    if value is None:
+        return None
+    text = (raw or "").strip().lower().removeprefix("0o")
+    try:
+        mode = int(text, 8)
+    except ValueError:
+        mode = -1
+    if not 0 <= mode <= 0o7777:
+        raise TemplateError(f"mode must be octal digits like 0644, not {raw!r}", path=cfg, key="mode")
+    return mode
+
+
+def _check_option(value: Any, cfg: Path) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, str) or not value.strip():
+        raise TemplateError("checkCmd must be a shell command (a string)", path=cfg, key="checkCmd")
+    return value
+
+
+def default_check_shell() -> list[str]:
+    """How checkCmd runs: ``/dgr/bin/busybox sh -c`` in a dgr image, else ``/bin/sh -c``."""
+    return [str(BUSYBOX), "sh", "-c"] if BUSYBOX.is_file() else ["/bin/sh", "-c"]
+
+
+class _Rendered(NamedTuple):
+    template: TemplateFile
+    content: str
+    options: OutputOptions
+
+
+def render_tree(
+    templates_dir: Path,
+    attributes: Mapping[str, Any],
+    target_root: Path,
+    *,
+    check_shell: Sequence[str] | None = None,
+    run_checks: bool = True,
+    trace: Trace | None = None,
+) -> list[Path]:
+    """Render every template under templates_dir into target_root; return the written paths.
+
+    All templates (and their .cfg) are rendered first: on any error nothing is written.
+    Then each output is written atomically with its .cfg ownership and mode (default: the
+    template's own mode), missing directories are created with their source directory's
+    mode, and its checkCmd runs (``check_shell + [cmd]``, default :func:`default_check_shell`;
+    skipped when run_checks is false, e.g. when rendering on the host for ``dgr try``).
+    An output path that resolves (through symlinks) outside target_root is refused.
+    """
+    env = make_environment(templates_dir)
+    rendered: list[_Rendered] = []
+    for template in find_templates(templates_dir):
+        options = read_options(template.cfg) if template.cfg else OutputOptions()
+        rendered.append(_Rendered(template, _render_file(env, template, attributes), options))
+    written: list[Path] = []
+    shell = list(check_shell) if check_shell is not None else default_check_shell()
+    for item in rendered:
+        path = _write_output(templates_dir, target_root, item)
+        written.append(path)
+        if trace is not None:
+            trace(f"rendered {path} (from {item.template.source}):\n{item.content}")
+        if run_checks and item.options.check_cmd:
+            _run_check(shell, item.options.check_cmd, path)
+    return written
+
+
+def _render_file(env: Environment, template: TemplateFile, attributes: Mapping[str, Any]) -> str:
+    try:
+        compiled = env.get_template(template.name)
+    except TemplateSyntaxError as exc:
+        raise _syntax_error(exc, str(template.source)) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise TemplateError(f"cannot read template: {exc}", path=template.source) from None
+    return render_template(compiled, attributes, name=str(template.source))
+
+
+def _write_output(templates_dir: Path, target_root: Path, item: _Rendered) -> Path:
+    root = target_root.resolve()
+    dest = (root / item.template.output).resolve()
+    if not dest.is_relative_to(root):
+        raise TemplateError(
+            f"output {item.template.output} resolves outside {target_root}: {dest}",
+            path=item.template.source,
+        )
+    mode = item.options.mode
+    try:
+        if mode is None:
+            mode = item.template.source.stat().st_mode & 0o7777
+        root.mkdir(parents=True, exist_ok=True)
+        _make_dirs(templates_dir, root, item.template.output)
+        write_atomically(dest, item.content, mode=mode, uid=item.options.uid, gid=item.options.gid)
+    except OSError as exc:
+        raise TemplateError(
+            f"cannot write {dest}: {exc.strerror or exc}", path=item.template.source
+        ) from None
+    return dest
+
+
+def _make_dirs(templates_dir: Path, root: Path, output: str) -> None:
+    source, target = templates_dir, root
+    for part in output.split("/")[:-1]:
+        source, target = source / part, target / part
+        if not target.is_dir():
+            target.mkdir()
+            target.chmod(source.stat().st_mode & 0o7777)
+
+
+def write_atomically(
+    path: Path, content: str, *, mode: int, uid: int | None = None, gid: int | None = None
+) -> None:
+    """Replace path by content, with mode and ownership set before it appears; never leaves a
+    partial file. A bind-mounted file (rename fails with EBUSY, e.g. /etc/resolv.conf in a
+    container) is rewritten in place instead — the content is complete before that starts."""
+    import errno
+    import tempfile
+
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as out:
+            out.write(content)
+        # No fsync: outputs are regenerated at every start; rename alone keeps them whole.
+        os.chmod(tmp, mode)
+        if uid is not None or gid is not None:
+            os.chown(tmp, -1 if uid is None else uid, -1 if gid is None else gid)
+        try:
+            os.replace(tmp, path)
+        except OSError as exc:
+            if exc.errno != errno.EBUSY:
+                raise
+            with open(path, "w", encoding="utf-8") as out:
+                out.write(content)
+    finally:
+        if os.path.lexists(tmp):
+            os.unlink(tmp)
+
+
+def _run_check(shell: list[str], command: str, path: Path) -> None:
+    import subprocess
+
+    try:
+        result = subprocess.run(
+            [*shell, command], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, check=False
+        )
+    except OSError as exc:
+        raise TemplateError(f"cannot run checkCmd with {shell[0]}: {exc.strerror}", path=path) from None
+    if result.returncode != 0:
+        output = result.stdout.decode("utf-8", "replace").strip()
+        tail = " | ".join(output.splitlines()[-5:])
+        raise TemplateError(
+            f"checkCmd `{command}` failed (exit {result.returncode})" + (f": {tail}" if tail else ""),
+            path=path,
+            details=output,
+        )
