@@ -69,7 +69,13 @@ class BuildResult:
     workspace: Workspace
     image_id: str
     dependencies: tuple[Dependency, ...]
+    internals: Path
     up_to_date: bool = False
+
+    @property
+    def layers(self) -> tuple[Path, ...]:
+        """Every layer of the image, bottom first: dependencies, dgr internals, its own."""
+        return (*(d.layer for d in self.dependencies), self.internals, self.workspace.layer)
 
 
 @dataclass(frozen=True)
@@ -369,10 +375,12 @@ def final_manifest(b: _Build) -> Manifest:
     """Render aci-manifest.yml with the attributes build scripts wrote (SPEC §3)."""
     from dgr.attributes import collect_attribute_files, load_attributes
 
-    directory = b.ws.scratch("builder-attributes")
-    files = collect_attribute_files(directory)
-    attributes: dict[str, Any] = load_attributes(files, env={}) if files else {}
-    manifest = load_manifest(b.project, attributes)
+    manifest = b.manifest
+    if manifest.path.exists():
+        directory = b.ws.scratch("builder-attributes")
+        files = collect_attribute_files(directory)
+        attributes: dict[str, Any] = load_attributes(files, env={}) if files else {}
+        manifest = load_manifest(b.project, attributes)
     if not manifest.name.version:
         version = generate_version(b.project)
         manifest = _with_name(manifest, manifest.name.with_version(version))
@@ -405,7 +413,7 @@ def build_key(manifest: Manifest, options: BuildOptions, internals: Path,
             h.update(part.encode("utf-8", "surrogateescape"))
             h.update(b"\0")
 
-    add("dgr", dgr.__version__, "internals", internals.name)
+    add("dgr", dgr.__version__, "internals", internals.name, "manifest", repr(manifest))
     for dep in deps:
         add("dep", str(dep.name), dep.image_id)
     for dep in builder_deps:
@@ -439,12 +447,23 @@ def _up_to_date(ws: Workspace, key: str) -> bool:
 # --- the pipeline ------------------------------------------------------------------------
 
 
-def build(project: Path, options: BuildOptions, *, force: bool = False) -> BuildResult:
-    """Build the image of `project` (or return the previous result when nothing changed)."""
+def build(
+    project: Path,
+    options: BuildOptions,
+    *,
+    force: bool = False,
+    manifest: Manifest | None = None,
+    target: Path | None = None,
+) -> BuildResult:
+    """Build the image of `project` (or return the previous result when nothing changed).
+
+    `manifest` replaces the project's aci-manifest.yml (used for generated images such as
+    the test image, whose project folder is `tests/`); `target` replaces the target folder.
+    """
     from dgr.resolve import resolve_dependencies
 
-    manifest = load_manifest(project)
-    ws = Workspace(target_dir(manifest, options.config, options.targets_root))
+    manifest = manifest or load_manifest(project)
+    ws = Workspace(target or target_dir(manifest, options.config, options.targets_root))
     ws.target.mkdir(parents=True, exist_ok=True)
     with FileLock(str(ws.lock)):
         deps = resolve_dependencies(manifest.aci.dependencies, manifest, options)
@@ -457,7 +476,7 @@ def build(project: Path, options: BuildOptions, *, force: bool = False) -> Build
             final = json_manifest_name(read_aci_manifest(ws.aci))
             log.info("%s up to date (%s)", final, ws.target)
             image_id = (ws.target / "image.id").read_text().strip()
-            return BuildResult(manifest, final, ws, image_id, deps, up_to_date=True)
+            return BuildResult(manifest, final, ws, image_id, deps, internals, up_to_date=True)
         ws.reset_work()
         ws.key_file.unlink(missing_ok=True)
         with open(ws.log, "w", encoding="utf-8") as log_file:
@@ -505,7 +524,7 @@ def _run_pipeline(b: _Build) -> BuildResult:
         final = final_manifest(b)
         image_id = package(b, final)
     log.info("Finished building %s", final.name)
-    return BuildResult(final, final.name, b.ws, image_id, b.aci_deps)
+    return BuildResult(final, final.name, b.ws, image_id, b.aci_deps, b.internals)
 
 
 def _deps_have(deps: tuple[Dependency, ...], runlevel: str) -> bool:

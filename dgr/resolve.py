@@ -17,6 +17,7 @@ from dgr.errors import BuildError, DgrError
 from dgr.log import log
 from dgr.manifest import ACI_MANIFEST, Manifest, load_manifest
 from dgr.names import ImageName
+from dgr.store import Store
 
 if TYPE_CHECKING:
     from dgr.build import BuildOptions, Dependency
@@ -73,6 +74,10 @@ def resolve_one(name: ImageName, manifest: Manifest, options: BuildOptions) -> D
     from dgr.build import Dependency, build
 
     log.info("Resolving dependency %s", name)
+    stored = Store(options.config.store_path).find(name)
+    if stored is not None:
+        log.debug("%s found in the store (%s)", stored.name, stored.image_id[:39])
+        return Dependency(stored.name, stored.image_id, stored.layer)
     folder = find_local_project(name, manifest.project)
     if folder is not None:
         key = str(folder.resolve())
