@@ -68,6 +68,13 @@ def build_parser() -> argparse.ArgumentParser:
                    help=f"one of {', '.join(THEN_COMMANDS)}")
     p.add_argument("-k", "--keep-builder", action="store_true", help=argparse.SUPPRESS)
     add("try", "render the templates with the project's attributes into target/try/")
+    p = add("run", "run the built image (prestart included); arguments after -- replace the app's exec")
+    p.add_argument("--override", metavar="JSON", help="attribute override (sets TEMPLATER_OVERRIDE)")
+    p.add_argument("-v", "--volume", action="append", default=[], metavar="MOUNT=HOSTDIR",
+                   help="bind HOSTDIR on a mount point (its name or its path); repeatable")
+    p.add_argument("--net", choices=("none", "host"), default="none",
+                   help="network: none (loopback only, default) or host (the app's ports are reachable)")
+    p.add_argument("exec", nargs=argparse.REMAINDER, help="command to run instead of the app's exec")
     add("version", "print the version")
     p = add("config", "print the configuration (or one key)")
     p.add_argument("key", nargs="?", help="a key such as targetWorkDir")
@@ -85,6 +92,7 @@ def program(args: argparse.Namespace) -> int:
         "build": commands.build,
         "clean": commands.clean,
         "try": commands.try_,
+        "run": commands.run,
         "version": commands.version,
         "config": commands.config,
         "aci-version": commands.aci_version,
@@ -107,6 +115,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help(sys.stderr)
         return EXIT_USAGE
     try:
+        args.set_env_flags = parse_set_env(args.set_env or [], {})
         args.set_env = parse_set_env(args.set_env or [], dict(os.environ))
         return program(args)
     except UsageError as exc:

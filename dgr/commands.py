@@ -107,3 +107,16 @@ def aci_version(args: argparse.Namespace) -> int:
 
     print(json_manifest_name(read_aci_manifest(args.file)).version)
     return 0
+
+
+def run(args: argparse.Namespace) -> int:
+    from dgr.build import build as build_image
+    from dgr.container import run_image
+
+    # --set-env values are the container's environment here; DGR_ENV_* still reach the build.
+    flags = args.set_env_flags
+    args.set_env = {k: v for k, v in args.set_env.items() if k not in flags}
+    result = build_image(project(args), options(args))
+    exec_ = [a for a in args.exec if a != "--"] or None
+    return run_image(result, env=flags, override=args.override, volumes=args.volume,
+                     host_network=args.net == "host", exec_=exec_)

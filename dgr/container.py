@@ -105,10 +105,20 @@ class Container:
         return self
 
     def run(self, timeout: float | None = None) -> Result:
-        """Start the container in the foreground and wait for it to exit."""
+        """Start the container, wait for it to exit; returns its exit code and output."""
         self.state.mkdir(parents=True, exist_ok=True)
         try:
             return self.sandbox().run(self.argv(), check=False, timeout=timeout, error=ContainerError)
+        finally:
+            self.remove()
+
+    def run_attached(self) -> int:
+        """Run the container with our stdin/stdout/stderr (for `dgr run`); its exit code."""
+        self.state.mkdir(parents=True, exist_ok=True)
+        sandbox = self.sandbox()
+        sandbox.prepare()
+        try:
+            return subprocess.run(sandbox.command(self.argv()), check=False).returncode
         finally:
             self.remove()
 
@@ -240,3 +250,41 @@ def image_spec(
         volumes=tuple(volumes),
         host_network=host_network,
     )
+
+
+def parse_volumes(specs: Sequence[str], result: BuildResult) -> list[Volume]:
+    """`MOUNT=HOSTDIR` where MOUNT is a mount point's name or an absolute path in the image."""
+    by_name = {m.name: m for m in result.manifest.aci.app.mount_points}
+    volumes = []
+    for spec in specs:
+        mount, sep, host = spec.partition("=")
+        if not sep or not host:
+            raise ContainerError(f"volume {spec!r}: use MOUNT=HOSTDIR")
+        point = by_name.get(mount)
+        if point is None and not mount.startswith("/"):
+            known = ", ".join(sorted(by_name)) or "none"
+            raise ContainerError(f"volume {spec!r}: no mount point named {mount!r} (known: {known})")
+        source = Path(host).absolute()
+        if not source.exists():
+            raise ContainerError(f"volume {spec!r}: {source} does not exist")
+        path = point.path if point is not None else mount
+        volumes.append(Volume(source, path, point.read_only if point is not None else False))
+    return volumes
+
+
+def run_image(
+    result: BuildResult,
+    *,
+    env: Mapping[str, str] | None = None,
+    override: str | None = None,
+    volumes: Sequence[str] = (),
+    host_network: bool = False,
+    exec_: Sequence[str] | None = None,
+) -> int:
+    """Run a built image attached to our terminal; returns the container's exit code."""
+    environment = dict(env or {})
+    if override is not None:
+        environment["TEMPLATER_OVERRIDE"] = override
+    spec = image_spec(result, env=environment, volumes=parse_volumes(volumes, result), exec_=exec_,
+                      host_network=host_network)
+    return Container(spec).run_attached()

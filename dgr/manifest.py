@@ -381,6 +381,8 @@ def render_manifest(text: str, path: Path, attributes: dict[str, Any] | None) ->
         return render_string(text, attributes, name=str(path))
     import jinja2
 
+    from dgr.templater import format_value, make_environment
+
     class _NoValue(jinja2.Undefined):
         def __str__(self) -> str:
             return NO_VALUE
@@ -388,13 +390,12 @@ def render_manifest(text: str, path: Path, attributes: dict[str, Any] | None) ->
         def __iter__(self):  # type: ignore[no-untyped-def]
             return iter(())
 
-    env = jinja2.Environment(undefined=_NoValue, keep_trailing_newline=True, autoescape=False)
-    try:
-        from dgr.templater import functions
+    def finalize(value: Any) -> str:
+        return NO_VALUE if isinstance(value, jinja2.Undefined) else format_value(value)
 
-        functions.install(env)
-    except ImportError:
-        pass
+    env = make_environment()
+    env.undefined = _NoValue
+    env.finalize = finalize
     try:
         return env.from_string(text).render()
     except jinja2.TemplateSyntaxError as exc:
