@@ -117,7 +117,7 @@ def collect_attribute_files(root: Path) -> list[Path]:
         return found
     by_rel = {p.relative_to(root).as_posix(): p for p in found}
     listed: list[Path] = []
-    for rel in _read_order_file(order_file):
+    for rel in read_order_file(root):
         path = by_rel.pop(rel, None)
         if path is not None:  # a listed file may be gone; nothing to merge then
             listed.append(path)
@@ -145,8 +145,13 @@ def _walk(root: Path, folder: Path, seen: set[tuple[int, int]]) -> Iterable[Path
             yield path
 
 
-def _read_order_file(path: Path) -> list[str]:
-    lines = path.read_text(encoding="utf-8").splitlines()
+def read_order_file(root: Path) -> list[str]:
+    """The relative paths listed in ``root/.dgr-order`` (lowest precedence first); [] when
+    there is no such file. Blank lines and ``#`` comments are ignored."""
+    try:
+        lines = (root / ORDER_FILE).read_text(encoding="utf-8").splitlines()
+    except FileNotFoundError:
+        return []
     return [line.strip() for line in lines if line.strip() and not line.lstrip().startswith("#")]
 
 

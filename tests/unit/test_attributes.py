@@ -15,6 +15,7 @@ from dgr.attributes import (
     load_attributes,
     merge,
     parse_yaml,
+    read_order_file,
     write_order_file,
 )
 from dgr.errors import AttributesError
@@ -328,3 +329,9 @@ def test_order_file_lists_relative_paths(tmp_path: Path) -> None:
     path = write_order_file(tmp_path, [tmp_path / "a" / "x.yml", "b/y.yml"])
     assert path.read_text() == "a/x.yml\nb/y.yml\n"
     assert not os.path.exists(str(path) + ".tmp")
+
+
+def test_read_order_file_round_trips_and_tolerates_absence(tmp_path: Path) -> None:
+    assert read_order_file(tmp_path) == []
+    write_order_file(tmp_path, ["a/x.yml", "b/y.yml"])
+    assert read_order_file(tmp_path) == ["a/x.yml", "b/y.yml"]
