@@ -75,6 +75,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--net", choices=("none", "host"), default="none",
                    help="network: none (loopback only, default) or host (the app's ports are reachable)")
     p.add_argument("exec", nargs=argparse.REMAINDER, help="command to run instead of the app's exec")
+    add("graph", "write target/graph.dot (and graph.png when graphviz is installed)")
     add("version", "print the version")
     p = add("config", "print the configuration (or one key)")
     p.add_argument("key", nargs="?", help="a key such as targetWorkDir")
@@ -94,6 +95,7 @@ def program(args: argparse.Namespace) -> int:
         "try": commands.try_,
         "run": commands.run,
         "version": commands.version,
+        "graph": commands.graph,
         "config": commands.config,
         "aci-version": commands.aci_version,
     }

@@ -120,3 +120,15 @@ def run(args: argparse.Namespace) -> int:
     exec_ = [a for a in args.exec if a != "--"] or None
     return run_image(result, env=flags, override=args.override, volumes=args.volume,
                      host_network=args.net == "host", exec_=exec_)
+
+
+def graph(args: argparse.Namespace) -> int:
+    from dgr.graph import write_graph
+    from dgr.manifest import load_manifest
+    from dgr.workspace import target_dir
+
+    opts = options(args)
+    manifest = load_manifest(project(args))
+    for path in write_graph(manifest, target_dir(manifest, opts.config, opts.targets_root)):
+        log.info("Wrote %s", path)
+    return 0
