@@ -53,11 +53,29 @@ class BuildOptions:
 
 @dataclass(frozen=True)
 class Dependency:
-    """A resolved dependency: pinned name, image ID and its own layer as a directory."""
+    """A resolved dependency: pinned name, image ID, its own layer and its own dependencies."""
 
     name: ImageName
     image_id: str
     layer: Path
+    dependencies: tuple[Dependency, ...] = ()
+
+
+def flatten(deps: tuple[Dependency, ...]) -> tuple[Dependency, ...]:
+    """Every image below `deps`, bottom first (a dependency's dependencies before it), once."""
+    seen: set[str] = set()
+    order: list[Dependency] = []
+
+    def visit(dep: Dependency) -> None:
+        for child in dep.dependencies:
+            visit(child)
+        if dep.image_id not in seen:
+            seen.add(dep.image_id)
+            order.append(dep)
+
+    for dep in deps:
+        visit(dep)
+    return tuple(order)
 
 
 @dataclass(frozen=True)
@@ -75,7 +93,7 @@ class BuildResult:
     @property
     def layers(self) -> tuple[Path, ...]:
         """Every layer of the image, bottom first: dependencies, dgr internals, its own."""
-        return (*(d.layer for d in self.dependencies), self.internals, self.workspace.layer)
+        return (*(d.layer for d in flatten(self.dependencies)), self.internals, self.workspace.layer)
 
 
 @dataclass(frozen=True)
@@ -95,7 +113,8 @@ class _Build:
         return self.manifest.project
 
     def image_overlay(self) -> Overlay:
-        lowers = (self.internals, *(d.layer for d in reversed(self.aci_deps)), self.ws.scratch("scaffold"))
+        below = flatten(self.aci_deps)
+        lowers = (self.internals, *(d.layer for d in reversed(below)), self.ws.scratch("scaffold"))
         return Overlay(
             mountpoint=self.ws.scratch("mnt/rootfs"),
             lowers=lowers,
@@ -104,7 +123,7 @@ class _Build:
         )
 
     def builder_overlay(self, cache: Path) -> Overlay:
-        base = tuple(d.layer for d in reversed(self.builder_deps)) or (busybox_root(cache),)
+        base = tuple(d.layer for d in reversed(flatten(self.builder_deps))) or (busybox_root(cache),)
         return Overlay(
             mountpoint=self.ws.scratch("mnt/builder"),
             lowers=(self.internals, *base, self.ws.scratch("builder-scaffold")),
@@ -361,11 +380,13 @@ def internals_layer(cache: Path) -> Path:
 
 def attribute_order(deps: tuple[Dependency, ...]) -> list[str]:
     """The attribute files the dependencies carry, lowest precedence first."""
-    from dgr.attributes import read_order_file
+    from dgr.attributes import collect_attribute_files, read_order_file
 
     order: list[str] = []
-    for dep in deps:
-        for entry in read_order_file(dep.layer / "dgr" / "attributes"):
+    for dep in flatten(deps):
+        root = dep.layer / "dgr" / "attributes"
+        present = [path.relative_to(root).as_posix() for path in collect_attribute_files(root)]
+        for entry in (*read_order_file(root), *present):
             if entry not in order:
                 order.append(entry)
     return order
@@ -528,7 +549,7 @@ def _run_pipeline(b: _Build) -> BuildResult:
 
 
 def _deps_have(deps: tuple[Dependency, ...], runlevel: str) -> bool:
-    return any(_has_scripts(d.layer / "dgr" / "runlevels" / runlevel) for d in deps)
+    return any(_has_scripts(d.layer / "dgr" / "runlevels" / runlevel) for d in flatten(deps))
 
 
 def json_manifest_name(data: dict[str, Any]) -> ImageName:

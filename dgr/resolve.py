@@ -17,7 +17,7 @@ from dgr.errors import BuildError, DgrError
 from dgr.log import log
 from dgr.manifest import ACI_MANIFEST, Manifest, load_manifest
 from dgr.names import ImageName
-from dgr.store import Store
+from dgr.store import Store, StoredImage
 
 if TYPE_CHECKING:
     from dgr.build import BuildOptions, Dependency
@@ -74,10 +74,11 @@ def resolve_one(name: ImageName, manifest: Manifest, options: BuildOptions) -> D
     from dgr.build import Dependency, build
 
     log.info("Resolving dependency %s", name)
-    stored = Store(options.config.store_path).find(name)
+    store = Store(options.config.store_path)
+    stored = store.find(name)
     if stored is not None:
         log.debug("%s found in the store (%s)", stored.name, stored.image_id[:39])
-        return Dependency(stored.name, stored.image_id, stored.layer)
+        return from_store(store, stored)
     folder = find_local_project(name, manifest.project)
     if folder is not None:
         key = str(folder.resolve())
@@ -94,9 +95,25 @@ def resolve_one(name: ImageName, manifest: Manifest, options: BuildOptions) -> D
                 f"dependency {name}: {folder} builds version {result.name.version}",
                 path=manifest.path,
             )
-        return Dependency(result.name, result.image_id, result.workspace.layer)
+        return Dependency(result.name, result.image_id, result.workspace.layer, result.dependencies)
     raise BuildError(
         f"dependency {name} not found",
         path=manifest.path,
         hint="add a project folder that builds it to this repository, or install it in the store",
     )
+
+
+def from_store(store: Store, image: StoredImage) -> Dependency:
+    """A stored image as a dependency, with its own dependencies (by pinned image ID)."""
+    from dgr.build import Dependency
+
+    children = []
+    for dep in image.manifest.get("dependencies") or []:
+        image_id = dep.get("imageID")
+        version = next((lab["value"] for lab in dep.get("labels", []) if lab.get("name") == "version"), "")
+        found = store.get(image_id) if image_id else store.find(ImageName(dep["imageName"], version))
+        if found is None:
+            raise BuildError(f"{image.name} needs {dep['imageName']}:{version}, which is not in the store",
+                             path=store.root)
+        children.append(from_store(store, found))
+    return Dependency(image.name, image.image_id, image.layer, tuple(children))
