@@ -308,7 +308,8 @@ def output_name(filename: str) -> str | None:
 
 def find_templates(templates_dir: Path) -> list[TemplateFile]:
     """Every template under templates_dir, sorted by path. Names starting with ``..``
-    (ConfigMap internals) are skipped; directory symlinks are not followed."""
+    (ConfigMap internals) are skipped; directory symlinks are not followed. Two templates
+    with the same output (``a.tmpl.conf``, ``a.conf.tmpl``) are a TemplateError."""
     found: list[TemplateFile] = []
 
     def walk(folder: Path, rel: str) -> None:
@@ -327,6 +328,13 @@ def find_templates(templates_dir: Path) -> list[TemplateFile]:
 
     if templates_dir.is_dir():
         walk(templates_dir, "")
+    outputs: dict[str, TemplateFile] = {}
+    for template in found:
+        other = outputs.setdefault(template.output, template)
+        if other is not template:
+            raise TemplateError(
+                f"{other.name} and {template.name} both render to {template.output}", path=template.source
+            )
     return found
 
 

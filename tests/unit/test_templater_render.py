@@ -171,6 +171,13 @@ def test_output_names(name: str, output: str | None) -> None:
     assert output_name(name) == output
 
 
+def test_two_templates_with_the_same_output_are_an_error(project: Project) -> None:
+    project.template("a.tmpl.conf", "1")
+    project.template("a.conf.tmpl", "2")
+    with pytest.raises(TemplateError, match="both render to a.conf"):
+        project.run()
+
+
 def test_tmpl_ext_naming_and_cfg_mode(project: Project) -> None:
     project.attributes("a.yml", "default: {v: 1}")
     project.template("etc/yopla.tmpl.yml", "v: {{ v }}\n")
