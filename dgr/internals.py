@@ -16,6 +16,7 @@ lock so that parallel builds (pytest-xdist workers) build it once.
 
 from __future__ import annotations
 
+import ast
 import hashlib
 import importlib.metadata
 import importlib.resources
@@ -185,9 +186,10 @@ def internals_key(interpreter: Interpreter, busybox: Path) -> str:
     """
     digest = hashlib.sha256()
     digest.update(f"format={FORMAT}\0python={sys.version}\0".encode())
-    package = Path(dgr.__file__).parent
-    for path in sorted(package.rglob("*")):
-        if path.is_file() and (path.suffix == ".py" or "data" in path.relative_to(package).parts):
+    package = Path(dgr.__file__).resolve().parent
+    recipe = [Path(__file__).resolve(), *sorted((package / "data").rglob("*"))]
+    for path in [*recipe, *bundled_dgr_sources()]:
+        if path.is_file():
             digest.update(path.relative_to(package).as_posix().encode() + b"\0")
             digest.update(hashlib.sha256(path.read_bytes()).digest())
     for dist in BUNDLED_DISTRIBUTIONS:
@@ -203,6 +205,43 @@ def internals_key(interpreter: Interpreter, busybox: Path) -> str:
         st = path.stat()
         digest.update(f"{path}\0{st.st_size}\0{st.st_mtime_ns}\0".encode())
     return digest.hexdigest()[:32]
+
+
+def bundled_dgr_sources() -> list[Path]:
+    """The source files of dgr that go into the bundle: :data:`DGR_REQUIRED` and the dgr
+    modules they import (transitively, wherever the import statement is), sorted.
+
+    Only these (with this module and dgr/data) key the cache, so that editing another part
+    of dgr does not rebuild the internals.
+    """
+    root = Path(dgr.__file__).resolve().parent.parent
+    todo: list[Path] = []
+    for required in DGR_REQUIRED:
+        path = root / required
+        todo.extend(sorted(path.rglob("*.py")) if path.is_dir() else [path])
+    found: set[Path] = set()
+    while todo:
+        path = todo.pop()
+        if path in found or not path.is_file():
+            continue
+        found.add(path)
+        for name in imported_names(path):
+            if name.split(".")[0] == "dgr":
+                module = root.joinpath(*name.split("."))
+                todo += [module.with_suffix(".py"), module / "__init__.py"]
+    return sorted(found)
+
+
+def imported_names(source: Path) -> set[str]:
+    """The absolute module names that `import` statements of `source` name, anywhere in it."""
+    names: set[str] = set()
+    for node in ast.walk(ast.parse(source.read_bytes(), str(source))):
+        if isinstance(node, ast.Import):
+            names.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            names.add(node.module)
+            names.update(f"{node.module}.{alias.name}" for alias in node.names)
+    return names
 
 
 def _libpython_candidates(interpreter: Interpreter) -> list[Path]:
@@ -333,7 +372,7 @@ def install_modules(modules: Iterable[ProbedModule], dest: Path, interpreter: In
 
     Third-party packages are taken whole, not just the submodules the probe imported, so
     that a template using a less common feature still finds its module; of dgr, only the
-    templater, what it imported and :data:`DGR_REQUIRED`. Returns the installed extension
+    modules the probe imported and :func:`bundled_dgr_sources`. Returns the installed extension
     modules (their shared libraries are needed too).
     """
     stdlib_roots = {interpreter.stdlib, interpreter.platstdlib, interpreter.platstdlib / "lib-dynload"}
@@ -345,12 +384,8 @@ def install_modules(modules: Iterable[ProbedModule], dest: Path, interpreter: In
         top = module.relative.parts[0]
         if module.root not in stdlib_roots and top != "dgr" and top != module.relative.name:
             whole_packages.add((module.root, Path(top)))
-    for required in DGR_REQUIRED:
-        path = dgr_root / required
-        if path.is_dir():
-            whole_packages.add((dgr_root, Path(required)))
-        elif path.is_file():
-            sources[Path(required)] = path
+    for path in bundled_dgr_sources():
+        sources[path.relative_to(dgr_root)] = path
     for root, package in sorted(whole_packages):
         for path in (root / package).rglob("*"):
             relative = path.relative_to(root)

@@ -18,7 +18,7 @@ from dgr.internals import build_internals, internals_digest, internals_size
 
 pytestmark = [
     pytest.mark.integration,
-    pytest.mark.skipif(shutil.which("bwrap") is None, reason="bwrap not installed (apt-get install bubblewrap)"),
+    pytest.mark.skipif(shutil.which("bwrap") is None, reason="bwrap missing (apt-get install bubblewrap)"),
 ]
 
 SIZE_BUDGET = 15_000_000  # bytes (SPEC §11: under 15 MB)

@@ -13,7 +13,7 @@ import pytest
 FUNCTIONS = importlib.resources.files("dgr") / "data" / "functions.sh"
 BUSYBOX = shutil.which("busybox")
 
-pytestmark = pytest.mark.skipif(BUSYBOX is None, reason="busybox not installed (apt-get install busybox-static)")
+pytestmark = pytest.mark.skipif(BUSYBOX is None, reason="busybox missing (apt-get install busybox-static)")
 
 
 def shell(script: str, *, log_level: str | None = None) -> subprocess.CompletedProcess[str]:
@@ -140,7 +140,10 @@ def test_is_level_enabled_ignores_case_of_its_argument() -> None:
     assert result.stdout.split() == ["yes", "no"]
 
 
-@pytest.mark.parametrize(("helper", "colour"), [("echo_green", "32"), ("echo_red", "31"), ("echo_purple", "35")])
+COLOURS = [("echo_green", "32"), ("echo_red", "31"), ("echo_purple", "35")]
+
+
+@pytest.mark.parametrize(("helper", "colour"), COLOURS)
 def test_colour_helpers(helper: str, colour: str) -> None:
     result = shell(f"{helper} hello world")
 
