@@ -257,8 +257,11 @@ def _check_inside_project(project: Path, rel: str) -> Path | None:
     if not path.exists():
         return None
     if not path.resolve().is_relative_to(project.resolve()):
-        raise BuildError(f"{rel} points outside the project ({path.resolve()})", path=path,
-                         hint="copy the content into the project instead of linking it")
+        raise BuildError(
+            f"{rel} points outside the project ({path.resolve()})",
+            path=path,
+            hint="copy the content into the project instead of linking it",
+        )
     return path
 
 
@@ -417,8 +420,14 @@ def _with_name(manifest: Manifest, name: ImageName) -> Manifest:
 # --- incremental builds ------------------------------------------------------------------
 
 
-def build_key(manifest: Manifest, options: BuildOptions, internals: Path,
-              deps: tuple[Dependency, ...], builder_deps: tuple[Dependency, ...], target: Path) -> str:
+def build_key(
+    manifest: Manifest,
+    options: BuildOptions,
+    internals: Path,
+    deps: tuple[Dependency, ...],
+    builder_deps: tuple[Dependency, ...],
+    target: Path,
+) -> str:
     """A digest of every input of a build (documented in docs/build.md).
 
     Covers: dgr's version and internals, the content, mode and path of every project file

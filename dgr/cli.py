@@ -23,7 +23,7 @@ THEN_COMMANDS = ("build", "install", "push", "test", "try", "sign")
 
 def parse_set_env(values: Sequence[str], environ: dict[str, str]) -> dict[str, str]:
     """Host `DGR_ENV_X=v` become `X=v`; `--set-env X=v` flags win over them."""
-    result = {k[len("DGR_ENV_"):]: v for k, v in environ.items() if k.startswith("DGR_ENV_") and len(k) > 8}
+    result = {k[len("DGR_ENV_") :]: v for k, v in environ.items() if k.startswith("DGR_ENV_") and len(k) > 8}
     for item in values:
         name, sep, value = item.partition("=")
         if not sep or not name:
@@ -37,12 +37,23 @@ def _globals(suppress: bool) -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(add_help=False)
     d = argparse.SUPPRESS if suppress else None
     p.add_argument("-W", "--work-path", default=d if suppress else ".", help="project folder (default: .)")
-    p.add_argument("-L", "--log-level", "--loglevel", dest="log_level", default=d if suppress else "info",
-                   help="error|warn|info|debug|trace (default: info)")
+    p.add_argument(
+        "-L",
+        "--log-level",
+        "--loglevel",
+        dest="log_level",
+        default=d if suppress else "info",
+        help="error|warn|info|debug|trace (default: info)",
+    )
     p.add_argument("-H", "--home-path", default=d, help="configuration folder (default: ~/.config/dgr)")
     p.add_argument("-p", "--targets-root-path", default=d, help="put targets under this folder")
-    p.add_argument("--set-env", action="append", default=d if suppress else [], metavar="NAME=VALUE",
-                   help="environment for build scripts (repeatable)")
+    p.add_argument(
+        "--set-env",
+        action="append",
+        default=d if suppress else [],
+        metavar="NAME=VALUE",
+        help="environment for build scripts (repeatable)",
+    )
     return p
 
 
@@ -64,16 +75,31 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("build", "build the image (reuses the previous build when no input changed)")
     p.add_argument("-k", "--keep-builder", action="store_true", help="keep the build's work folder")
     p = add("clean", "remove the target folder (then run COMMAND if given)")
-    p.add_argument("then", nargs="?", choices=THEN_COMMANDS, metavar="COMMAND",
-                   help=f"one of {', '.join(THEN_COMMANDS)}")
+    p.add_argument(
+        "then",
+        nargs="?",
+        choices=THEN_COMMANDS,
+        metavar="COMMAND",
+        help=f"one of {', '.join(THEN_COMMANDS)}",
+    )
     p.add_argument("-k", "--keep-builder", action="store_true", help=argparse.SUPPRESS)
     add("try", "render the templates with the project's attributes into target/try/")
     p = add("run", "run the built image (prestart included); arguments after -- replace the app's exec")
     p.add_argument("--override", metavar="JSON", help="attribute override (sets TEMPLATER_OVERRIDE)")
-    p.add_argument("-v", "--volume", action="append", default=[], metavar="MOUNT=HOSTDIR",
-                   help="bind HOSTDIR on a mount point (its name or its path); repeatable")
-    p.add_argument("--net", choices=("none", "host"), default="none",
-                   help="network: none (loopback only, default) or host (the app's ports are reachable)")
+    p.add_argument(
+        "-v",
+        "--volume",
+        action="append",
+        default=[],
+        metavar="MOUNT=HOSTDIR",
+        help="bind HOSTDIR on a mount point (its name or its path); repeatable",
+    )
+    p.add_argument(
+        "--net",
+        choices=("none", "host"),
+        default="none",
+        help="network: none (loopback only, default) or host (the app's ports are reachable)",
+    )
     p.add_argument("exec", nargs=argparse.REMAINDER, help="command to run instead of the app's exec")
     add("graph", "write target/graph.dot (and graph.png when graphviz is installed)")
     add("version", "print the version")

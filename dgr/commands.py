@@ -118,8 +118,14 @@ def run(args: argparse.Namespace) -> int:
     args.set_env = {k: v for k, v in args.set_env.items() if k not in flags}
     result = build_image(project(args), options(args))
     exec_ = [a for a in args.exec if a != "--"] or None
-    return run_image(result, env=flags, override=args.override, volumes=args.volume,
-                     host_network=args.net == "host", exec_=exec_)
+    return run_image(
+        result,
+        env=flags,
+        override=args.override,
+        volumes=args.volume,
+        host_network=args.net == "host",
+        exec_=exec_,
+    )
 
 
 def graph(args: argparse.Namespace) -> int:

@@ -60,11 +60,17 @@ def load_config(home: Path | None = None) -> Config:
         raise DgrError("configuration must be a mapping", path=path)
     for key in data:
         if key not in KNOWN_KEYS:
-            raise DgrError(f"unknown key {key!r} in configuration", path=path, key=str(key),
-                           hint=f"known keys: {', '.join(sorted(KNOWN_KEYS))}")
+            raise DgrError(
+                f"unknown key {key!r} in configuration",
+                path=path,
+                key=str(key),
+                hint=f"known keys: {', '.join(sorted(KNOWN_KEYS))}",
+            )
+
     def _path(key: str) -> Path | None:
         value = data.get(key)
         return Path(os.path.expanduser(str(value))) if value else None
+
     defaults = Config(home=home)
     return Config(
         home=home,

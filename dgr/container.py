@@ -99,8 +99,9 @@ class Container:
         """Start the container in the background (prestart included)."""
         self.state.mkdir(parents=True, exist_ok=True)
         with open(self.log_path, "wb") as out:
-            self.proc = self.sandbox().spawn(self.argv(), stdout=out, stderr=subprocess.STDOUT,
-                                             stdin=subprocess.DEVNULL)
+            self.proc = self.sandbox().spawn(
+                self.argv(), stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL
+            )
         log.debug("container %s started (pid %d)", self.spec.name, self.proc.pid)
         return self
 
@@ -134,8 +135,10 @@ class Container:
                 self._init_pid = children[0]
                 return self._init_pid
             if proc.poll() is not None:
-                raise ContainerError(f"container {self.spec.name} exited with code {proc.returncode}",
-                                     details=self.logs()[-4000:])
+                raise ContainerError(
+                    f"container {self.spec.name} exited with code {proc.returncode}",
+                    details=self.logs()[-4000:],
+                )
             time.sleep(0.005)
         raise ContainerError(f"container {self.spec.name} did not start within {timeout:.0f}s")
 
@@ -173,23 +176,50 @@ class Container:
             self.start()
         return self
 
-    def __exit__(self, *exc: tuple[type[BaseException] | None, BaseException | None, TracebackType | None]) -> None:
+    def __exit__(
+        self, *exc: tuple[type[BaseException] | None, BaseException | None, TracebackType | None]
+    ) -> None:
         self.stop()
 
     # --- inspection --------------------------------------------------------------------
 
-    def exec(self, argv: Sequence[str], *, env: Mapping[str, str] | None = None,
-             timeout: float | None = 60, check: bool = False) -> Result:
+    def exec(
+        self,
+        argv: Sequence[str],
+        *,
+        env: Mapping[str, str] | None = None,
+        timeout: float | None = 60,
+        check: bool = False,
+    ) -> Result:
         """Run `argv` inside the running container; returns exit code and output."""
         pid = self.init_pid()
         nsenter = require_tool("nsenter", "util-linux")
         environment = {**self.environment(), **(env or {})}
         command = [
-            nsenter, "-t", str(pid), "-m", "-u", "-i", "-n", "-p", "-r", f"-w{self.spec.working_directory or '/'}",
-            "--", "/dgr/bin/busybox", "env", "-i", *(f"{k}={v}" for k, v in sorted(environment.items())), *argv,
+            nsenter,
+            "-t",
+            str(pid),
+            "-m",
+            "-u",
+            "-i",
+            "-n",
+            "-p",
+            "-r",
+            f"-w{self.spec.working_directory or '/'}",
+            "--",
+            "/dgr/bin/busybox",
+            "env",
+            "-i",
+            *(f"{k}={v}" for k, v in sorted(environment.items())),
+            *argv,
         ]
-        return run(command, check=check, timeout=timeout, error=ContainerError,
-                   what=f"{shlex.join(argv)} in container {self.spec.name}")
+        return run(
+            command,
+            check=check,
+            timeout=timeout,
+            error=ContainerError,
+            what=f"{shlex.join(argv)} in container {self.spec.name}",
+        )
 
     def read_file(self, path: str) -> str:
         result = self.exec(["/dgr/bin/busybox", "cat", path])
@@ -285,6 +315,11 @@ def run_image(
     environment = dict(env or {})
     if override is not None:
         environment["TEMPLATER_OVERRIDE"] = override
-    spec = image_spec(result, env=environment, volumes=parse_volumes(volumes, result), exec_=exec_,
-                      host_network=host_network)
+    spec = image_spec(
+        result,
+        env=environment,
+        volumes=parse_volumes(volumes, result),
+        exec_=exec_,
+        host_network=host_network,
+    )
     return Container(spec).run_attached()

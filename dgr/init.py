@@ -23,9 +23,9 @@ FILES = {
     ".gitignore": "target/\n",
     "files/etc/dummy": "Dummy file\n",
     "attributes/attributes.yml": "default:\n  dummy: world\n",
-    "templates/greeting.partial": '{% macro greeting(name) %}Hello {{ name }}{% endmacro %}\n',
+    "templates/greeting.partial": "{% macro greeting(name) %}Hello {{ name }}{% endmacro %}\n",
     "templates/etc/templated.tmpl": '{% import "greeting.partial" as g %}{{ g.greeting(dummy) }}\n',
-    "templates/etc/templated.tmpl.cfg": "uid: 0\ngid: 0\nmode: 0644\ncheckCmd: \"true\"\n",
+    "templates/etc/templated.tmpl.cfg": 'uid: 0\ngid: 0\nmode: 0644\ncheckCmd: "true"\n',
     "tests/wait.sh": "#!/bin/sh\nexit 0\n",
     "tests/dummy.bats": """#!/usr/bin/env bats
 

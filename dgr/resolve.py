@@ -31,7 +31,10 @@ def repository_root(project: Path) -> Path:
     try:
         out = subprocess.run(
             ["git", "-C", str(project), "rev-parse", "--show-toplevel"],
-            capture_output=True, text=True, timeout=10, check=False,
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=False,
         )
         if out.returncode == 0 and out.stdout.strip():
             return Path(out.stdout.strip())
@@ -57,8 +60,9 @@ def find_local_project(name: ImageName, near: Path) -> Path | None:
             candidate = load_manifest(folder).name
         except DgrError:
             continue
-        if candidate.name == name.name and (not name.version or not candidate.version
-                                            or candidate.version == name.version):
+        if candidate.name == name.name and (
+            not name.version or not candidate.version or candidate.version == name.version
+        ):
             return folder
     return None
 
@@ -113,7 +117,9 @@ def from_store(store: Store, image: StoredImage) -> Dependency:
         version = next((lab["value"] for lab in dep.get("labels", []) if lab.get("name") == "version"), "")
         found = store.get(image_id) if image_id else store.find(ImageName(dep["imageName"], version))
         if found is None:
-            raise BuildError(f"{image.name} needs {dep['imageName']}:{version}, which is not in the store",
-                             path=store.root)
+            raise BuildError(
+                f"{image.name} needs {dep['imageName']}:{version}, which is not in the store",
+                path=store.root,
+            )
         children.append(from_store(store, found))
     return Dependency(image.name, image.image_id, image.layer, tuple(children))

@@ -13,6 +13,7 @@ concurrent installs of the same image are harmless (the second one finds it ther
 
 from __future__ import annotations
 
+import builtins
 import hashlib
 import json
 import os
@@ -31,7 +32,9 @@ from dgr.names import ImageName, compare_versions
 
 def appc_arch() -> str:
     machine = platform.machine()
-    return {"x86_64": "amd64", "aarch64": "aarch64", "i686": "i386", "armv7l": "armv7l"}.get(machine, machine)
+    return {"x86_64": "amd64", "aarch64": "aarch64", "i686": "i386", "armv7l": "armv7l"}.get(
+        machine, machine
+    )
 
 
 def labels(manifest: dict[str, Any]) -> dict[str, str]:
@@ -101,8 +104,14 @@ class Store:
         self.root.mkdir(parents=True, exist_ok=True)
         return FileLock(str(self.root / ".lock"))
 
-    def add(self, aci: Path, *, layer: Path | None = None, signature: Path | None = None,
-            image_id: str | None = None) -> StoredImage:
+    def add(
+        self,
+        aci: Path,
+        *,
+        layer: Path | None = None,
+        signature: Path | None = None,
+        image_id: str | None = None,
+    ) -> StoredImage:
         """Put `aci` (with its unpacked `layer` when known) into the store; idempotent."""
         from dgr.aci import read_aci_manifest
 
@@ -157,7 +166,8 @@ class Store:
         """The stored image `name` (exact version, or the newest one when no version is given)."""
         arch = arch or appc_arch()
         candidates = [
-            image for image in self.list()
+            image
+            for image in self.list()
             if image.name.name == name.name and image.os in ("", os_) and image.arch in ("", arch)
         ]
         if name.version:
@@ -166,17 +176,20 @@ class Store:
             return None
         return max(candidates, key=_VersionKey)
 
-    def versions(self, name: str) -> list[str]:
+    def versions(self, name: str) -> builtins.list[str]:
         return [i.name.version for i in self.list() if i.name.name == name]
 
-    def remove(self, reference: str) -> list[StoredImage]:
+    def remove(self, reference: str) -> builtins.list[StoredImage]:
         """Remove images by ID (`sha512-...`, a prefix is enough) or by `name[:version]`."""
         if reference.startswith("sha512-"):
             matches = [i for i in self.list() if i.image_id.startswith(reference)]
         else:
             ref = ImageName.parse(reference)
-            matches = [i for i in self.list() if i.name.name == ref.name
-                       and (not ref.version or i.name.version == ref.version)]
+            matches = [
+                i
+                for i in self.list()
+                if i.name.name == ref.name and (not ref.version or i.name.version == ref.version)
+            ]
         if not matches:
             raise DgrError(f"no image {reference!r} in the store", path=self.root)
         with self._lock():

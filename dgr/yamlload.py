@@ -36,7 +36,9 @@ def _construct_mapping(loader: _LineLoader, node: yaml.MappingNode) -> LineDict:
 _LineLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
 
 
-def parse_yaml(text: str, source: Path | str, error: type[DgrError] = DgrError, *, lines: bool = False) -> Any:
+def parse_yaml(
+    text: str, source: Path | str, error: type[DgrError] = DgrError, *, lines: bool = False
+) -> Any:
     """Parse `text`; a syntax error becomes `error` with the file and line."""
     try:
         return yaml.load(text, Loader=_LineLoader if lines else _BaseLoader)  # noqa: S506 (safe loaders)

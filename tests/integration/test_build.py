@@ -63,12 +63,15 @@ def test_missing_folder_fails(dgr, tmp_path: Path) -> None:  # type: ignore[no-u
 
 
 def test_failing_script_names_runlevel_and_script(dgr, tmp_path: Path, capsys) -> None:  # type: ignore[no-untyped-def]
-    p = project(tmp_path, {
-        "aci-manifest.yml": "name: example.com/aci-fail:1\n",
-        "runlevels/build/10.ok.sh": "#!/dgr/bin/busybox sh\necho fine\n",
-        "runlevels/build/20.fail.sh": "#!/dgr/bin/busybox sh\necho about to fail\nexit 1\n",
-        "runlevels/build/30.never.sh": "#!/dgr/bin/busybox sh\ntouch /never\n",
-    })
+    p = project(
+        tmp_path,
+        {
+            "aci-manifest.yml": "name: example.com/aci-fail:1\n",
+            "runlevels/build/10.ok.sh": "#!/dgr/bin/busybox sh\necho fine\n",
+            "runlevels/build/20.fail.sh": "#!/dgr/bin/busybox sh\necho about to fail\nexit 1\n",
+            "runlevels/build/30.never.sh": "#!/dgr/bin/busybox sh\ntouch /never\n",
+        },
+    )
     assert dgr("-W", str(p), "build") == 1
     err = capsys.readouterr().err
     assert "runlevel build failed" in err and "20.fail.sh" in err
@@ -93,11 +96,17 @@ RECORD = '#!/dgr/bin/busybox sh\necho "{name} ROOTFS=${{ROOTFS:-none}} ACI_NAME=
 
 def test_runlevel_order_roots_and_environment(dgr, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     files = {"aci-manifest.yml": "name: example.com/aci-order:1\n"}
-    for level, log in (("builder", "$ROOTFS/order.log"), ("build", "/order.log"), ("build-late", "/order.log"),
-                       ("inherit-build-early", "/order.log"), ("inherit-build-late", "/order.log")):
+    for level, log in (
+        ("builder", "$ROOTFS/order.log"),
+        ("build", "/order.log"),
+        ("build-late", "/order.log"),
+        ("inherit-build-early", "/order.log"),
+        ("inherit-build-late", "/order.log"),
+    ):
         files[f"runlevels/{level}/10.{level}.sh"] = RECORD.format(name=level, log=log)
     files["runlevels/build-late/20.files.sh"] = (
-        "#!/dgr/bin/busybox sh\n[ -f /etc/copied ] && [ -f /dgr/templates/t.tmpl ] && echo files-present >> /order.log\n"
+        "#!/dgr/bin/busybox sh\n"
+        "[ -f /etc/copied ] && [ -f /dgr/templates/t.tmpl ] && echo files-present >> /order.log\n"
     )
     files["files/etc/copied"] = "x\n"
     files["templates/t.tmpl"] = "t\n"
@@ -115,13 +124,17 @@ def test_runlevel_order_roots_and_environment(dgr, tmp_path: Path) -> None:  # t
 
 
 def test_builder_runs_in_busybox_builder_root(dgr, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
-    p = project(tmp_path, {
-        "aci-manifest.yml": "name: example.com/aci-builder:1\n",
-        "runlevels/builder/10.probe.sh": (
-            "#!/bin/sh\nset -e\n[ -x /bin/busybox ] && [ -d $ROOTFS/dgr/bin ] && [ -f $ACI_HOME/aci-manifest.yml ]\n"
-            "mkdir -p $ROOTFS/usr/bin && cp /bin/busybox $ROOTFS/usr/bin/tool\n"
-        ),
-    })
+    p = project(
+        tmp_path,
+        {
+            "aci-manifest.yml": "name: example.com/aci-builder:1\n",
+            "runlevels/builder/10.probe.sh": (
+                "#!/bin/sh\nset -e\n"
+                "[ -x /bin/busybox ] && [ -d $ROOTFS/dgr/bin ] && [ -f $ACI_HOME/aci-manifest.yml ]\n"
+                "mkdir -p $ROOTFS/usr/bin && cp /bin/busybox $ROOTFS/usr/bin/tool\n"
+            ),
+        },
+    )
     assert dgr("-W", str(p), "build") == 0
     names = aci_members(p / "target" / "image.aci")
     assert "rootfs/usr/bin/tool" in names
@@ -132,26 +145,33 @@ def test_builder_runs_in_busybox_builder_root(dgr, tmp_path: Path) -> None:  # t
 def test_set_env_and_dgr_env_reach_scripts(dgr, tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
     monkeypatch.setenv("DGR_ENV_FROM_HOST", "host")
     monkeypatch.setenv("DGR_ENV_BOTH", "host")
-    p = project(tmp_path, {
-        "aci-manifest.yml": (
-            "name: example.com/aci-env:1\n"
-            "builder: {environment: [{name: FROM_MANIFEST, value: manifest}, {name: BOTH, value: manifest}]}\n"
-        ),
-        "runlevels/build/10.env.sh": (
-            "#!/dgr/bin/busybox sh\n"
-            'echo "$FROM_HOST $FROM_MANIFEST $BOTH $FLAG $LOG_LEVEL $ACI_HOME $ACI_EXEC" > /env.txt\n'
-        ),
-    })
+    p = project(
+        tmp_path,
+        {
+            "aci-manifest.yml": (
+                "name: example.com/aci-env:1\n"
+                "builder: {environment: [{name: FROM_MANIFEST, value: manifest},"
+                " {name: BOTH, value: manifest}]}\n"
+            ),
+            "runlevels/build/10.env.sh": (
+                "#!/dgr/bin/busybox sh\n"
+                'echo "$FROM_HOST $FROM_MANIFEST $BOTH $FLAG $LOG_LEVEL $ACI_HOME $ACI_EXEC" > /env.txt\n'
+            ),
+        },
+    )
     assert dgr("-W", str(p), "--set-env", "BOTH=flag", "--set-env", "FLAG=yes", "build") == 0
     text = (p / "target" / "layer" / "env.txt").read_text().strip()
     assert text == "host manifest flag yes INFO /dgr/aci-home /dgr/bin/busybox sh"
 
 
 def test_no_mount_or_process_left_after_failed_build(dgr, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
-    p = project(tmp_path, {
-        "aci-manifest.yml": "name: example.com/aci-leak:1\n",
-        "runlevels/build/10.bg.sh": "#!/dgr/bin/busybox sh\n/dgr/bin/busybox sleep 300 &\nexit 1\n",
-    })
+    p = project(
+        tmp_path,
+        {
+            "aci-manifest.yml": "name: example.com/aci-leak:1\n",
+            "runlevels/build/10.bg.sh": "#!/dgr/bin/busybox sh\n/dgr/bin/busybox sleep 300 &\nexit 1\n",
+        },
+    )
     assert dgr("-W", str(p), "build") == 1
     # the autouse leak check asserts mountinfo and child processes after the test
     out = subprocess.run(["pgrep", "-f", "busybox sleep 300"], capture_output=True, text=True)
@@ -166,9 +186,13 @@ def test_init_project_builds_and_validates(dgr, tmp_path: Path) -> None:  # type
     subprocess.run(["actool", "validate", str(aci)], check=True)
     names = aci_members(aci)
     assert names[0] == "manifest" and names[1] == "rootfs"
-    for expected in ("rootfs/etc/dummy", "rootfs/dgr/templates/etc/templated.tmpl",
-                     "rootfs/dgr/attributes/aci-dummy/attributes.yml", "rootfs/dgr/bin/prestart",
-                     "rootfs/dgr/runlevels/prestart-early/10.prestart-early.sh"):
+    for expected in (
+        "rootfs/etc/dummy",
+        "rootfs/dgr/templates/etc/templated.tmpl",
+        "rootfs/dgr/attributes/aci-dummy/attributes.yml",
+        "rootfs/dgr/bin/prestart",
+        "rootfs/dgr/runlevels/prestart-early/10.prestart-early.sh",
+    ):
         assert expected in names
 
 
