@@ -33,6 +33,7 @@ from dgr.log import log
 
 INSECURE_OPTIONS = ("http", "tls")
 MAX_REDIRECTS = 10
+MAX_PAGE_BYTES = 1 << 20  # a discovery page is small; do not read an endless one
 DEFAULT_TIMEOUT = 30.0
 DEFAULT_NEWER_CACHE_SECONDS = 3600
 META_KINDS = ("ac-discovery", "ac-discovery-pubkeys", "ac-push-discovery")
@@ -328,13 +329,18 @@ def discover(name: str, labels: Mapping[str, str], config: Config, *, want: str 
 
 
 def _get_page(http: requests.Session, url: str) -> str | None:
+    """The page at `url` (at most MAX_PAGE_BYTES of it), or None on any failure or non-200."""
     try:
-        response = http.get(url, headers={"Accept": "text/html"})
+        with http.get(url, headers={"Accept": "text/html"}, stream=True) as response:
+            if response.status_code != 200:
+                log.debug("discovery: %s: HTTP %s", url, response.status_code)
+                return None
+            body = b""
+            for chunk in response.iter_content(64 * 1024):
+                body += chunk
+                if len(body) >= MAX_PAGE_BYTES:
+                    break
+            return body[:MAX_PAGE_BYTES].decode(response.encoding or "utf-8", "replace")
     except requests.RequestException as exc:
         log.debug("discovery: %s: %s", url, exc)
         return None
-    with response:
-        if response.status_code != 200:
-            log.debug("discovery: %s: HTTP %s", url, response.status_code)
-            return None
-        return response.text
