@@ -71,7 +71,10 @@ def resolve_dependencies(
     names: tuple[ImageName, ...], manifest: Manifest, options: BuildOptions
 ) -> tuple[Dependency, ...]:
     """Resolve each of `names` (in order) for the build of `manifest`."""
-    return tuple(resolve_one(name, manifest, options) for name in names)
+    from dgr.newer_versions import newer_version_checks
+
+    with newer_version_checks(names, options.config):  # warns about newer versions, joined here
+        return tuple(resolve_one(name, manifest, options) for name in names)
 
 
 def resolve_one(name: ImageName, manifest: Manifest, options: BuildOptions) -> Dependency:
@@ -100,10 +103,17 @@ def resolve_one(name: ImageName, manifest: Manifest, options: BuildOptions) -> D
                 path=manifest.path,
             )
         return Dependency(result.name, result.image_id, result.workspace.layer, result.dependencies)
+    # (3) appc discovery: download, verify and store (dgr/fetch.py).
+    from dgr.fetch import fetch_if_discoverable
+
+    fetched = fetch_if_discoverable(name, options.config, store)
+    if fetched is not None:
+        return from_store(store, fetched)
     raise BuildError(
         f"dependency {name} not found",
         path=manifest.path,
-        hint="add a project folder that builds it to this repository, or install it in the store",
+        hint="add a project folder that builds it to this repository, install it in the store, "
+             "or make it discoverable (ac-discovery; see docs/store.md)",
     )
 
 
