@@ -84,6 +84,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("-k", "--keep-builder", action="store_true", help=argparse.SUPPRESS)
     add("try", "render the templates with the project's attributes into target/try/")
+    p = add("test", "build if needed, start the image and run its tests (pytest; extra arguments go to pytest)")
+    p.add_argument("-k", "--keep-builder", action="store_true", help="keep test containers and work folders")
+    p.add_argument("pytest_args", nargs=argparse.REMAINDER, metavar="PYTEST_ARGS",
+                   help="passed to pytest (e.g. -- -x -n 2)")
+    p = add("install", "put the built image into the local store (building it if needed)")
+    p.add_argument("-t", "--test", action="store_true", help="run the tests first; install only if they pass")
+    p.add_argument("-k", "--keep-builder", action="store_true", help=argparse.SUPPRESS)
     p = add("run", "run the built image (prestart included); arguments after -- replace the app's exec")
     p.add_argument("--override", metavar="JSON", help="attribute override (sets TEMPLATER_OVERRIDE)")
     p.add_argument(
@@ -107,6 +114,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("key", nargs="?", help="a key such as targetWorkDir")
     p = add("aci-version", "print the version label of an ACI file")
     p.add_argument("file", type=Path)
+    p = add("store", "list or remove the images of the local store")
+    actions = p.add_subparsers(dest="store_action", metavar="ACTION", required=True)
+    actions.add_parser("list", help="list stored images", description="list stored images",
+                       parents=common)
+    p = actions.add_parser("rm", help="remove stored images", parents=common,
+                           description="remove images by ID (sha512-..., a unique prefix) or name[:version]")
+    p.add_argument("reference", metavar="REF", help="sha512-ID prefix, or name[:version]")
     return parser
 
 
@@ -119,11 +133,14 @@ def program(args: argparse.Namespace) -> int:
         "build": commands.build,
         "clean": commands.clean,
         "try": commands.try_,
+        "test": commands.test,
+        "install": commands.install,
         "run": commands.run,
         "version": commands.version,
         "graph": commands.graph,
         "config": commands.config,
         "aci-version": commands.aci_version,
+        "store": commands.store,
     }
     return handlers[args.command](args)
 

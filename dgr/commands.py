@@ -138,3 +138,54 @@ def graph(args: argparse.Namespace) -> int:
     for path in write_graph(manifest, target_dir(manifest, opts.config, opts.targets_root)):
         log.info("Wrote %s", path)
     return 0
+
+
+def store(args: argparse.Namespace) -> int:
+    """`store list`: one line per image; `store rm REF`: remove by ID prefix or name[:version]."""
+    from dgr.store import Store
+
+    images = Store(options(args).config.store_path)
+    if args.store_action == "rm":
+        for image in images.remove(args.reference):
+            log.info("Removed %s (%s)", image.name, image.image_id[:23])
+        return 0
+    rows = [("ID", "NAME", "OS/ARCH", "SIZE")]
+    for image in images.list():
+        size = image.aci.stat().st_size if image.aci.exists() else 0
+        rows.append((image.image_id[:23], str(image.name), f"{image.os or '-'}/{image.arch or '-'}",
+                     f"{size / (1 << 20):.1f} MiB" if size >= 1 << 20 else f"{size / 1024:.1f} KiB"))
+    widths = [max(len(row[i]) for row in rows) for i in range(3)]
+    for row in rows:
+        print("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=False)) + "  " + row[3])
+    return 0
+
+
+def test(args: argparse.Namespace) -> int:
+    """`dgr test`: pytest on the project folder (the plugin builds, starts, runs the tests)."""
+    import sys
+
+    import pytest
+
+    from dgr.tester import pytest_arguments
+
+    sys.dont_write_bytecode = True  # no __pycache__ in the project's tests/ (a build input)
+    return int(pytest.main(pytest_arguments(
+        project(args), options(args),
+        home=getattr(args, "home_path", None),
+        extra=[a for a in getattr(args, "pytest_args", None) or [] if a != "--"],
+    )))
+
+
+def install(args: argparse.Namespace) -> int:
+    """`dgr install [-t]`: build if needed, (test,) then add the image to the local store."""
+    from dgr.build import build as build_image
+    from dgr.store import Store
+
+    if getattr(args, "test", False) and test(args) != 0:
+        raise DgrError("tests failed: image not installed", path=project(args))
+    opts = options(args)
+    result = build_image(project(args), opts)
+    ws = result.workspace
+    stored = Store(opts.config.store_path).add(ws.aci, layer=ws.layer, image_id=result.image_id)
+    log.info("Installed %s (%s) in %s", stored.name, stored.image_id[:23], opts.config.store_path)
+    return 0
