@@ -166,3 +166,33 @@ def test_check_manifest_name_and_labels() -> None:
 ])
 def test_version_in_redirect_url(name: str, path: str, expected: str | None) -> None:
     assert version_in_url("https://h" + path, ImageName(name), "linux", "amd64") == expected
+
+
+class _Recorder(requests.adapters.BaseAdapter):
+    """A transport that answers 200 and records the TLS verification asked for."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.verify: list[object] = []
+
+    def send(self, request: requests.PreparedRequest, stream: bool = False, timeout: object = None,
+             verify: object = True, cert: object = None, proxies: object = None) -> requests.Response:
+        self.verify.append(verify)
+        response = requests.Response()
+        response.status_code, response.url, response.request = 200, request.url or "", request
+        return response
+
+    def close(self) -> None:
+        pass
+
+
+def test_tls_verification_is_off_only_for_hosts_listed_as_tls() -> None:
+    policy = HostPolicy(hosts={"lab.test": frozenset({"tls"})})
+    with PolicySession(policy) as session:
+        recorder = _Recorder()
+        session.mount("https://", recorder)
+        session.get("https://lab.test/x")
+        session.get("https://other.test/x")
+        session.get("https://other.test/x", verify=False)  # callers cannot turn it off
+    assert recorder.verify[0] is False
+    assert all(v not in (False, None) for v in recorder.verify[1:])  # True or a CA bundle path
