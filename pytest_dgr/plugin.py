@@ -1,3 +1,170 @@
-"""pytest plugin: every folder holding aci-manifest.yml becomes a collector of test items."""
+"""pytest plugin: every folder holding aci-manifest.yml becomes a collector of test items.
+
+Registered through the `pytest11` entry point. See `items.py` for what an image folder
+collects, `builds.py` for "each image built once per session", `scheduling.py` for xdist.
+Nothing here costs anything in a session that collects no image folder.
+"""
 
 from __future__ import annotations
+
+import logging
+import os
+import shutil
+import tempfile
+import uuid
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from dgr.manifest import ACI_MANIFEST
+from pytest_dgr.items import SETTINGS, ImageDirectory, Settings, image_state
+
+SESSION_DIR = pytest.StashKey[Path]()
+OWNS_SESSION_DIR = pytest.StashKey[bool]()
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("dgr", "dgr: build and test container images")
+    group.addoption("--dgr-home", metavar="DIR", help="dgr configuration folder (default ~/.config/dgr)")
+    group.addoption("--dgr-target", metavar="DIR", help="put image targets under DIR (dgr -p)")
+    group.addoption("--dgr-log-level", default="info", metavar="LEVEL",
+                    help="error|warn|info|debug|trace (default: info)")
+    group.addoption("--dgr-keep", action="store_true", help="keep test containers and build work folders")
+    group.addoption("--dgr-set-env", action="append", default=[], metavar="NAME=VALUE",
+                    help="environment for build scripts (repeatable)")
+    group.addoption("--dgr-wait-tries", type=int, default=60, metavar="N",
+                    help="run tests/wait.sh at most N times (default: 60)")
+    group.addoption("--dgr-wait-interval", type=float, default=1.0, metavar="SECONDS",
+                    help="pause between two wait.sh runs (default: 1)")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "dgr: an item of a dgr image folder")
+    workerinput: dict[str, Any] | None = getattr(config, "workerinput", None)
+    if workerinput is not None and "dgr_session_dir" in workerinput:
+        config.stash[SESSION_DIR] = Path(workerinput["dgr_session_dir"])
+        config.stash[OWNS_SESSION_DIR] = False
+    else:
+        # Created on first use; shared with xdist workers through their workerinput.
+        config.stash[SESSION_DIR] = Path(tempfile.gettempdir()) / f"dgr-session-{uuid.uuid4().hex[:12]}"
+        config.stash[OWNS_SESSION_DIR] = True
+    if workerinput is None and config.pluginmanager.hasplugin("xdist"):
+        config.pluginmanager.register(XdistController(config.stash[SESSION_DIR]), "dgr-xdist-controller")
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    if config.stash.get(OWNS_SESSION_DIR, False) and not config.getoption("dgr_keep"):
+        shutil.rmtree(config.stash[SESSION_DIR], ignore_errors=True)
+
+
+def settings(config: pytest.Config) -> Settings:
+    """The session's dgr settings, made on first use (a bad option is a usage error)."""
+    found = config.stash.get(SETTINGS, None)
+    if found is not None:
+        return found
+    from dgr.build import BuildOptions
+    from dgr.cli import parse_set_env
+    from dgr.config import load_config
+    from dgr.errors import DgrError
+    from dgr.log import parse_level
+    from dgr.tester import TesterOptions
+    from pytest_dgr.builds import SessionBuilds
+
+    try:
+        level = parse_level(config.getoption("dgr_log_level"))
+        home, target = config.getoption("dgr_home"), config.getoption("dgr_target")
+        keep = bool(config.getoption("dgr_keep"))
+        options = BuildOptions(
+            config=load_config(Path(home) if home else None),
+            set_env=parse_set_env(config.getoption("dgr_set_env"), dict(os.environ)),
+            log_level=level,
+            keep=keep,
+            targets_root=Path(target).absolute() if target else None,
+        )
+    except (ValueError, DgrError) as exc:
+        raise pytest.UsageError(f"dgr: {exc}") from None
+    logging.getLogger("dgr").setLevel(level)
+    tester = TesterOptions(
+        wait_tries=config.getoption("dgr_wait_tries"),
+        wait_interval=config.getoption("dgr_wait_interval"),
+        keep=keep,
+    )
+    found = Settings(options, tester, SessionBuilds(config.stash[SESSION_DIR], options))
+    config.stash[SETTINGS] = found
+    return found
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collect_directory(path: Path, parent: pytest.Collector) -> pytest.Collector | None:
+    if (path / ACI_MANIFEST).is_file():
+        settings(parent.config)
+        return ImageDirectory.from_parent(parent, path=path)
+    return None
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if item.getparent(ImageDirectory) is not None:
+            item.add_marker(pytest.mark.dgr)
+
+
+def pytest_report_header(config: pytest.Config) -> list[str]:
+    paths = [p for p in (Path(a.split("::")[0]) for a in config.args) if p.is_dir()]
+    if not any((p / ACI_MANIFEST).is_file() or any(p.glob(f"*/{ACI_MANIFEST}")) for p in paths):
+        return []
+    return ["dgr: each image's build log is <image>/target/build.log (follow it with tail -f)"]
+
+
+@pytest.fixture
+def dgr_image(request: pytest.FixtureRequest) -> Any:
+    """The image of this test's folder, built (a dgr.build.BuildResult)."""
+    state = image_state(request.node)
+    if state is None:
+        pytest.fail("dgr_image is only available to tests inside an image folder (tests/test_*.py)",
+                    pytrace=False)
+    from pytest_dgr.items import ImageUnavailable
+
+    try:
+        return state.image()
+    except ImageUnavailable as exc:
+        reason = str(exc)
+    pytest.fail(reason, pytrace=False)
+
+
+@pytest.fixture
+def dgr_container(request: pytest.FixtureRequest) -> Any:
+    """The image's started test container (a dgr.tester.TesterContainer), shared by the
+    image's tests: prestart done, app started, wait.sh succeeded. Stopped after the image's
+    last item."""
+    state = image_state(request.node)
+    if state is None:
+        pytest.fail("dgr_container is only available to tests inside an image folder (tests/test_*.py)",
+                    pytrace=False)
+    from dgr.errors import DgrError
+    from pytest_dgr.items import ImageUnavailable, format_error
+
+    try:
+        return state.container()
+    except ImageUnavailable as exc:
+        reason = str(exc)
+    except DgrError as exc:
+        reason = format_error(exc)
+    pytest.fail(reason, pytrace=False)
+
+
+class XdistController:
+    """Controller-side xdist hooks (registered only when xdist is active)."""
+
+    def __init__(self, session_dir: Path) -> None:
+        self.session_dir = session_dir
+
+    def pytest_configure_node(self, node: Any) -> None:
+        node.workerinput["dgr_session_dir"] = str(self.session_dir)
+
+    def pytest_xdist_make_scheduler(self, config: pytest.Config, log: Any) -> Any:
+        from pytest_dgr.scheduling import ImageScheduling, dist_given
+
+        if config.getvalue("dist") == "load" and not dist_given(config):
+            return ImageScheduling(config, log)
+        return None

@@ -1,0 +1,325 @@
+"""The collectors and items of one image folder (SPEC §8).
+
+An image folder (holding `aci-manifest.yml`) becomes an :class:`ImageDirectory` whose items
+run in this order: `build`, `templates`, one item per bats `@test` (grouped by `.bats` file),
+then the folder's `tests/test_*.py` modules. They share one :class:`ImageState` (in the
+directory's stash): the build result, the started test container, each bats file's run.
+A failed build fails the `build` item with its log; the image's other items then fail with
+one short line, `build of <folder> failed`.
+"""
+
+from __future__ import annotations
+
+import re
+import tempfile
+import time
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pytest
+
+from dgr.errors import DgrError
+from dgr.tester import (
+    BatsResult,
+    BatsRun,
+    TesterContainer,
+    TesterOptions,
+    bats_files,
+    bats_tests,
+    check_templates,
+    start_test_container,
+)
+from pytest_dgr.builds import DependencyFailed, SessionBuilds, build_log, read_tail
+
+if TYPE_CHECKING:
+    from _pytest._code.code import ExceptionInfo, TerminalRepr
+
+    from dgr.build import BuildOptions, BuildResult
+
+
+@dataclass(frozen=True)
+class Settings:
+    """What the command line said, for every image of the session."""
+
+    options: BuildOptions
+    tester: TesterOptions
+    builds: SessionBuilds
+
+
+SETTINGS = pytest.StashKey[Settings]()
+IMAGE_STATE = pytest.StashKey["ImageState"]()
+
+
+class ImageUnavailable(Exception):
+    """An item cannot run because its image did not build (one short line)."""
+
+
+class BatsFailure(Exception):
+    """A bats `@test` reported `not ok`."""
+
+    def __init__(self, result: BatsResult, file: str) -> None:
+        super().__init__(result.name)
+        self.result = result
+        self.file = file
+
+
+class BatsMissing(Exception):
+    """bats gave no result for a `@test` it was asked to run."""
+
+    def __init__(self, run: BatsRun) -> None:
+        super().__init__(run.file)
+        self.run = run
+
+
+_ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
+
+
+def plain(text: str) -> str:
+    """`text` without terminal colour codes (scripts' output is coloured)."""
+    return _ANSI.sub("", text)
+
+
+def format_error(exc: DgrError) -> str:
+    """A DgrError as a short block: where, what, the hint, then the details (no colours)."""
+    return plain(_format_error(exc))
+
+
+def _format_error(exc: DgrError) -> str:
+    lines = [f"{exc.location()}: {exc.message}" if exc.location() else exc.message]
+    if exc.key:
+        lines[0] += f" (key: {exc.key})"
+    if exc.hint:
+        lines.append(f"hint: {exc.hint}")
+    if exc.details:
+        lines.append("")
+        lines.extend(f"  | {line}" for line in exc.details.rstrip("\n").splitlines())
+    return "\n".join(lines)
+
+
+class ImageState:
+    """What the items of one image share on one worker: its build, container, bats runs."""
+
+    def __init__(self, folder: Path, label: str, settings: Settings) -> None:
+        self.folder = folder
+        self.label = label
+        self.settings = settings
+        self._result: BuildResult | None = None
+        self._build_error: Exception | None = None
+        self._container: TesterContainer | None = None
+        self._container_error: DgrError | None = None
+        self._bats: dict[str, BatsRun | DgrError] = {}
+
+    @property
+    def options(self) -> BuildOptions:
+        return self.settings.options
+
+    def build(self) -> BuildResult:
+        """Build the image once (DgrError, the same each time, when it fails)."""
+        if self._result is not None:
+            return self._result
+        if self._build_error is not None:
+            raise self._build_error
+        try:
+            self._result = self.settings.builds.build(self.folder)
+        except Exception as exc:  # not retried by the image's other items, whatever it is
+            self._build_error = exc
+            raise
+        return self._result
+
+    def image(self) -> BuildResult:
+        """The built image, for items other than `build` (ImageUnavailable, one line)."""
+        try:
+            return self.build()
+        except Exception:
+            raise ImageUnavailable(f"build of {self.label} failed") from None
+
+    def container(self) -> TesterContainer:
+        """The started test container, ready (wait.sh succeeded); started once."""
+        if self._container is not None:
+            return self._container
+        if self._container_error is not None:
+            raise self._container_error
+        result = self.image()
+        try:
+            container = start_test_container(result, self.options, self.settings.tester)
+            try:
+                container.wait_ready()
+            except BaseException:
+                container.stop()
+                raise
+        except DgrError as exc:
+            self._container_error = exc
+            raise
+        self._container = container
+        return container
+
+    def bats(self, file: str) -> BatsRun:
+        """The run of one bats file (run once, on first request)."""
+        cached = self._bats.get(file)
+        if cached is None:
+            container = self.container()
+            try:
+                cached = container.run_bats(file)
+            except DgrError as exc:
+                cached = exc
+            self._bats[file] = cached
+        if isinstance(cached, DgrError):
+            raise cached
+        return cached
+
+    def close(self) -> None:
+        """Stop the container (end of the image's items)."""
+        if self._container is not None:
+            self._container.stop()
+            self._container = None
+
+
+def image_state(node: pytest.Item | pytest.Collector) -> ImageState | None:
+    """The state of the image folder `node` belongs to, if any."""
+    directory = node.getparent(ImageDirectory)
+    return directory.state if directory is not None else None
+
+
+class ImageDirectory(pytest.Directory):
+    """An image folder: `build`, `templates`, bats tests, then tests/test_*.py."""
+
+    @property
+    def state(self) -> ImageState:
+        state = self.stash.get(IMAGE_STATE, None)
+        if state is None:
+            label = self.nodeid if self.nodeid not in ("", ".") else self.path.name
+            state = ImageState(self.path, label, self.config.stash[SETTINGS])
+            self.stash[IMAGE_STATE] = state
+        return state
+
+    def collect(self) -> Iterable[pytest.Item | pytest.Collector]:
+        yield BuildItem.from_parent(self, name="build")
+        yield TemplatesItem.from_parent(self, name="templates")
+        for path in bats_files(self.path):
+            yield BatsFile.from_parent(self, path=path)
+        tests = self.path / "tests"
+        if tests.is_dir():
+            for path in sorted(tests.glob("test_*.py")):
+                if path.is_file():
+                    ihook = self.session.gethookproxy(path)
+                    yield from ihook.pytest_collect_file(file_path=path, parent=self)
+
+    def teardown(self) -> None:
+        state = self.stash.get(IMAGE_STATE, None)
+        if state is not None:
+            state.close()
+
+
+class DgrItem(pytest.Item):
+    """Common failure reporting: our errors as short text, no traceback of dgr internals."""
+
+    @property
+    def state(self) -> ImageState:
+        state = image_state(self)
+        assert state is not None
+        return state
+
+    def repr_failure(
+        self, excinfo: ExceptionInfo[BaseException], style: Any = None
+    ) -> str | TerminalRepr:
+        exc = excinfo.value
+        if isinstance(exc, ImageUnavailable):
+            return str(exc)
+        if isinstance(exc, DgrError):
+            return format_error(exc)
+        return super().repr_failure(excinfo, style=style)
+
+    def reportinfo(self) -> tuple[Path, int | None, str]:
+        return self.path, None, f"{self.state.label}::{self.name}"
+
+
+class BuildItem(DgrItem):
+    """Builds the image (or finds it up to date); fails with the build's log."""
+
+    def runtest(self) -> None:
+        state = self.state
+        log_path = build_log(state.folder, state.options)
+        self.user_properties.append(("build_log", str(log_path)))
+        started = time.time()
+        try:
+            result = state.build()
+        except DgrError as exc:
+            if not isinstance(exc, DependencyFailed) and _written_since(log_path, started):
+                self.add_report_section("call", "build log", plain(log_path.read_text(errors="replace")))
+                if exc.details is None:
+                    exc.details = read_tail(log_path)
+                if exc.hint is None:
+                    exc.hint = f"full log in {log_path}"
+            raise
+        how = "up to date" if result.up_to_date else "built"
+        self.add_report_section("call", "dgr", f"{result.name} {how}; build log: {log_path}")
+
+
+def _written_since(path: Path, since: float) -> bool:
+    try:
+        return path.stat().st_mtime >= since - 1
+    except OSError:
+        return False
+
+
+class TemplatesItem(DgrItem):
+    """Renders the image's templates with the default attributes and each override."""
+
+    def runtest(self) -> None:
+        result = self.state.image()
+        if self.state.options.keep:
+            work = Path(tempfile.mkdtemp(prefix="templates-", dir=result.workspace.target))
+            rendered = check_templates(result, work)
+        else:
+            with tempfile.TemporaryDirectory(prefix="dgr-templates-") as tmp:
+                rendered = check_templates(result, Path(tmp))
+        self.add_report_section("call", "dgr", "templates rendered with: " + ", ".join(rendered))
+
+
+class BatsFile(pytest.File):
+    """A `tests/*.bats` file: one item per `@test`, named as written."""
+
+    def collect(self) -> Iterator[BatsItem]:
+        try:
+            text = self.path.read_text(encoding="utf-8", errors="replace")
+        except OSError as exc:
+            raise self.CollectError(f"cannot read {self.path}: {exc.strerror}") from None
+        for index, (line, name) in enumerate(bats_tests(text)):
+            yield BatsItem.from_parent(self, name=name, index=index, line=line)
+
+
+class BatsItem(DgrItem):
+    """One bats `@test`: its TAP result from the file's run in the test container."""
+
+    def __init__(self, *, index: int, line: int, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.index = index
+        self.line = line
+
+    def runtest(self) -> None:
+        run = self.state.bats(self.path.name)
+        result = run.result_for(self.index, self.name)
+        if result is None:
+            raise BatsMissing(run)
+        if result.skipped:
+            # reported at the @test's line, not at this line of the plugin
+            raise pytest.skip.Exception(result.reason or "skipped by bats", _use_item_location=True)
+        if result.failed:
+            raise BatsFailure(result, self.path.name)
+
+    def repr_failure(
+        self, excinfo: ExceptionInfo[BaseException], style: Any = None
+    ) -> str | TerminalRepr:
+        exc = excinfo.value
+        if isinstance(exc, BatsFailure):
+            text = f"bats: not ok {exc.result.number} {exc.result.name} ({exc.file})"
+            return text + ("\n" + exc.result.diagnostics if exc.result.diagnostics else "")
+        if isinstance(exc, BatsMissing):
+            tail = "\n".join(exc.run.output.rstrip("\n").splitlines()[-30:])
+            return f"bats gave no result for this test (exit code {exc.run.returncode}); output:\n{tail}"
+        return super().repr_failure(excinfo, style=style)
+
+    def reportinfo(self) -> tuple[Path, int | None, str]:
+        return self.path, self.line - 1, f"{self.path.name}: @test {self.name}"
