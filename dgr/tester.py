@@ -522,6 +522,13 @@ class TesterContainer:
     def running(self) -> bool:
         return self.container.running()
 
+    def app_exit_code(self) -> int | None:
+        """The app's exit code once it has exited (the container itself stays up)."""
+        try:
+            return int((self.run_dir / "status" / "app.exit").read_text().strip())
+        except (OSError, ValueError):
+            return None
+
     @property
     def name(self) -> str:
         return self.container.spec.name
@@ -632,11 +639,15 @@ def wait_ready(container: TesterContainer, tries: int, interval: float) -> None:
         if attempt + 1 < tries:
             time.sleep(interval)
     assert last is not None
+    details = _tail(last.output) or "(no output)"
+    app_exit = container.app_exit_code()
+    if app_exit is not None:
+        details += f"\n(the app exited with code {app_exit}; container log:)\n{_tail(container.logs(), 20)}"
     raise WaitError(
         f"wait.sh never succeeded ({max(tries, 1)} tries, {interval:g}s apart; "
         f"last exit code {last.returncode})",
         path=container.project / "tests" / WAIT_SCRIPT,
-        details=_tail(last.output) or "(no output)",
+        details=details,
     )
 
 
