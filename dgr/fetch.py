@@ -260,7 +260,11 @@ def fetch_image(name: ImageName, config: Config, *, store: Store | None = None,
             check_manifest(manifest, name, wanted, endpoint.aci)
             image_id = image_id_of(aci)
             _fetch_dependencies(manifest, store, config, (*_parents, name.name))
-            stored = store.add(aci, signature=signature, image_id=image_id)
+            try:
+                stored = store.add(aci, signature=signature, image_id=image_id)
+            except DgrError as exc:  # e.g. an entry escaping the layer: name the image, not a temp file
+                raise FetchError(f"{name} from {endpoint.aci}: {exc.message}", details=exc.details,
+                                 hint=exc.hint) from None
     log.info("Fetched %s (%s)", stored.name, stored.image_id[:19])
     return stored
 
