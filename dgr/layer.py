@@ -1,0 +1,719 @@
+"""Layer tar streams: pack a layer directory into a deterministic tar, and unpack one safely.
+
+A build leaves, for one image, the overlayfs upper directory of its rootfs: what this build
+added or changed, with overlay whiteouts for what it deleted (character devices 0/0 for
+deleted files, the `trusted.overlay.opaque=y` xattr on directories whose lower contents are
+hidden). This module turns such a directory into a tar stream:
+
+* entries depth-first, each directory's children sorted by their byte names, so the same
+  directory always gives the same bytes (and therefore the same image ID / digests);
+* numeric uid/gid, mode, integer mtime, xattrs (as PAX `SCHILY.xattr.*`, minus
+  `trusted.overlay.*`), hard links as link entries, symlinks as symlinks (never followed),
+  devices and fifos as themselves; sockets are skipped;
+* whiteouts per :class:`Whiteouts`: converted to OCI `.wh.NAME` / `.wh..wh..opq` markers, or
+  dropped for appc, which has no way to express a deletion (see :class:`Whiteouts`).
+
+The stream goes through a :class:`TarSink`, which hashes it and writes it raw or gzip-compressed
+(zlib level 1 in parallel blocks, pigz style) in the same pass.
+
+:func:`extract_layer` is the reverse, for dependency layers: it refuses any entry that would
+write outside the destination and applies OCI whiteouts.
+"""
+
+from __future__ import annotations
+
+import enum
+import hashlib
+import os
+import shutil
+import stat
+import struct
+import tarfile
+import tempfile
+import zlib
+from collections import deque
+from collections.abc import Collection, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, BinaryIO
+
+from dgr.errors import BuildError
+
+BLOCK = 512
+CHUNK = 1 << 20  # unit of hashing, writing and parallel compression
+WINDOW = 32 * 1024  # deflate history carried from one compressed chunk into the next
+GZIP_LEVEL = 1
+OVERLAY_XATTRS = "trusted.overlay."
+OPAQUE_XATTR = "trusted.overlay.opaque"
+# Overlay features whose upper-dir files do not hold the real content: refuse to package them.
+UNSUPPORTED_XATTRS = ("trusted.overlay.redirect", "trusted.overlay.metacopy")
+WHITEOUT_PREFIX = ".wh."
+OPAQUE_MARKER = ".wh..wh..opq"
+_GZIP_HEADER = b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x04\x03"  # no name, mtime 0, fastest, unix
+_DEFLATE_END = b"\x03\x00"  # an empty final block closes the raw deflate stream
+
+
+class Whiteouts(enum.Enum):
+    """What to do with overlay whiteouts found in a layer directory.
+
+    OCI: a deleted `D/NAME` becomes an empty file `D/.wh.NAME`; an opaque directory `D` is
+    followed by an empty `D/.wh..wh..opq`. A real file whose name starts with `.wh.` cannot be
+    expressed and is a BuildError.
+
+    DROP (appc): appc images have no whiteouts. Deleted paths are left out of the tar, so a
+    file deleted from a dependency **stays visible** in the appc image (the dependency's copy
+    shows through when rkt-style renderers stack the images); an opaque directory is written
+    as a plain directory. The paths are reported in :class:`LayerReport` so the build can warn.
+    """
+
+    OCI = "oci"
+    DROP = "drop"
+
+
+@dataclass(frozen=True)
+class StreamDigests:
+    """What a :class:`TarSink` saw: sizes and hex digests of the tar, raw and as written."""
+
+    size: int
+    sha256: str | None = None
+    sha512: str | None = None
+    compressed_size: int | None = None
+    compressed_sha256: str | None = None
+
+
+@dataclass
+class LayerReport:
+    """Paths (absolute, as seen in the container) that need a word in the build log."""
+
+    deleted: list[str] = field(default_factory=list)  # overlay whiteouts: files this layer deletes
+    opaque: list[str] = field(default_factory=list)  # directories hiding their lower contents
+    sockets: list[str] = field(default_factory=list)  # skipped: a tar cannot hold them
+
+
+def _deflate(chunk: bytes, history: bytes) -> bytes:
+    """Raw deflate of `chunk` primed with `history`, ending byte-aligned (sync flush)."""
+    if history:
+        comp = zlib.compressobj(GZIP_LEVEL, zlib.DEFLATED, -15, zdict=history)
+    else:
+        comp = zlib.compressobj(GZIP_LEVEL, zlib.DEFLATED, -15)
+    return comp.compress(chunk) + comp.flush(zlib.Z_SYNC_FLUSH)
+
+
+class TarSink:
+    """Receives a tar stream, hashes it, and writes it to `out` raw or as one gzip member.
+
+    `hashes` names the digests of the raw stream to compute (`sha256`, `sha512`). With `gzip`,
+    the stream is cut into fixed 1 MiB chunks deflated in parallel by `threads` workers, each
+    primed with the previous chunk's last 32 KiB (as pigz does), so the output depends only
+    on the input bytes, never on the thread count or the timing. :meth:`close` flushes and
+    returns the digests; it does not close `out`.
+    """
+
+    def __init__(
+        self,
+        out: IO[bytes],
+        *,
+        gzip: bool = False,
+        hashes: Collection[str] = ("sha256",),
+        threads: int | None = None,
+    ) -> None:
+        self._out = out
+        self._buffer = bytearray()
+        self._hashers = {name: hashlib.new(name) for name in hashes}
+        self._size = 0
+        self._written = 0
+        self._gzip = gzip
+        self._out_hash = hashlib.sha256() if gzip else None
+        self._crc = 0
+        self._history = b""
+        self._pending: deque[Future[bytes]] = deque()
+        self._threads = threads or os.cpu_count() or 1
+        self._pool = ThreadPoolExecutor(self._threads, thread_name_prefix="deflate") if gzip else None
+        if gzip:
+            self._emit(_GZIP_HEADER)
+
+    def write(self, data: bytes | bytearray | memoryview) -> None:
+        """Append `data` to the stream."""
+        self._buffer += data
+        if len(self._buffer) >= CHUNK:
+            self._drain(final=False)
+
+    def _drain(self, *, final: bool) -> None:
+        view = memoryview(self._buffer)
+        start = 0
+        while len(view) - start >= CHUNK or (final and start < len(view)):
+            chunk = bytes(view[start : start + CHUNK])
+            start += len(chunk)
+            self._take(chunk)
+        view.release()
+        del self._buffer[:start]
+
+    def _take(self, chunk: bytes) -> None:
+        self._size += len(chunk)
+        for hasher in self._hashers.values():
+            hasher.update(chunk)
+        if self._pool is None:
+            self._emit(chunk)
+            return
+        self._crc = zlib.crc32(chunk, self._crc)
+        self._pending.append(self._pool.submit(_deflate, chunk, self._history))
+        self._history = chunk[-WINDOW:]
+        while len(self._pending) > 2 * self._threads:
+            self._emit(self._pending.popleft().result())
+
+    def _emit(self, data: bytes) -> None:
+        self._out.write(data)
+        self._written += len(data)
+        if self._out_hash is not None:
+            self._out_hash.update(data)
+
+    def close(self) -> StreamDigests:
+        """Flush everything to `out` and return the digests (the sink is then unusable)."""
+        self._drain(final=True)
+        if self._pool is not None:
+            while self._pending:
+                self._emit(self._pending.popleft().result())
+            self._pool.shutdown()
+            self._emit(_DEFLATE_END + struct.pack("<II", self._crc, self._size & 0xFFFFFFFF))
+        hexes = {name: hasher.hexdigest() for name, hasher in self._hashers.items()}
+        return StreamDigests(
+            size=self._size,
+            sha256=hexes.get("sha256"),
+            sha512=hexes.get("sha512"),
+            compressed_size=self._written if self._gzip else None,
+            compressed_sha256=self._out_hash.hexdigest() if self._out_hash is not None else None,
+        )
+
+    def abort(self) -> None:
+        """Stop the workers without writing anything more (after a failure)."""
+        if self._pool is not None:
+            for pending in self._pending:
+                pending.cancel()
+            self._pool.shutdown(wait=True)
+
+
+def _pad(size: int) -> bytes:
+    return b"\0" * (-size % BLOCK)
+
+
+def _xattrs(path: str, where: str) -> dict[str, str]:
+    """PAX records for the xattrs of `path` (not followed), minus overlayfs' own."""
+    try:
+        names = sorted(os.listxattr(path, follow_symlinks=False))
+    except OSError as exc:
+        if exc.errno in (95, 61):  # EOPNOTSUPP, ENODATA: no xattrs here
+            return {}
+        raise
+    records = {}
+    for name in names:
+        if name.startswith(UNSUPPORTED_XATTRS):
+            raise BuildError(
+                f"cannot package {where}: it carries {name} (overlay redirect_dir/metacopy)",
+                path=path,
+                hint="mount the build overlay without redirect_dir and metacopy",
+            )
+        if name.startswith(OVERLAY_XATTRS):
+            continue
+        value = os.getxattr(path, name, follow_symlinks=False)
+        records["SCHILY.xattr." + name] = value.decode("utf-8", "surrogateescape")
+    return records
+
+
+def _is_whiteout(st: os.stat_result) -> bool:
+    return stat.S_ISCHR(st.st_mode) and st.st_rdev == 0
+
+
+def _is_opaque(path: str) -> bool:
+    try:
+        return os.getxattr(path, OPAQUE_XATTR, follow_symlinks=False) == b"y"
+    except OSError:
+        return False
+
+
+def _merged_children(directories: Sequence[str]) -> list[tuple[str, list[os.DirEntry[str]]]]:
+    """The children of `directories` (stacked, lowest first), sorted by byte name.
+
+    Each name comes with its entries, highest first.
+    """
+    found: dict[str, list[os.DirEntry[str]]] = {}
+    for directory in directories:
+        with os.scandir(directory) as entries:
+            for entry in entries:
+                found.setdefault(entry.name, []).insert(0, entry)
+    return sorted(found.items(), key=lambda item: os.fsencode(item[0]))
+
+
+def _stack_directories(
+    paths: Sequence[str], entries: Sequence[os.DirEntry[str]] | None = None
+) -> tuple[list[str], bool]:
+    """The directories merged at one path, lowest first, and whether the result is opaque.
+
+    `paths` are the candidates, highest first (the first is a directory). Merging stops at a
+    lower non-directory (which the directory hides) or after an opaque directory.
+    """
+    merged: list[str] = []
+    for index, path in enumerate(paths):
+        if index and not (entries[index].is_dir(follow_symlinks=False) if entries else os.path.isdir(path)):
+            break
+        merged.append(path)
+        if _is_opaque(path):
+            return merged[::-1], True
+    return merged[::-1], False
+
+
+class TarWriter:
+    """Writes tar entries (PAX format) into a :class:`TarSink`.
+
+    The writer never follows a symlink of the tree it reads, records hard links against the
+    first archive name of the inode, and is deterministic: the same calls on the same files
+    give the same bytes.
+    """
+
+    def __init__(self, sink: TarSink) -> None:
+        self._sink = sink
+        self._links: dict[tuple[int, int], str] = {}
+        self._whiteouts = Whiteouts.OCI
+        self._report = LayerReport()
+
+    def _header(self, info: tarfile.TarInfo) -> None:
+        self._sink.write(info.tobuf(tarfile.PAX_FORMAT, "utf-8", "surrogateescape"))
+
+    def add_bytes(self, name: str, data: bytes, *, mode: int = 0o644, mtime: int = 0) -> None:
+        """A regular file `name` holding `data`, owned by 0:0."""
+        info = tarfile.TarInfo(name)
+        info.size = len(data)
+        info.mode = mode
+        info.mtime = mtime
+        self._header(info)
+        self._sink.write(data)
+        self._sink.write(_pad(len(data)))
+
+    def add_member(self, info: tarfile.TarInfo, data: IO[bytes] | None) -> None:
+        """Copy an entry read from another tar; `data` holds the content of a regular file."""
+        if not info.isreg():
+            info.size = 0
+        self._header(info)
+        if not info.size:
+            return
+        if data is None:
+            raise BuildError(f"no data for tar entry {info.name!r}")
+        left = info.size
+        while left:
+            chunk = data.read(min(left, CHUNK))
+            if not chunk:
+                raise BuildError(f"tar entry {info.name!r} is truncated")
+            self._sink.write(chunk)
+            left -= len(chunk)
+        self._sink.write(_pad(info.size))
+
+    def add_tree(
+        self,
+        sources: Path | Sequence[Path],
+        *,
+        prefix: str = "",
+        whiteouts: Whiteouts = Whiteouts.OCI,
+    ) -> LayerReport:
+        """Every file under `sources` as `prefix/relative/path`.
+
+        Several sources (lowest first) are merged as overlayfs would stack them: for a path in
+        more than one, the highest wins; directories merge unless a higher one is opaque;
+        a whiteout in a higher source hides the path of the lower ones. With a `prefix` the
+        root itself is written first, as `prefix` (appc's `rootfs` entry); without one the
+        root gets no entry of its own (OCI layers).
+        """
+        roots = [os.fspath(sources)] if isinstance(sources, Path) else [os.fspath(s) for s in sources]
+        if not roots:
+            raise BuildError("no layer directory to package")
+        self._whiteouts = whiteouts
+        self._report = report = LayerReport()
+        for root in roots:
+            if not stat.S_ISDIR(os.lstat(root).st_mode):
+                raise BuildError("layer is not a directory", path=root)
+        st = os.lstat(roots[-1])
+        stacked, opaque = _stack_directories(roots[::-1])
+        prefix = prefix.strip("/")
+        if prefix:
+            self._add_directory(roots[-1], prefix, st, "/", opaque)
+        elif opaque:
+            self._add_opaque("", "/", st)
+        self._walk(stacked, prefix + "/" if prefix else "")
+        return report
+
+    def _walk(self, roots: list[str], arcroot: str) -> None:
+        # Iterative depth-first walk: deep trees do not hit the recursion limit. `cdir` is the
+        # path as seen in the container, for reports.
+        stack: list[tuple[str, str, Iterator[tuple[str, list[os.DirEntry[str]]]]]] = [
+            (arcroot, "/", iter(_merged_children(roots)))
+        ]
+        while stack:
+            arcdir, cdir, children = stack[-1]
+            child = next(children, None)
+            if child is None:
+                stack.pop()
+                continue
+            name, entries = child
+            top = entries[0]
+            arcname = arcdir + name
+            cpath = cdir + name
+            st = top.stat(follow_symlinks=False)
+            if stat.S_ISDIR(st.st_mode):
+                stacked, opaque = _stack_directories([e.path for e in entries], entries)
+                self._add_directory(top.path, arcname, st, cpath, opaque)
+                stack.append((arcname + "/", cpath + "/", iter(_merged_children(stacked))))
+            else:
+                self._add_other(top.path, arcname, st, cpath)
+
+    def _info(self, arcname: str, st: os.stat_result, kind: bytes, path: str | None) -> tarfile.TarInfo:
+        info = tarfile.TarInfo(arcname)
+        info.type = kind
+        info.mode = stat.S_IMODE(st.st_mode)
+        info.uid = st.st_uid
+        info.gid = st.st_gid
+        info.mtime = int(st.st_mtime)
+        if path is not None:
+            info.pax_headers = _xattrs(path, arcname)
+        return info
+
+    def _add_directory(self, path: str, arcname: str, st: os.stat_result, cpath: str, opaque: bool) -> None:
+        self._header(self._info(arcname, st, tarfile.DIRTYPE, path))
+        if opaque:
+            self._add_opaque(arcname + "/", cpath, st)
+
+    def _add_opaque(self, arcdir: str, cpath: str, st: os.stat_result) -> None:
+        self._report.opaque.append(cpath)
+        if self._whiteouts is Whiteouts.OCI:
+            self._add_marker(arcdir + OPAQUE_MARKER, st)
+
+    def _add_marker(self, arcname: str, st: os.stat_result) -> None:
+        info = tarfile.TarInfo(arcname)
+        info.mode = 0o644
+        info.mtime = int(st.st_mtime)
+        self._header(info)
+
+    def _add_other(self, path: str, arcname: str, st: os.stat_result, cpath: str) -> None:
+        name = arcname.rsplit("/", 1)[-1]
+        oci = self._whiteouts is Whiteouts.OCI
+        if _is_whiteout(st):
+            self._report.deleted.append(cpath)
+            if oci:
+                self._add_marker(arcname[: len(arcname) - len(name)] + WHITEOUT_PREFIX + name, st)
+            return
+        if oci and name.startswith(WHITEOUT_PREFIX):
+            raise BuildError(
+                f"cannot put {cpath} in an OCI layer: a {WHITEOUT_PREFIX!r} name means a deletion",
+                path=path,
+            )
+        if stat.S_ISSOCK(st.st_mode):
+            self._report.sockets.append(cpath)
+            return
+        if st.st_nlink > 1:
+            first = self._links.setdefault((st.st_dev, st.st_ino), arcname)
+            if first != arcname:
+                info = self._info(arcname, st, tarfile.LNKTYPE, None)
+                info.linkname = first
+                self._header(info)
+                return
+        if stat.S_ISREG(st.st_mode):
+            self._add_regular(path, arcname, st)
+        elif stat.S_ISLNK(st.st_mode):
+            info = self._info(arcname, st, tarfile.SYMTYPE, path)
+            info.linkname = os.readlink(path)
+            self._header(info)
+        else:
+            self._add_special(path, arcname, st)
+
+    def _add_special(self, path: str, arcname: str, st: os.stat_result) -> None:
+        if stat.S_ISCHR(st.st_mode):
+            kind = tarfile.CHRTYPE
+        elif stat.S_ISBLK(st.st_mode):
+            kind = tarfile.BLKTYPE
+        elif stat.S_ISFIFO(st.st_mode):
+            kind = tarfile.FIFOTYPE
+        else:
+            raise BuildError(f"cannot package {arcname}: unknown file type {st.st_mode:o}", path=path)
+        info = self._info(arcname, st, kind, path)
+        if kind != tarfile.FIFOTYPE:
+            info.devmajor = os.major(st.st_rdev)
+            info.devminor = os.minor(st.st_rdev)
+        self._header(info)
+
+    def _add_regular(self, path: str, arcname: str, st: os.stat_result) -> None:
+        info = self._info(arcname, st, tarfile.REGTYPE, path)
+        info.size = st.st_size
+        self._header(info)
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        try:
+            left = st.st_size
+            while left:
+                data = os.read(fd, min(left, CHUNK))
+                if not data:
+                    raise BuildError(f"{arcname} shrank while it was being packaged", path=path)
+                self._sink.write(data)
+                left -= len(data)
+        finally:
+            os.close(fd)
+        self._sink.write(_pad(st.st_size))
+
+    def close(self) -> None:
+        """Write the end-of-archive marker (two zero blocks)."""
+        self._sink.write(b"\0" * (2 * BLOCK))
+
+
+def write_layer(
+    source: Path | Sequence[Path],
+    out: IO[bytes],
+    *,
+    prefix: str = "",
+    whiteouts: Whiteouts = Whiteouts.OCI,
+    gzip: bool = False,
+    hashes: Collection[str] = ("sha256",),
+) -> tuple[StreamDigests, LayerReport]:
+    """Write the directory `source` to `out` as a complete tar (see the module docstring).
+
+    Several directories (lowest first) are merged as overlayfs would stack them.
+    """
+    sink = TarSink(out, gzip=gzip, hashes=hashes)
+    try:
+        writer = TarWriter(sink)
+        report = writer.add_tree(source, prefix=prefix, whiteouts=whiteouts)
+        writer.close()
+        return sink.close(), report
+    except BaseException:
+        sink.abort()
+        raise
+
+
+@contextmanager
+def atomic_file(dest: Path, mode: int = 0o644) -> Iterator[BinaryIO]:
+    """A new file that becomes `dest` only when the block succeeds.
+
+    It is written as a hidden temporary next to `dest` and renamed over it at the end; on any
+    failure the temporary is removed and a previous `dest` is left untouched.
+    """
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    fd, name = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".tmp", dir=dest.parent)
+    tmp = Path(name)
+    try:
+        with os.fdopen(fd, "wb", buffering=0) as handle:
+            yield handle
+        os.chmod(tmp, mode)
+        os.replace(tmp, dest)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+# --- extraction -------------------------------------------------------------------------------
+
+
+class _Extractor:
+    """Applies one layer tar onto `dest`, refusing anything that would land outside it."""
+
+    def __init__(self, dest: Path, source: str, strip: str, whiteouts: bool) -> None:
+        self.dest = os.path.realpath(dest)
+        self.source = source
+        self.strip = strip.strip("/")
+        self.whiteouts = whiteouts
+        self.written: set[str] = set()
+        self.opaque: list[str] = []
+        self.directories: list[tuple[str, tarfile.TarInfo]] = []
+
+    def refuse(self, name: str, why: str) -> BuildError:
+        return BuildError(f"refusing tar entry {name!r}: {why}", path=self.source)
+
+    def inside(self, path: str) -> bool:
+        return path == self.dest or path.startswith(self.dest + "/")
+
+    def parent(self, name: str, parts: list[str], *, create: bool = True) -> str:
+        """The real directory that will hold `parts[-1]`, checked inside dest.
+
+        Missing directories are created (with `create`) or refused. A symlink among the
+        parents is followed only when it resolves inside `dest`.
+        """
+        current = self.dest
+        for index, part in enumerate(parts[:-1]):
+            candidate = os.path.join(current, part)
+            try:
+                st = os.lstat(candidate)
+            except FileNotFoundError:
+                if not create:
+                    raise self.refuse(name, f"{'/'.join(parts[: index + 1])} does not exist") from None
+                os.mkdir(candidate, 0o755)
+                current = candidate
+                continue
+            if stat.S_ISLNK(st.st_mode):
+                resolved = os.path.realpath(candidate)
+                shown = "/".join(parts[: index + 1])
+                if not self.inside(resolved):
+                    raise self.refuse(
+                        name, f"{shown} is a symlink to {os.readlink(candidate)!r}, outside the destination"
+                    )
+                if not os.path.isdir(resolved):
+                    raise self.refuse(name, f"{shown} is a symlink to a non-directory")
+                current = resolved
+            elif stat.S_ISDIR(st.st_mode):
+                current = candidate
+            else:
+                raise self.refuse(name, f"{'/'.join(parts[: index + 1])} is not a directory")
+        return current
+
+    def parts(self, name: str, link_of: str | None = None) -> list[str] | None:
+        """The clean path components of archive name `name` below the stripped prefix.
+
+        None when `name` is not under that prefix; a BuildError when absolute or with `..`
+        (naming the entry `link_of` when `name` is its hard-link target).
+        """
+        entry, what = (name, "it") if link_of is None else (link_of, f"its link target {name!r}")
+        if name.startswith("/"):
+            raise self.refuse(entry, f"{what} is an absolute path")
+        parts = [part for part in name.split("/") if part not in ("", ".")]
+        if ".." in parts:
+            raise self.refuse(entry, f"{what} contains '..'")
+        if self.strip:
+            if not parts or parts[0] != self.strip:
+                return None
+            del parts[0]
+        return parts
+
+    def entry(self, archive: tarfile.TarFile, member: tarfile.TarInfo) -> None:
+        parts = self.parts(member.name)
+        if parts is None:
+            return
+        if not parts:
+            if member.isdir():
+                self.directories.append((self.dest, member))
+            return
+        folder = self.parent(member.name, parts)
+        last = parts[-1]
+        if self.whiteouts and last == OPAQUE_MARKER:
+            self.opaque.append(folder)
+            return
+        if self.whiteouts and last.startswith(WHITEOUT_PREFIX):
+            deleted = last[len(WHITEOUT_PREFIX) :]
+            if deleted in ("", ".", "..") or deleted.startswith(WHITEOUT_PREFIX):
+                raise self.refuse(member.name, "it is a malformed whiteout")
+            _remove(os.path.join(folder, deleted))
+            return
+        target = os.path.join(folder, last)
+        self.create(archive, member, target)
+        self.written.add(target)
+
+    def create(self, archive: tarfile.TarFile, member: tarfile.TarInfo, target: str) -> None:
+        if member.isdir():
+            if not (os.path.isdir(target) and not os.path.islink(target)):
+                _remove(target)
+                os.mkdir(target, 0o700)
+            self.directories.append((target, member))
+            return
+        _remove(target)
+        if member.isreg():
+            self.write_file(archive, member, target)
+        elif member.issym():
+            os.symlink(member.linkname, target)
+        elif member.islnk():
+            self.hardlink(member, target)
+            return  # a hard link shares the metadata of its target
+        elif member.ischr() or member.isblk() or member.isfifo():
+            kind = stat.S_IFCHR if member.ischr() else stat.S_IFBLK if member.isblk() else stat.S_IFIFO
+            os.mknod(target, kind | 0o600, os.makedev(member.devmajor, member.devminor))
+        else:
+            raise self.refuse(member.name, f"unsupported entry type {member.type!r}")
+        _apply_metadata(target, member)
+
+    def write_file(self, archive: tarfile.TarFile, member: tarfile.TarInfo, target: str) -> None:
+        data = archive.extractfile(member)
+        assert data is not None
+        fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+        with os.fdopen(fd, "wb") as out:
+            shutil.copyfileobj(data, out, CHUNK)
+
+    def hardlink(self, member: tarfile.TarInfo, target: str) -> None:
+        parts = self.parts(member.linkname, link_of=member.name)
+        if parts is None:
+            raise self.refuse(member.name, f"its link target {member.linkname!r} is outside {self.strip}/")
+        if not parts:
+            raise self.refuse(member.name, "it links to the root directory")
+        source = os.path.join(self.parent(member.name, parts, create=False), parts[-1])
+        if not os.path.lexists(source) or os.path.isdir(source) and not os.path.islink(source):
+            raise self.refuse(member.name, f"link target {member.linkname!r} is missing or a directory")
+        os.link(source, target, follow_symlinks=False)
+
+    def finish(self) -> None:
+        """Hide lower contents of opaque directories, then set directory metadata, deepest first."""
+        keep: set[str] = set()
+        for path in self.written:
+            while path != self.dest and path not in keep:
+                keep.add(path)
+                path = os.path.dirname(path)
+        for folder in self.opaque:
+            self.clear_lower(folder, keep)
+        for target, member in sorted(self.directories, key=lambda item: item[0], reverse=True):
+            _apply_metadata(target, member)
+
+    def clear_lower(self, folder: str, keep: set[str]) -> None:
+        """Remove what is under `folder` except `keep`: what this layer wrote and their parents."""
+        for child in os.listdir(folder):
+            path = os.path.join(folder, child)
+            if path not in keep:
+                _remove(path)
+            elif path not in self.written and os.path.isdir(path) and not os.path.islink(path):
+                self.clear_lower(path, keep)
+
+
+def _remove(path: str) -> None:
+    """Remove `path` whatever it is (a directory with its contents); never follows symlinks."""
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        return
+    if stat.S_ISDIR(st.st_mode):
+        shutil.rmtree(path)
+    else:
+        os.unlink(path)
+
+
+def _apply_metadata(target: str, member: tarfile.TarInfo) -> None:
+    os.chown(target, member.uid, member.gid, follow_symlinks=False)
+    for key, value in sorted(member.pax_headers.items()):
+        if key.startswith("SCHILY.xattr.") and not key[13:].startswith(OVERLAY_XATTRS):
+            raw = value.encode("utf-8", "surrogateescape")
+            os.setxattr(target, key[13:], raw, follow_symlinks=False)
+    if not member.issym():
+        os.chmod(target, member.mode)  # after chown, which clears set-id bits
+    os.utime(target, (member.mtime, member.mtime), follow_symlinks=False)
+
+
+def extract_layer(tar: Path | IO[bytes], dest: Path, *, strip: str = "", whiteouts: bool = True) -> None:
+    """Apply the layer `tar` (a path or a stream; raw, gzip, bzip2 or xz) onto directory `dest`.
+
+    With `whiteouts`, OCI whiteouts are applied (`.wh.NAME` deletes NAME, `.wh..wh..opq`
+    hides what lower layers put in the directory). With `strip`, only entries under that
+    top-level directory are extracted, re-rooted at `dest`. Entries are refused with a
+    BuildError naming them when they are absolute, contain `..`, would be written through a
+    symlink that leads outside `dest`, or hard-link to something outside it. Ownership,
+    modes, mtimes and xattrs (except `trusted.overlay.*`) are restored.
+    """
+    dest.mkdir(parents=True, exist_ok=True)
+    name = os.fspath(tar) if isinstance(tar, Path) else getattr(tar, "name", "<stream>")
+    extractor = _Extractor(dest, str(name), strip, whiteouts)
+    try:
+        if isinstance(tar, Path):
+            archive = tarfile.open(tar, mode="r|*")
+        else:
+            archive = tarfile.open(fileobj=tar, mode="r|*")
+    except (tarfile.TarError, OSError) as exc:
+        raise BuildError(f"cannot read layer: {exc}", path=str(name)) from None
+    with archive:
+        try:
+            for member in archive:
+                extractor.entry(archive, member)
+        except tarfile.TarError as exc:
+            raise BuildError(f"corrupt layer: {exc}", path=str(name)) from None
+    extractor.finish()
+
+
+def extract_aci_rootfs(aci: Path, dest: Path) -> None:
+    """Extract the `rootfs/` of the ACI `aci` into `dest` (no whiteouts: appc has none)."""
+    extract_layer(aci, dest, strip="rootfs", whiteouts=False)
