@@ -21,9 +21,7 @@ The `sign` section of config.yml (shared with signing; docs/store.md)::
 
 from __future__ import annotations
 
-import json
 import re
-import tarfile
 import tempfile
 import time
 from collections.abc import Mapping
@@ -33,6 +31,7 @@ from typing import Any
 
 import requests
 
+from dgr.aci import read_aci_manifest
 from dgr.config import Config
 from dgr.discovery import (
     AciEndpoint,
@@ -189,20 +188,11 @@ def _size(n: int) -> str:
 
 
 def read_manifest(aci: Path) -> dict[str, Any]:
-    """The `manifest` entry of an ACI (any compression), parsed; nothing is extracted."""
+    """The image manifest of a downloaded ACI (nothing extracted); FetchError if unreadable."""
     try:
-        with tarfile.open(aci, "r:*") as tar:
-            for member in tar:
-                if member.name.lstrip("./") == "manifest" and member.isfile():
-                    f = tar.extractfile(member)
-                    assert f is not None
-                    data = json.loads(f.read(member.size))
-                    if isinstance(data, dict):
-                        return data
-                    break
-    except (tarfile.TarError, OSError, ValueError) as exc:
-        raise FetchError(f"{aci.name} is not a valid ACI: {exc}") from None
-    raise FetchError(f"{aci.name} is not a valid ACI: no manifest entry")
+        return read_aci_manifest(aci)
+    except DgrError as exc:
+        raise FetchError(f"the downloaded image is not a valid ACI: {exc.message}") from None
 
 
 def check_manifest(manifest: Mapping[str, Any], name: ImageName, wanted: Mapping[str, str],
