@@ -1,0 +1,1 @@
+"""Helpers shared by the test suites (real tools driven the way the tests need them)."""
