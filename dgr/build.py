@@ -14,7 +14,6 @@ from __future__ import annotations
 import os
 import shlex
 import shutil
-import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -456,8 +455,11 @@ def build_key(
         dirnames[:] = sorted(d for d in dirnames if (Path(dirpath) / d).resolve() not in skip)
         for name in sorted(filenames):
             path = Path(dirpath) / name
-            st = path.lstat()
-            add("file", str(path.relative_to(project)), oct(st.st_mode))
+            rel = path.relative_to(project)
+            mode = path.lstat().st_mode
+            if rel.parts[0] == "runlevels":
+                mode &= ~0o111  # scripts are made executable when they run
+            add("file", str(rel), oct(mode))
             if path.is_symlink():
                 add(os.readlink(path))
             elif path.is_file():
@@ -575,14 +577,11 @@ def _write_atomic(path: Path, text: str) -> None:
 
 def package(b: _Build, manifest: Manifest) -> str:
     """Write image.aci, manifest.json, version, oci/ and layer/ from this build's layer."""
-    import json
-
     from dgr import aci, oci
 
     upper = b.ws.scratch("upper")
     name = manifest.name
-    build_date = time.strftime("%Y-%m-%dT%H:%M:%S%z")
-    build_date = build_date[:-2] + ":" + build_date[-2:]
+    build_date = aci.rfc3339_now()
     deps = [(d.name, d.image_id) for d in b.aci_deps]
     image_manifest = aci.image_manifest(
         manifest, version=name.version, dependencies=deps, dgr_version=dgr.__version__, build_date=build_date
@@ -590,8 +589,14 @@ def package(b: _Build, manifest: Manifest) -> str:
     with step("packaging image.aci"):
         image_id = aci.write_aci([b.internals, upper], image_manifest, b.ws.aci)
     with step("writing the OCI layout"):
-        oci.export(b, manifest, upper)  # type: ignore[attr-defined]
-    _write_atomic(b.ws.manifest_json, json.dumps(image_manifest, indent=2) + "\n")
+        layers = [oci.LayerSource(d.layer, key=d.image_id) for d in flatten(b.aci_deps)]
+        layers.append(oci.LayerSource(b.internals, key=f"dgr-internals-{b.internals.name}"))
+        layers.append(oci.LayerSource(upper))
+        cache = oci.BlobCache(b.options.config.cache_path / "blobs")
+        oci.export_image(
+            b.ws.oci, manifest, version=name.version, created=build_date, layers=layers, cache=cache
+        )
+    _write_atomic(b.ws.manifest_json, aci.manifest_bytes(image_manifest).decode("utf-8"))
     _write_atomic(b.ws.version_file, str(name))
     _write_atomic(b.ws.target / "image.id", image_id + "\n")
     _replace_dir(upper, b.ws.layer)

@@ -196,17 +196,23 @@ def test_init_project_builds_and_validates(dgr, tmp_path: Path) -> None:  # type
         assert expected in names
 
 
-def test_rebuild_without_change_is_up_to_date(dgr, tmp_path: Path, caplog) -> None:  # type: ignore[no-untyped-def]
+def test_rebuild_without_change_is_up_to_date(dgr, tmp_path: Path, capsys) -> None:  # type: ignore[no-untyped-def]
     p = tmp_path / "aci-init"
     assert dgr("-W", str(p), "init") == 0
     assert dgr("-W", str(p), "build") == 0
-    first = (p / "target" / "image.aci").stat().st_mtime_ns
+    first = (p / "target" / "image.id").read_text()
+    capsys.readouterr()
     assert dgr("-W", str(p), "build") == 0
-    assert (p / "target" / "image.aci").stat().st_mtime_ns == first
+    err = capsys.readouterr().err
+    assert "up to date" in err and "Finished building" not in err
+    (p / "templates" / "etc" / "templated.tmpl").touch()  # touching alone changes nothing
+    assert dgr("-W", str(p), "build") == 0
+    assert (p / "target" / "image.id").read_text() == first
     tmpl = p / "templates" / "etc" / "templated.tmpl"
-    tmpl.write_text(tmpl.read_text().replace("Hello", "Hallo"))
+    tmpl.write_text(tmpl.read_text() + "!")
     assert dgr("-W", str(p), "build") == 0
-    assert (p / "target" / "image.aci").stat().st_mtime_ns != first
+    assert "Finished building" in capsys.readouterr().err
+    assert (p / "target" / "image.id").read_text() != first
 
 
 def test_clean_removes_target(dgr, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
