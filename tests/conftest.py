@@ -44,8 +44,12 @@ def cache_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(autouse=True)
-def _no_leaks(request: pytest.FixtureRequest) -> Iterator[None]:
-    """Integration tests must leave no mount and no child process behind."""
+def _no_leaks(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """Integration tests must leave no mount and no child process behind.
+
+    Only mounts under this worker's temporary folder count: other xdist workers mount
+    things of their own meanwhile.
+    """
     if request.node.get_closest_marker("integration") is None:
         yield
         return
@@ -53,7 +57,8 @@ def _no_leaks(request: pytest.FixtureRequest) -> Iterator[None]:
         pytest.skip("integration tests need root and bubblewrap (run scripts/bootstrap)")
     before = _mounts()
     yield
-    leaked = _mounts() - before
+    mine = str(tmp_path_factory.getbasetemp())
+    leaked = {m for m in _mounts() - before if m.startswith(mine)}
     assert not leaked, f"mounts left behind: {sorted(leaked)}"
     children = _children()
     assert not children, f"processes left behind: {sorted(children)}"
