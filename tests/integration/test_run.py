@@ -123,7 +123,8 @@ def test_manifest_takes_version_from_build_attributes(tmp_path: Path, options: B
     (project / "runlevels" / "build").mkdir(parents=True)
     (project / "aci-manifest.yml").write_text("name: example.com/aci-versioned:{{ version }}-1\n")
     (project / "runlevels" / "build" / "10.version.sh").write_text(
-        "#!/dgr/bin/busybox sh\nprintf 'default:\\n  version: 1.0.0\\n' > /dgr/builder/attributes/version.yml\n"
+        "#!/dgr/bin/busybox sh\n"
+        "printf 'default:\\n  version: 1.0.0\\n' > /dgr/builder/attributes/version.yml\n"
     )
     result = build(project, options)
     assert str(result.name) == "example.com/aci-versioned:1.0.0-1"
