@@ -12,6 +12,7 @@ layers below, this build's layer (`upper`) on top; only `upper` becomes the imag
 from __future__ import annotations
 
 import os
+import re
 import shlex
 import shutil
 from collections.abc import Mapping
@@ -221,6 +222,13 @@ def _execute_files(directory: str) -> list[str]:
     return ["/dgr/bin/busybox", "sh", "-c", '. /dgr/bin/functions.sh && execute_files "$1"', "sh", directory]
 
 
+_ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
+
+
+def strip_ansi(text: str) -> str:
+    return _ANSI.sub("", text)
+
+
 def _failed_script(output: str) -> str | None:
     for line in reversed(output.splitlines()):
         if "Script failed -> " in line:
@@ -236,12 +244,12 @@ def run_runlevel(b: _Build, sandbox: Sandbox, runlevel: str, directory: str) -> 
         _execute_files(directory), check=False, log_file=b.log_file, echo=b.options.echo, keep_output=False
     )
     if result.returncode != 0:
-        script = _failed_script(result.output)
+        script = _failed_script(strip_ansi(result.output))
         what = f"script {script}" if script else f"exit code {result.returncode}"
         raise BuildError(
             f"runlevel {runlevel} failed: {what}",
             path=b.project,
-            details=result.tail(),
+            details=strip_ansi(result.tail()),
             hint=f"full log in {b.ws.log}",
         )
 
@@ -419,6 +427,12 @@ def _with_name(manifest: Manifest, name: ImageName) -> Manifest:
 # --- incremental builds ------------------------------------------------------------------
 
 
+# Not inputs of the image: VCS data, the test folder (it builds the test image, whose own key
+# covers it) and caches that tools write into the project.
+KEY_SKIPPED = (".git", "tests")
+KEY_SKIPPED_ANYWHERE = ("__pycache__", ".pytest_cache")
+
+
 def build_key(
     manifest: Manifest,
     options: BuildOptions,
@@ -430,8 +444,9 @@ def build_key(
     """A digest of every input of a build (documented in docs/build.md).
 
     Covers: dgr's version and internals, the content, mode and path of every project file
-    (except the target folder and .git), the resolved dependency and builder dependency IDs,
-    and the set-env values. The log level is not an input: it changes no output.
+    (except the target folder, .git, tests/ and __pycache__/.pytest_cache folders), the
+    resolved dependency and builder dependency IDs, and the set-env values. The log level is
+    not an input: it changes no output.
     """
     import hashlib
 
@@ -450,9 +465,13 @@ def build_key(
     for name, value in sorted(options.set_env.items()):
         add("env", name, value)
     project = manifest.project
-    skip = {target.resolve(), (project / ".git").resolve()}
+    skip = {target.resolve(), *((project / name).resolve() for name in KEY_SKIPPED)}
     for dirpath, dirnames, filenames in os.walk(project):
-        dirnames[:] = sorted(d for d in dirnames if (Path(dirpath) / d).resolve() not in skip)
+        dirnames[:] = sorted(
+            d
+            for d in dirnames
+            if d not in KEY_SKIPPED_ANYWHERE and (Path(dirpath) / d).resolve() not in skip
+        )
         for name in sorted(filenames):
             path = Path(dirpath) / name
             rel = path.relative_to(project)

@@ -129,9 +129,11 @@ class Container:
             return self._init_pid
         proc = self._require_started()
         deadline = time.monotonic() + timeout
+        bwrap = os.path.realpath(require_tool("bwrap", "bubblewrap"))
         while time.monotonic() < deadline:
-            children = _children(proc.pid)
-            if children:
+            # Until the mounts are made, the process is a shell whose children are `mount`s.
+            children = _children(proc.pid) if _exe(proc.pid) == bwrap else []
+            if children and _exe(children[0]) == bwrap:
                 self._init_pid = children[0]
                 return self._init_pid
             if proc.poll() is not None:
@@ -205,7 +207,7 @@ class Container:
             "-n",
             "-p",
             "-r",
-            f"-w{self.spec.working_directory or '/'}",
+            f"--wdns={self.spec.working_directory or '/'}",
             "--",
             "/dgr/bin/busybox",
             "env",
@@ -242,6 +244,13 @@ class Container:
         if self.proc is None:
             raise ContainerError(f"container {self.spec.name} is not started")
         return self.proc
+
+
+def _exe(pid: int) -> str:
+    try:
+        return os.readlink(f"/proc/{pid}/exe")
+    except OSError:
+        return ""
 
 
 def _children(pid: int) -> list[int]:

@@ -68,13 +68,28 @@ class _Formatter(logging.Formatter):
         return text
 
 
+class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """Writes to whatever `sys.stderr` is at the time (pytest swaps it between tests)."""
+
+    def __init__(self) -> None:
+        super().__init__(sys.stderr)
+
+    @property  # type: ignore[override]
+    def stream(self) -> object:
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value: object) -> None:
+        pass
+
+
 def setup(level: int = logging.INFO) -> None:
     """Send dgr's log to stderr at `level` (idempotent)."""
     log.setLevel(level)
     for handler in list(log.handlers):
         if getattr(handler, "_dgr", False):
             log.removeHandler(handler)
-    handler = logging.StreamHandler(sys.stderr)
+    handler = _StderrHandler()
     handler.setFormatter(_Formatter(color=sys.stderr.isatty()))
     handler._dgr = True  # type: ignore[attr-defined]
     log.addHandler(handler)

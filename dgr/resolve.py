@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 
 from dgr.errors import BuildError, DgrError
 from dgr.log import log
-from dgr.manifest import ACI_MANIFEST, Manifest, load_manifest
+from dgr.manifest import ACI_MANIFEST, POD_MANIFEST, Manifest, load_manifest
 from dgr.names import ImageName
 from dgr.store import Store, StoredImage
 
@@ -27,7 +27,11 @@ _building: list[str] = []
 
 
 def repository_root(project: Path) -> Path:
-    """The enclosing git work tree of `project`, else its parent folder."""
+    """The enclosing git work tree of `project`, else the folder holding its project.
+
+    Outside git, the folder is the parent of the outermost project folder that encloses
+    `project` (so a test image built from `aci-x/tests/` sees `aci-x`'s siblings).
+    """
     try:
         out = subprocess.run(
             ["git", "-C", str(project), "rev-parse", "--show-toplevel"],
@@ -40,7 +44,10 @@ def repository_root(project: Path) -> Path:
             return Path(out.stdout.strip())
     except (OSError, subprocess.TimeoutExpired):
         pass
-    return project.resolve().parent
+    folder = project.resolve()
+    while (folder.parent / ACI_MANIFEST).is_file() or (folder.parent / POD_MANIFEST).is_file():
+        folder = folder.parent
+    return folder.parent
 
 
 def project_folders(root: Path) -> Iterator[Path]:
@@ -113,7 +120,7 @@ def resolve_one(name: ImageName, manifest: Manifest, options: BuildOptions) -> D
         f"dependency {name} not found",
         path=manifest.path,
         hint="add a project folder that builds it to this repository, install it in the store, "
-             "or make it discoverable (ac-discovery; see docs/store.md)",
+        "or make it discoverable (ac-discovery; see docs/store.md)",
     )
 
 

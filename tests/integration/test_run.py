@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+import time
 from pathlib import Path
 
 import pytest
@@ -89,11 +90,12 @@ def test_container_exec_and_read_file(init_image) -> None:  # type: ignore[no-un
     with Container(spec) as container:
         container.init_pid()
         # prestart runs before the app: wait for its result
-        for _ in range(200):
-            result = container.exec(["/dgr/bin/busybox", "cat", "/etc/templated"])
-            if result.returncode == 0:
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            if container.exec(["/dgr/bin/busybox", "test", "-s", "/etc/templated"]).returncode == 0:
                 break
-        assert container.read_file("/etc/templated") == "Hello world\n"
+            time.sleep(0.05)
+        assert container.read_file("/etc/templated") == "Hello world\n", container.logs()
         assert container.exec(["/dgr/bin/busybox", "sh", "-c", "echo $((6*7))"]).output == "42\n"
         assert container.ip_addresses() == ["127.0.0.1"]
     assert not container.running()
