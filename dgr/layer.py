@@ -469,12 +469,14 @@ def write_layer(
     whiteouts: Whiteouts = Whiteouts.OCI,
     gzip: bool = False,
     hashes: Collection[str] = ("sha256",),
+    threads: int | None = None,
 ) -> tuple[StreamDigests, LayerReport]:
     """Write the directory `source` to `out` as a complete tar (see the module docstring).
 
-    Several directories (lowest first) are merged as overlayfs would stack them.
+    Several directories (lowest first) are merged as overlayfs would stack them. `threads`
+    compress in parallel (default: one per CPU); the bytes do not depend on it.
     """
-    sink = TarSink(out, gzip=gzip, hashes=hashes)
+    sink = TarSink(out, gzip=gzip, hashes=hashes, threads=threads)
     try:
         writer = TarWriter(sink)
         report = writer.add_tree(source, prefix=prefix, whiteouts=whiteouts)
