@@ -1,0 +1,86 @@
+"""A build that is killed or interrupted leaves no process, no mount and no finished image."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.integration
+
+MARK = "313"  # the sleep's argument identifies the build's processes
+
+
+def sleepers() -> list[int]:
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                argv = Path(f"/proc/{entry}/cmdline").read_bytes().split(b"\0")
+            except OSError:
+                continue
+            if b"sleep" in argv and MARK.encode() in argv:
+                found.append(int(entry))
+    return found
+
+
+def mounts_under(path: Path) -> list[str]:
+    with open("/proc/self/mountinfo") as f:
+        return [line.split()[4] for line in f if line.split()[4].startswith(str(path))]
+
+
+def start_slow_build(tmp_path: Path, cache_dir: Path) -> tuple[subprocess.Popen[bytes], Path]:
+    project = tmp_path / "aci-slow"
+    script = project / "runlevels" / "build" / "10.slow.sh"
+    script.parent.mkdir(parents=True)
+    (project / "aci-manifest.yml").write_text("name: example.com/aci-slow:1\n")
+    script.write_text(f"#!/dgr/bin/busybox sh\ntouch /dgr/aci-home/started\n/dgr/bin/busybox sleep {MARK}\n")
+    home = tmp_path / "home"
+    home.mkdir()
+    (home / "config.yml").write_text(f"cachePath: {cache_dir}\n")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "dgr.cli", "-H", str(home), "-W", str(project), "build"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        start_new_session=True,
+    )
+    deadline = time.monotonic() + 120
+    while not (project / "started").exists():
+        assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
+        assert time.monotonic() < deadline, "the build script never started"
+        time.sleep(0.05)
+    while not sleepers() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert sleepers()
+    return proc, project
+
+
+def wait_gone(timeout: float = 10) -> list[int]:
+    deadline = time.monotonic() + timeout
+    while sleepers() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return sleepers()
+
+
+def test_killed_build_leaves_nothing_behind(tmp_path: Path, cache_dir: Path) -> None:
+    proc, project = start_slow_build(tmp_path, cache_dir)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert wait_gone() == []
+    assert mounts_under(tmp_path) == []
+    assert not (project / "target" / "image.aci").exists()
+
+
+def test_interrupted_build_stops_cleanly(tmp_path: Path, cache_dir: Path) -> None:
+    proc, project = start_slow_build(tmp_path, cache_dir)
+    os.kill(proc.pid, signal.SIGINT)
+    assert proc.wait(timeout=30) == 130
+    assert wait_gone() == []
+    assert mounts_under(tmp_path) == []
+    assert not (project / "target" / "image.aci").exists()
+    assert not (project / "target" / "work").exists()
