@@ -180,6 +180,17 @@ def test_oci_converts_whiteouts(tmp_path: Path) -> None:
     assert report.opaque == ["/var/cache"]
 
 
+def test_shared_whiteout_inodes_are_whiteouts_not_hard_links(tmp_path: Path) -> None:
+    # Recent kernels link whiteouts to one shared inode to save inodes.
+    upper = tmp_path / "upper"
+    upper.mkdir()
+    whiteout(upper / "a")
+    os.link(upper / "a", upper / "b")
+    data, _, report = pack(upper)
+    assert [(m.name, m.isreg()) for m in members(data)] == [(".wh.a", True), (".wh.b", True)]
+    assert report.deleted == ["/a", "/b"]
+
+
 def test_drop_leaves_whiteouts_out_and_reports_them(tmp_path: Path) -> None:
     data, _, report = pack(overlay_upper(tmp_path / "upper"), whiteouts=Whiteouts.DROP)
     assert names(data) == ["etc", "etc/kept", "var", "var/cache", "var/cache/new"]
