@@ -444,7 +444,7 @@ def build_key(
     """A digest of every input of a build (documented in docs/build.md).
 
     Covers: dgr's version and internals, the content, mode and path of every project file
-    (except the target folder, .git, tests/ and __pycache__/.pytest_cache folders), the
+    (except the target folder, .git, tests/, mount sources and __pycache__/.pytest_cache), the
     resolved dependency and builder dependency IDs, and the set-env values. The log level is
     not an input: it changes no output.
     """
@@ -466,6 +466,9 @@ def build_key(
         add("env", name, value)
     project = manifest.project
     skip = {target.resolve(), *((project / name).resolve() for name in KEY_SKIPPED)}
+    # Mount sources are caches that builds write to, not inputs.
+    mounts = (*manifest.builder.mount_points, *manifest.build_mount_points)
+    skip.update((project / m.source).resolve() for m in mounts if not m.source.startswith("~/"))
     for dirpath, dirnames, filenames in os.walk(project):
         dirnames[:] = sorted(
             d

@@ -231,3 +231,29 @@ def test_paths_escaping_the_project_are_refused(dgr, tmp_path: Path) -> None:  #
     p = project(tmp_path, {"aci-manifest.yml": "name: example.com/aci-esc:1\n"})
     os.symlink(outside, p / "files")
     assert dgr("-W", str(p), "build") == 1
+
+
+def test_mount_points_bind_host_folders(dgr, tmp_path: Path, monkeypatch, capsys) -> None:  # type: ignore[no-untyped-def]
+    home = tmp_path / "userhome"
+    home.mkdir()
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.delenv("SUDO_USER", raising=False)
+    p = project(
+        tmp_path,
+        {
+            "aci-manifest.yml": (
+                "name: example.com/aci-mounts:1\n"
+                "builder: {mountPoints: [{from: ~/.m2, to: /root/.m2}]}\n"
+                "build: {mountPoints: [{from: cache, to: /var/cache/apt}]}\n"
+            ),
+            "runlevels/builder/10.m2.sh": "#!/bin/sh\necho from-builder > /root/.m2/artifact\n",
+            "runlevels/build/10.cache.sh": "#!/dgr/bin/busybox sh\necho from-build > /var/cache/apt/pkg\n",
+        },
+    )
+    assert dgr("-W", str(p), "build") == 0
+    assert (home / ".m2" / "artifact").read_text() == "from-builder\n"
+    assert (p / "cache" / "pkg").read_text() == "from-build\n"
+    names = aci_members(p / "target" / "image.aci")
+    assert not any(n.startswith("rootfs/var/cache") for n in names)
+    assert dgr("-W", str(p), "build") == 0
+    assert "up to date" in capsys.readouterr().err, "a mount source in the project is a cache, not an input"
