@@ -18,7 +18,7 @@ from dgr.errors import DgrError, UsageError
 from dgr.log import log, parse_level, setup
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
-THEN_COMMANDS = ("build", "install", "push", "test", "try", "sign")
+THEN_COMMANDS = ("build", "install", "test", "try", "sign")
 
 
 def parse_set_env(values: Sequence[str], environ: dict[str, str]) -> dict[str, str]:
@@ -109,6 +109,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("exec", nargs=argparse.REMAINDER, help="command to run instead of the app's exec")
     add("graph", "write target/graph.dot (and graph.png when graphviz is installed)")
+    add("sign", "gpg-sign target/image.aci into image.aci.asc (builds if needed)")
     add("version", "print the version")
     p = add("config", "print the configuration (or one key)")
     p.add_argument("key", nargs="?", help="a key such as targetWorkDir")
@@ -138,6 +139,7 @@ def program(args: argparse.Namespace) -> int:
         "run": commands.run,
         "version": commands.version,
         "graph": commands.graph,
+        "sign": commands.sign,
         "config": commands.config,
         "aci-version": commands.aci_version,
         "store": commands.store,

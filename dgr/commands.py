@@ -53,20 +53,24 @@ def build(args: argparse.Namespace, *, force: bool = False) -> int:
     return 0
 
 
+GLOBAL_ARGS = ("work_path", "log_level", "home_path", "targets_root_path", "set_env", "set_env_flags",
+               "keep_builder")
+
+
 def clean(args: argparse.Namespace) -> int:
+    """`dgr clean [COMMAND]`: remove the target, then run COMMAND with its default options."""
     from dgr.build import clean as clean_target
+    from dgr.cli import build_parser, program
 
     target = clean_target(project(args), options(args))
     log.info("Removed %s", target)
-    then = getattr(args, "then", None)
-    if then == "build":
-        return build(args, force=True)
-    if then is not None:
-        from dgr.cli import program
-
-        args.command = then
-        return program(args)
-    return 0
+    if args.then is None:
+        return 0
+    then = build_parser().parse_args([args.then])
+    for name in GLOBAL_ARGS:
+        if hasattr(args, name):
+            setattr(then, name, getattr(args, name))
+    return program(then)
 
 
 def try_(args: argparse.Namespace) -> int:
@@ -186,6 +190,20 @@ def install(args: argparse.Namespace) -> int:
     opts = options(args)
     result = build_image(project(args), opts)
     ws = result.workspace
-    stored = Store(opts.config.store_path).add(ws.aci, layer=ws.layer, image_id=result.image_id)
+    from dgr.sign import current_signature
+
+    stored = Store(opts.config.store_path).add(
+        ws.aci, layer=ws.layer, image_id=result.image_id, signature=current_signature(ws.aci)
+    )
     log.info("Installed %s (%s) in %s", stored.name, stored.image_id[:23], opts.config.store_path)
+    return 0
+
+
+def sign(args: argparse.Namespace) -> int:
+    from dgr.build import build as build_image
+    from dgr.sign import sign_image
+
+    opts = options(args)
+    result = build_image(project(args), opts)
+    sign_image(result.workspace.aci, result.name, opts.config)
     return 0

@@ -10,10 +10,8 @@ from __future__ import annotations
 import io
 import json
 import logging
-import os
 import re
 import socket
-import subprocess
 import tarfile
 import threading
 from collections.abc import Iterator
@@ -33,6 +31,7 @@ from dgr.names import ImageName
 from dgr.newer_versions import check_newer_versions
 from dgr.resolve import resolve_one
 from dgr.store import Store, appc_arch
+from tests.support.gpg import Gpg, throwaway_gpg
 
 pytestmark = pytest.mark.integration
 
@@ -151,29 +150,10 @@ def make_aci(name: str, version: str, files: dict[str, bytes] | None = None,
     return out.getvalue()
 
 
-class Gpg:
-    def __init__(self, home: Path) -> None:
-        self.home = home
-        self.env = {**os.environ, "GNUPGHOME": str(home)}
-        self.keyring = home.parent / "trusted.asc"
-
-    def __call__(self, *args: str, data: bytes | None = None) -> bytes:
-        return subprocess.run(["gpg", "--batch", *args], env=self.env, input=data, check=True,
-                              capture_output=True, timeout=60).stdout
-
-    def sign(self, data: bytes) -> bytes:
-        return self("--armor", "--detach-sign", "--output", "-", "-", data=data)
-
-
 @pytest.fixture(scope="module")
 def gpg(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gpg]:
-    home = tmp_path_factory.mktemp("gnupg") / "home"
-    home.mkdir(mode=0o700)
-    g = Gpg(home)
-    g("--passphrase", "", "--quick-gen-key", "Test <t@example.invalid>", "ed25519", "sign", "1d")
-    g.keyring.write_bytes(g("--armor", "--export"))
-    yield g
-    subprocess.run(["gpgconf", "--kill", "gpg-agent"], env=g.env, check=False, timeout=30)
+    with throwaway_gpg(tmp_path_factory.mktemp("gnupg")) as g:
+        yield g
 
 
 def publish(server: Server, name: str, version: str, aci: bytes, gpg: Gpg | None = None,

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from dgr.cli import main, parse_set_env
@@ -40,3 +42,14 @@ def test_bad_set_env_exits_2(tmp_path: object) -> None:
 def test_version(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["version"]) == 0
     assert "version" in capsys.readouterr().out
+
+
+def test_clean_then_try(tmp_path: Path) -> None:
+    from dgr.init import init_project
+
+    project = tmp_path / "aci-x"
+    init_project(project)
+    (project / "target" / "stale").mkdir(parents=True)
+    assert main(["-H", str(tmp_path / "home"), "-W", str(project), "clean", "try"]) == 0
+    assert not (project / "target" / "stale").exists()
+    assert (project / "target" / "try" / "etc" / "templated").exists()
