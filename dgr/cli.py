@@ -113,6 +113,9 @@ def build_parser() -> argparse.ArgumentParser:
     add("version", "print the version")
     p = add("config", "print the configuration (or one key)")
     p.add_argument("key", nargs="?", help="a key such as targetWorkDir")
+    p = add("cp", "copy a path of the image (its own layer) to a host folder")
+    p.add_argument("path", help="a path inside the image, e.g. /etc/hosts")
+    p.add_argument("host_dir", metavar="HOSTDIR", help="host folder to copy into")
     p = add("aci-version", "print the version label of an ACI file")
     p.add_argument("file", type=Path)
     p = add("store", "list or remove the images of the local store")
@@ -142,6 +145,7 @@ def program(args: argparse.Namespace) -> int:
         "sign": commands.sign,
         "config": commands.config,
         "aci-version": commands.aci_version,
+        "cp": commands.cp,
         "store": commands.store,
     }
     return handlers[args.command](args)

@@ -207,3 +207,13 @@ def sign(args: argparse.Namespace) -> int:
     result = build_image(project(args), opts)
     sign_image(result.workspace.aci, result.name, opts.config)
     return 0
+
+
+def cp(args: argparse.Namespace) -> int:
+    from dgr.build import build as build_image
+    from dgr.layer import copy_from_aci
+
+    result = build_image(project(args), options(args))
+    dest = copy_from_aci(result.workspace.aci, args.path, Path(args.host_dir))
+    log.info("Copied %s to %s", args.path, dest)
+    return 0

@@ -36,10 +36,10 @@ from collections.abc import Collection, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import IO, BinaryIO
 
-from dgr.errors import BuildError
+from dgr.errors import BuildError, DgrError
 
 BLOCK = 512
 CHUNK = 1 << 20  # unit of hashing, writing and parallel compression
@@ -719,3 +719,29 @@ def extract_layer(tar: Path | IO[bytes], dest: Path, *, strip: str = "", whiteou
 def extract_aci_rootfs(aci: Path, dest: Path) -> None:
     """Extract the `rootfs/` of the ACI `aci` into `dest` (no whiteouts: appc has none)."""
     extract_layer(aci, dest, strip="rootfs", whiteouts=False)
+
+
+def copy_from_aci(aci: Path, path: str, host_dir: Path) -> Path:
+    """Copy `path` of the ACI's rootfs (this image's layer only) into `host_dir`.
+
+    The ACI is extracted safely into a scratch folder next to it first; a missing path is a
+    DgrError. Returns the copied file or folder.
+    """
+    rel = PurePosixPath(path.lstrip("/"))
+    if not rel.parts or ".." in rel.parts:
+        raise DgrError(f"cp: {path!r} is not a path inside the image")
+    scratch = Path(tempfile.mkdtemp(prefix=".cp-", dir=aci.parent))
+    try:
+        extract_aci_rootfs(aci, scratch)
+        source = scratch.joinpath(*rel.parts)
+        if not source.exists() and not source.is_symlink():
+            raise DgrError(f"cp: {path} is not in {aci} (only this image's own layer can be copied)")
+        host_dir.mkdir(parents=True, exist_ok=True)
+        dest = host_dir / rel.name
+        if source.is_dir() and not source.is_symlink():
+            shutil.copytree(source, dest, symlinks=True, dirs_exist_ok=True)
+        else:
+            shutil.copy2(source, dest, follow_symlinks=False)
+        return dest
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)

@@ -257,3 +257,15 @@ def test_mount_points_bind_host_folders(dgr, tmp_path: Path, monkeypatch, capsys
     assert not any(n.startswith("rootfs/var/cache") for n in names)
     assert dgr("-W", str(p), "build") == 0
     assert "up to date" in capsys.readouterr().err, "a mount source in the project is a cache, not an input"
+
+
+def test_cp_copies_from_the_image(dgr, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    p = tmp_path / "aci-init"
+    assert dgr("-W", str(p), "init") == 0
+    out = tmp_path / "out"
+    assert dgr("-W", str(p), "cp", "/etc/dummy", str(out)) == 0
+    assert (out / "dummy").read_text() == "Dummy file\n"
+    assert dgr("-W", str(p), "cp", "/dgr/templates", str(out)) == 0
+    assert (out / "templates" / "etc" / "templated.tmpl").exists()
+    assert dgr("-W", str(p), "cp", "/not/there", str(out)) == 1
+    assert not list((p / "target").glob(".cp-*"))
