@@ -57,12 +57,14 @@ DGR_REQUIRED = ("dgr/__init__.py", "dgr/templater", "dgr/attributes.py")
 # Modules the templater can do without, because their importers fall back when they are
 # missing: hashlib uses its built-in _sha*/_md5/_blake2 without _hashlib (OpenSSL, 4.5 MB);
 # shutil does without zlib, bz2 and lzma; pickle (imported by jinja2's unused bytecode
-# cache), datetime, decimal and uuid have pure-Python versions of their C accelerators.
-# The probe runs with these blocked, so it sees (and bundles) the fallbacks; leaving them
-# out keeps the tree within its 15 MB budget.
+# cache), datetime, decimal, uuid and json have pure-Python versions of their C accelerators;
+# PyYAML's libyaml binding (yaml._yaml, 370 kB) is optional (the templater falls back to
+# the pure SafeLoader: attribute files are small). The probe runs with these blocked, so it
+# sees (and bundles) the fallbacks; leaving them out keeps the tree within its 15 MB budget
+# whichever Python 3.11 builds it (Debian's links libpython statically: 6.8 MB).
 EXCLUDED_MODULES = (
     "_hashlib", "_ssl", "ssl", "zlib", "_bz2", "bz2", "_lzma", "lzma",
-    "_pickle", "_datetime", "_decimal", "_uuid",
+    "_pickle", "_datetime", "_decimal", "_uuid", "_json", "yaml._yaml", "_yaml",
 )  # fmt: skip
 # Stdlib modules bundled even if the probe runs do not import them: codecs a template or
 # an attribute file may ask for, and what printing an unexpected traceback needs.
@@ -390,7 +392,8 @@ def install_modules(modules: Iterable[ProbedModule], dest: Path, interpreter: In
         for path in (root / package).rglob("*"):
             relative = path.relative_to(root)
             if path.suffix in (".py", ".so") and not {"__pycache__", "tests"} & set(relative.parts):
-                sources.setdefault(relative, path)
+                if not _excluded(relative):
+                    sources.setdefault(relative, path)
 
     extensions: list[Path] = []
     to_compile: list[tuple[str, str, str]] = []
@@ -408,6 +411,15 @@ def install_modules(modules: Iterable[ProbedModule], dest: Path, interpreter: In
     strip(*extensions)
     compile_modules(to_compile, interpreter)
     return extensions
+
+
+def _excluded(relative: Path) -> bool:
+    """Whether the module file `relative` (to its sys.path entry) is one of EXCLUDED_MODULES."""
+    parts = list(relative.with_suffix("").parts)
+    parts[-1] = parts[-1].split(".")[0]  # _yaml.cpython-311-x86_64-linux-gnu -> _yaml
+    if parts[-1] == "__init__":
+        parts.pop()
+    return ".".join(parts) in EXCLUDED_MODULES
 
 
 def compile_modules(files: Sequence[tuple[str, str, str]], interpreter: Interpreter) -> None:

@@ -121,9 +121,21 @@ def _format_float(value: float) -> str:
     if "e" not in text or value != value or value in (float("inf"), float("-inf")):
         return text
     # repr() switches to exponent notation for big/small magnitudes; config files want digits.
-    from decimal import Decimal
+    return _without_exponent(text)
 
-    return format(Decimal(text), "f")
+
+def _without_exponent(text: str) -> str:
+    """`1.5e+16` → `15000000000000000`, `1e-07` → `0.0000001`: the same digits, no exponent."""
+    mantissa, _, exponent = text.partition("e")
+    sign = "-" if mantissa.startswith("-") else ""
+    whole, _, fraction = mantissa.lstrip("-").partition(".")  # repr(): one non-zero digit before "."
+    digits = whole + fraction
+    point = len(whole) + int(exponent)
+    if point <= 0:
+        return f"{sign}0.{'0' * -point}{digits}"
+    if point >= len(digits):
+        return f"{sign}{digits}{'0' * (point - len(digits))}"
+    return f"{sign}{digits[:point]}.{digits[point:]}"
 
 
 def to_plain(value: Any) -> Any:
@@ -784,10 +796,18 @@ def now() -> Any:
 
 
 def uuidv4() -> str:
-    """A random UUID."""
-    import uuid
+    """A random (version 4) UUID, as text.
 
-    return str(uuid.uuid4())
+    Built from os.urandom as RFC 4122 §4.4 says, rather than with the uuid module, which
+    would bring `platform` and friends into every image (see docs/internals.md).
+    """
+    import os
+
+    raw = bytearray(os.urandom(16))
+    raw[6] = (raw[6] & 0x0F) | 0x40  # version 4
+    raw[8] = (raw[8] & 0x3F) | 0x80  # RFC 4122 variant
+    h = raw.hex()
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
 
 
 def fail(message: Any) -> NoReturn:

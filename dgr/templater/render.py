@@ -523,19 +523,40 @@ def write_atomically(
 
 
 def _run_check(shell: list[str], command: str, path: Path) -> None:
-    import subprocess
-
     try:
-        result = subprocess.run(
-            [*shell, command], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, check=False
-        )
+        code, raw = run_command([*shell, command])
     except OSError as exc:
         raise TemplateError(f"cannot run checkCmd with {shell[0]}: {exc.strerror}", path=path) from None
-    if result.returncode != 0:
-        output = result.stdout.decode("utf-8", "replace").strip()
+    if code != 0:
+        output = raw.decode("utf-8", "replace").strip()
         tail = " | ".join(output.splitlines()[-5:])
         raise TemplateError(
-            f"checkCmd `{command}` failed (exit {result.returncode})" + (f": {tail}" if tail else ""),
+            f"checkCmd `{command}` failed (exit {code})" + (f": {tail}" if tail else ""),
             path=path,
             details=output,
         )
+
+
+def run_command(argv: list[str]) -> tuple[int, bytes]:
+    """Run `argv` (argv[0] an absolute path); its exit code and merged stdout/stderr.
+
+    os.posix_spawn rather than subprocess: subprocess brings locale, selectors and
+    _posixsubprocess into every image for this one call (see docs/internals.md).
+    """
+    read, write = os.pipe()
+    try:
+        actions = [
+            (os.POSIX_SPAWN_DUP2, write, 1),
+            (os.POSIX_SPAWN_DUP2, write, 2),
+            (os.POSIX_SPAWN_CLOSE, read),
+        ]
+        pid = os.posix_spawn(argv[0], argv, os.environ, file_actions=actions)
+    except BaseException:
+        os.close(read)
+        raise
+    finally:
+        os.close(write)
+    with os.fdopen(read, "rb") as pipe:
+        output = pipe.read()
+    _, status = os.waitpid(pid, 0)
+    return os.waitstatus_to_exitcode(status), output

@@ -291,3 +291,15 @@ def test_syntax_error_names_file_and_line() -> None:
 
 def test_whole_tree_is_reachable_as_attrs() -> None:
     assert render_string("{{ attrs['my-key'] }}", {"my-key": "v"}, name="t") == "v"
+
+
+def test_uuidv4_is_a_random_version_4_uuid() -> None:
+    import uuid
+
+    from dgr.templater.functions import uuidv4
+
+    first, second = uuidv4(), uuidv4()
+    assert first != second
+    parsed = uuid.UUID(first)
+    assert (parsed.version, parsed.variant) == (4, uuid.RFC_4122)
+    assert str(parsed) == first
