@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import signal
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -165,6 +166,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not args.command:
         parser.print_help(sys.stderr)
         return EXIT_USAGE
+    # SIGTERM unwinds like Ctrl-C, so that containers, sandboxes and temporary folders go.
+    signal.signal(signal.SIGTERM, _terminate)
     try:
         args.set_env_flags = parse_set_env(args.set_env or [], {})
         args.set_env = parse_set_env(args.set_env or [], dict(os.environ))
@@ -178,6 +181,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         log.error("interrupted")
         return 130
+    except _Terminated:
+        log.error("terminated")
+        return 143
+
+
+class _Terminated(BaseException):
+    """Raised by the SIGTERM handler: unwinds the stack (finally blocks run), then exit 143."""
+
+
+def _terminate(signum: int, frame: object) -> None:
+    raise _Terminated()
 
 
 def _report(exc: DgrError) -> None:

@@ -9,7 +9,7 @@ import dgr
 from dgr.build import BuildOptions
 from dgr.config import load_config
 from dgr.errors import DgrError
-from dgr.log import log, parse_level
+from dgr.log import level_name, log, parse_level
 from dgr.manifest import detect_project
 
 
@@ -122,9 +122,10 @@ def run(args: argparse.Namespace) -> int:
     args.set_env = {k: v for k, v in args.set_env.items() if k not in flags}
     result = build_image(project(args), options(args))
     exec_ = [a for a in args.exec if a != "--"] or None
+    env = {"LOG_LEVEL": level_name(parse_level(args.log_level)), **flags}
     return run_image(
         result,
-        env=flags,
+        env=env,
         override=args.override,
         volumes=args.volume,
         host_network=args.net == "host",

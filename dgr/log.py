@@ -59,7 +59,7 @@ class _Formatter(logging.Formatter):
 
     def format(self, record: logging.LogRecord) -> str:
         stamp = time.strftime("%H:%M:%S", time.localtime(record.created))
-        level = record.levelname.lower()[:5].ljust(5)
+        level = record.levelname.lower().replace("warning", "warn").ljust(5)
         if self.color:
             level = f"{self.COLORS.get(record.levelno, '')}{level}\033[0m"
         text = f"{stamp} {level} {record.getMessage()}"

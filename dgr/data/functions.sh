@@ -30,17 +30,16 @@ isLevelEnabled() {
   [ "$_dgr_level" -le "$log_level" ]
 }
 
-echo_green() {
-  printf '\033[0;32m%s\033[0m\n' "$*"
+# Colour only on a terminal: logs, pipes and files get plain text.
+_dgr_colour() {
+  if [ -t 1 ]; then printf '\033[0;%sm%s\033[0m\n' "$1" "$2"; else printf '%s\n' "$2"; fi
 }
 
-echo_red() {
-  printf '\033[0;31m%s\033[0m\n' "$*"
-}
+echo_green() { _dgr_colour 32 "$*"; }
 
-echo_purple() {
-  printf '\033[0;35m%s\033[0m\n' "$*"
-}
+echo_red() { _dgr_colour 31 "$*"; }
+
+echo_purple() { _dgr_colour 35 "$*"; }
 
 # execute_files DIR: run the regular files of DIR (not recursive, dotfiles skipped) in
 # lexicographic order, each executed directly (its shebang decides), made executable if

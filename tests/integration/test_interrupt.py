@@ -24,7 +24,7 @@ def sleepers() -> list[int]:
                 argv = Path(f"/proc/{entry}/cmdline").read_bytes().split(b"\0")
             except OSError:
                 continue
-            if b"sleep" in argv and MARK.encode() in argv:
+            if b"sleep" in argv and MARK.encode() in argv and b"python" not in argv[0]:
                 found.append(int(entry))
     return found
 
@@ -76,11 +76,52 @@ def test_killed_build_leaves_nothing_behind(tmp_path: Path, cache_dir: Path) -> 
     assert not (project / "target" / "image.aci").exists()
 
 
-def test_interrupted_build_stops_cleanly(tmp_path: Path, cache_dir: Path) -> None:
+@pytest.mark.parametrize(("sig", "code"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_interrupted_build_stops_cleanly(tmp_path: Path, cache_dir: Path, sig: int, code: int) -> None:
     proc, project = start_slow_build(tmp_path, cache_dir)
-    os.kill(proc.pid, signal.SIGINT)
-    assert proc.wait(timeout=30) == 130
+    os.kill(proc.pid, sig)
+    assert proc.wait(timeout=30) == code
     assert wait_gone() == []
     assert mounts_under(tmp_path) == []
     assert not (project / "target" / "image.aci").exists()
     assert not (project / "target" / "work").exists()
+
+
+def test_terminated_run_removes_its_container(tmp_path: Path, cache_dir: Path) -> None:
+    project = tmp_path / "aci-run"
+    (project).mkdir()
+    (project / "aci-manifest.yml").write_text("name: example.com/aci-run:1\n")
+    home = tmp_path / "home"
+    home.mkdir()
+    (home / "config.yml").write_text(f"cachePath: {cache_dir}\n")
+    state = tmp_path / "tmp"
+    state.mkdir()
+    argv = [
+        sys.executable,
+        "-m",
+        "dgr.cli",
+        "-H",
+        str(home),
+        "-W",
+        str(project),
+        "run",
+        "--",
+        "/dgr/bin/busybox",
+        "sleep",
+        MARK,
+    ]
+    proc = subprocess.Popen(
+        argv,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+        env={**os.environ, "TMPDIR": str(state)},
+    )
+    deadline = time.monotonic() + 120
+    while not sleepers():
+        assert proc.poll() is None and time.monotonic() < deadline
+        time.sleep(0.05)
+    os.kill(proc.pid, signal.SIGTERM)
+    assert proc.wait(timeout=30) == 143
+    assert wait_gone() == []
+    assert list(state.iterdir()) == []

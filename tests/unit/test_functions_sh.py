@@ -144,7 +144,23 @@ COLOURS = [("echo_green", "32"), ("echo_red", "31"), ("echo_purple", "35")]
 
 
 @pytest.mark.parametrize(("helper", "colour"), COLOURS)
-def test_colour_helpers(helper: str, colour: str) -> None:
+def test_colour_helpers_colour_a_terminal(helper: str, colour: str) -> None:
+    import pty
+
+    assert BUSYBOX is not None
+    main, terminal = pty.openpty()
+    try:
+        subprocess.run([BUSYBOX, "sh", "-c", f'. "$1"\n{helper} hello world', "sh", str(FUNCTIONS)],
+                       stdout=terminal, timeout=30, check=True)
+        output = os.read(main, 1024).decode()
+    finally:
+        os.close(main)
+        os.close(terminal)
+    assert output == f"\033[0;{colour}mhello world\033[0m\r\n"
+
+
+@pytest.mark.parametrize(("helper", "colour"), COLOURS)
+def test_colour_helpers_print_plain_text_elsewhere(helper: str, colour: str) -> None:
     result = shell(f"{helper} hello world")
 
-    assert result.stdout == f"\033[0;{colour}mhello world\033[0m\n"
+    assert result.stdout == "hello world\n"
