@@ -1,9 +1,10 @@
 """`dgr try`: render a project's templates with its attributes, without building.
 
 The output goes to `target/try/` (the same paths the templater would write at start) and
-each rendered file is printed. Attribute overrides from `TEMPLATER_OVERRIDE` /
-`TEMPLATER_OVERRIDE_BASE64` in the environment are honoured; `checkCmd`s are not run
-(they are meant for the image, not for the host).
+each rendered file is printed. The attributes are the dependencies' (resolved as a build
+would, so local dependencies may be built first), then the project's, then the overrides
+from `TEMPLATER_OVERRIDE` / `TEMPLATER_OVERRIDE_BASE64` in the environment. `checkCmd`s are
+not run (they are meant for the image, not for the host).
 """
 
 from __future__ import annotations
@@ -18,21 +19,34 @@ from dgr.manifest import load_manifest
 from dgr.workspace import Workspace, target_dir
 
 
-def render_project_templates(project: Path, out: Path, env: Mapping[str, str]) -> list[Path]:
-    """Render `project/templates` with `project/attributes` (and `env`'s override) into `out`."""
-    from dgr.templater import run
+def render_project_templates(
+    project: Path, out: Path, env: Mapping[str, str], below: tuple[Path, ...] = ()
+) -> list[Path]:
+    """Render `project/templates` into `out` with the attributes of the layers `below`
+    (bottom first), then `project/attributes`, then `env`'s override."""
+    from dgr.attributes import collect_attribute_files, load_attributes
+    from dgr.templater import render_tree
 
+    files = [f for layer in below for f in collect_attribute_files(layer / "dgr" / "attributes")]
+    files += collect_attribute_files(project / "attributes")
+    attributes = load_attributes(files, env)
     if out.exists():
         shutil.rmtree(out)
     out.mkdir(parents=True)
-    return run(project / "attributes", project / "templates", out, env, run_checks=False)
+    if not (project / "templates").is_dir():
+        return []
+    return render_tree(project / "templates", attributes, out, run_checks=False)
 
 
 def try_templates(project: Path, options: BuildOptions, show: Callable[[str], None] = print) -> Path:
     """Render into `<target>/try/` and show each rendered file; returns the output folder."""
+    from dgr.build import flatten
+    from dgr.resolve import resolve_dependencies
+
     manifest = load_manifest(project)
+    deps = flatten(resolve_dependencies(manifest.aci.dependencies, manifest, options))
     out = Workspace(target_dir(manifest, options.config, options.targets_root)).target / "try"
-    for path in render_project_templates(project, out, os.environ):
+    for path in render_project_templates(project, out, os.environ, tuple(d.layer for d in deps)):
         show(f"--- {path.relative_to(out)}")
         show(path.read_text(errors="replace").rstrip("\n"))
     return out

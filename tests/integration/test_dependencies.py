@@ -138,3 +138,11 @@ def test_attribute_precedence_follows_dependency_order_not_names(chain) -> None:
     _, app = chain
     order = (app.workspace.layer / "dgr" / "attributes" / ".dgr-order").read_text().split()
     assert order == ["zz-base/base.yml", "aa-middle/middle.yml"]
+
+
+def test_try_uses_the_dependencies_attributes(chain) -> None:  # type: ignore[no-untyped-def]
+    from dgr.cli import main
+
+    repo, _ = chain
+    assert main(["-H", str(repo / ".home"), "-W", str(repo / "app"), "try"]) == 0
+    assert (repo / "app" / "target" / "try" / "etc" / "who").read_text() == "base middle\n"
