@@ -24,6 +24,7 @@ from filelock import FileLock
 
 import dgr
 from dgr.builder_root import busybox_root
+from dgr.cache import cached_folder
 from dgr.config import Config
 from dgr.errors import BuildError, DgrError
 from dgr.log import level_name, log, step
@@ -372,17 +373,12 @@ def internals_layer(cache: Path) -> Path:
     from dgr.internals import build_internals
 
     tree = build_internals(cache)
-    layer = tree.with_name(tree.name + ".layer")
-    if layer.is_dir():
-        return layer
-    with FileLock(str(layer) + ".lock"):
-        if not layer.is_dir():
-            tmp = layer.with_name(layer.name + ".tmp")
-            shutil.rmtree(tmp, ignore_errors=True)
-            tmp.mkdir()
-            shutil.copytree(tree, tmp / "dgr", symlinks=True, copy_function=os.link)
-            os.rename(tmp, layer)
-    return layer
+
+    def produce(layer: Path) -> None:
+        layer.chmod(0o755)
+        shutil.copytree(tree, layer / "dgr", symlinks=True, copy_function=os.link)
+
+    return cached_folder(tree.with_name(tree.name + ".layer"), produce)
 
 
 # --- attributes and the final manifest ----------------------------------------------------

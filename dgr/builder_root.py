@@ -11,8 +11,7 @@ import os
 import shutil
 from pathlib import Path
 
-from filelock import FileLock
-
+from dgr.cache import cached_folder
 from dgr.errors import ToolError
 from dgr.process import require_tool, run
 
@@ -35,31 +34,20 @@ def _digest(path: Path) -> str:
 def busybox_root(cache: Path) -> Path:
     """A directory holding busybox and a link for each applet, plus minimal /etc files."""
     busybox = host_busybox()
-    dest = cache / "builder-busybox" / _digest(busybox)
-    done = dest.with_name(dest.name + ".complete")
-    if done.exists():
-        return dest
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    with FileLock(str(dest) + ".lock"):
-        if done.exists():
-            return dest
-        tmp = dest.with_name(dest.name + ".tmp")
-        shutil.rmtree(tmp, ignore_errors=True)
-        (tmp / "bin").mkdir(parents=True)
-        shutil.copy2(busybox, tmp / "bin" / "busybox")
-        applets = run([str(busybox), "--list-full"]).output.split()
-        for rel in applets:
-            link = tmp / rel
-            if link.exists() or link.is_symlink():
-                continue
-            link.parent.mkdir(parents=True, exist_ok=True)
-            os.symlink("/bin/busybox", link)
-        etc = tmp / "etc"
+
+    def produce(root: Path) -> None:
+        (root / "bin").mkdir()
+        shutil.copy2(busybox, root / "bin" / "busybox")
+        for rel in run([str(busybox), "--list-full"]).output.split():
+            link = root / rel
+            if not (link.exists() or link.is_symlink()):
+                link.parent.mkdir(parents=True, exist_ok=True)
+                os.symlink("/bin/busybox", link)
+        etc = root / "etc"
         etc.mkdir(exist_ok=True)
         (etc / "passwd").write_text("root:x:0:0:root:/root:/bin/sh\n")
         (etc / "group").write_text("root:x:0:\n")
-        (tmp / "root").mkdir(mode=0o700)
-        shutil.rmtree(dest, ignore_errors=True)
-        os.rename(tmp, dest)
-        done.touch()
-    return dest
+        (root / "root").mkdir(mode=0o700)
+        root.chmod(0o755)
+
+    return cached_folder(cache / "builder-busybox" / _digest(busybox), produce)

@@ -32,9 +32,8 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from filelock import FileLock
-
 import dgr
+from dgr.cache import cached_folder
 from dgr.errors import DgrError, ToolError
 from dgr.process import require_tool, run
 
@@ -135,22 +134,13 @@ def build_internals(cache_dir: Path | None = None) -> Path:
     interpreter = Interpreter.current()
     busybox = find_busybox()
     key = internals_key(interpreter, busybox)
-    final = cache / key
-    if final.is_dir():
-        return final
-    cache.mkdir(parents=True, exist_ok=True)
-    with FileLock(str(cache / f"{key}.lock"), timeout=600):
-        if final.is_dir():
-            return final
-        staging = Path(tempfile.mkdtemp(prefix=f".{key}.", dir=cache))
-        try:
-            tree = staging / "dgr"
-            loader = assemble(tree, interpreter, busybox)
-            check_bundle(tree, loader, interpreter)
-            os.rename(tree, final)
-        finally:
-            shutil.rmtree(staging, ignore_errors=True)
-    return final
+
+    def produce(tree: Path) -> None:
+        tree.chmod(0o755)
+        loader = assemble(tree, interpreter, busybox)
+        check_bundle(tree, loader, interpreter)
+
+    return cached_folder(cache / key, produce)
 
 
 def internals_digest(root: Path) -> str:
@@ -270,7 +260,7 @@ def find_busybox() -> Path:
 
 
 def assemble(tree: Path, interpreter: Interpreter, busybox: Path) -> str:
-    """Write the whole `/dgr` tree into `tree` (which must not exist); return the loader's name."""
+    """Write the whole `/dgr` tree into the empty folder `tree`; return the loader's name."""
     bin_dir = tree / "bin"
     lib_dir = tree / "lib"
     python_dir = lib_dir / PYTHON_DIR

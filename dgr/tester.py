@@ -28,8 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
-from filelock import FileLock
-
+from dgr.cache import cached_folder
 from dgr.container import Container, ContainerSpec, Volume
 from dgr.errors import ContainerError, DgrError, ToolError
 from dgr.log import level_name, log
@@ -275,16 +274,10 @@ def _copy_script(src: Path, dest: Path, bash: str) -> None:
 def bats_layer(cache: Path) -> Path:
     """The cached layer holding `/dgr/tester` (static bash, bats-core); built once per host."""
     wrapper, root, bash = _bats_sources()
-    layer = cache / "tester" / f"bats-{_sources_key(wrapper, root, bash)}"
-    if layer.is_dir():
-        return layer
-    layer.parent.mkdir(parents=True, exist_ok=True)
-    with FileLock(str(layer) + ".lock"):
-        if layer.is_dir():
-            return layer
-        tmp = layer.with_name(layer.name + ".tmp")
-        shutil.rmtree(tmp, ignore_errors=True)
-        tester = tmp / TESTER_ROOT.lstrip("/")
+
+    def produce(layer: Path) -> None:
+        layer.chmod(0o755)
+        tester = layer / TESTER_ROOT.lstrip("/")
         bin_dir = tester / "bin"
         bin_dir.mkdir(parents=True)
         (tester / "status").mkdir()
@@ -299,7 +292,8 @@ def bats_layer(cache: Path) -> Path:
         # bats' own launcher finds BATS_ROOT from its path and defines what libexec/bats needs.
         _copy_script(wrapper, bin_dir / "bats", f"{TESTER_BIN}/bash")
         os.chmod(bin_dir / "bats", 0o755)
-        os.rename(tmp, layer)
+
+    layer = cached_folder(cache / "tester" / f"bats-{_sources_key(wrapper, root, bash)}", produce)
     log.debug("bats layer ready in %s", layer)
     return layer
 
