@@ -27,6 +27,8 @@ PROJECTS = {
         "files/etc/base-file": "base\n",
         "files/etc/to-delete": "doomed\n",
         "attributes/base.yml": "default:\n  who: base\n  level: base\n",
+        "templates/etc/from-base.tmpl": "base template sees {{ level }}\n",
+        "templates/etc/overridden.tmpl": "from base\n",
     },
     "aa-middle": {
         "aci-manifest.yml": "name: example.com/aa-middle:1\naci:\n  dependencies: [example.com/zz-base:1]\n",
@@ -49,6 +51,7 @@ PROJECTS = {
         ),
         "files/etc/app-file": "app\n",
         "templates/etc/who.tmpl": "{{ who }} {{ level }}\n",
+        "templates/etc/overridden.tmpl": "from app\n",
     },
 }
 
@@ -146,3 +149,10 @@ def test_try_uses_the_dependencies_attributes(chain) -> None:  # type: ignore[no
     repo, _ = chain
     assert main(["-H", str(repo / ".home"), "-W", str(repo / "app"), "try"]) == 0
     assert (repo / "app" / "target" / "try" / "etc" / "who").read_text() == "base middle\n"
+
+
+def test_dependency_templates_are_inherited_and_the_image_wins(chain) -> None:  # type: ignore[no-untyped-def]
+    _, app = chain
+    script = "cat /etc/from-base /etc/overridden"
+    result = Container(image_spec(app, exec_=["/bin/sh", "-c", script])).run(timeout=60)
+    assert result.output.splitlines()[-2:] == ["base template sees middle", "from app"]
