@@ -19,7 +19,7 @@ from dgr.errors import DgrError, UsageError
 from dgr.log import log, parse_level, setup
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
-THEN_COMMANDS = ("build", "install", "test", "try", "sign")
+THEN_COMMANDS = ("build", "install", "test", "try", "sign", "push")
 
 
 def parse_set_env(values: Sequence[str], environ: dict[str, str]) -> dict[str, str]:
@@ -92,6 +92,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("install", "put the built image into the local store (building it if needed)")
     p.add_argument("-t", "--test", action="store_true", help="test first; install only if the tests pass")
     p.add_argument("-k", "--keep-builder", action="store_true", help=argparse.SUPPRESS)
+    p = add("push", "push the image to the remotes of config.yml's push section (building it if needed)")
+    p.add_argument("-t", "--test", action="store_true", help="test first; push only if the tests pass")
+    p.add_argument("-k", "--keep-builder", action="store_true", help=argparse.SUPPRESS)
     p = add("run", "run the built image (prestart included); arguments after -- replace the app's exec")
     p.add_argument("--override", metavar="JSON", help="attribute override (sets TEMPLATER_OVERRIDE)")
     p.add_argument(
@@ -140,6 +143,7 @@ def program(args: argparse.Namespace) -> int:
         "try": commands.try_,
         "test": commands.test,
         "install": commands.install,
+        "push": commands.push,
         "run": commands.run,
         "version": commands.version,
         "graph": commands.graph,

@@ -218,3 +218,19 @@ def cp(args: argparse.Namespace) -> int:
     dest = copy_from_aci(result.workspace.aci, args.path, Path(args.host_dir))
     log.info("Copied %s to %s", args.path, dest)
     return 0
+
+
+def push(args: argparse.Namespace) -> int:
+    """`dgr push [-t]`: build if needed, (test,) sign when configured, push to every target."""
+    from dgr.build import build as build_image
+    from dgr.push import prepare_signature, push_image, push_targets
+
+    opts = options(args)
+    push_targets(opts.config)  # a bad push section fails before any build or test
+    if getattr(args, "test", False) and test(args) != 0:
+        raise DgrError("tests failed: image not pushed", path=project(args))
+    result = build_image(project(args), opts)
+    signature = prepare_signature(result, opts.config)
+    for pushed in push_image(result, opts.config, signature=signature):
+        print(f"{pushed.location} {pushed.digest}".rstrip())
+    return 0

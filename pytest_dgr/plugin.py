@@ -20,6 +20,9 @@ import pytest
 from dgr.manifest import ACI_MANIFEST
 from pytest_dgr.items import SETTINGS, ImageDirectory, Settings, image_state
 
+# --dgr-push (pushing the images that passed, at the end) is a plugin module of its own.
+pytest_plugins = ["pytest_dgr.push"]
+
 SESSION_DIR = pytest.StashKey[Path]()
 OWNS_SESSION_DIR = pytest.StashKey[bool]()
 

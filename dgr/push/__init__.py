@@ -1,0 +1,73 @@
+"""Push built images to the configured remotes (SPEC §10; docs/push.md).
+
+`push_image(result, config)` pushes one build to every target of the `push` section that
+applies to its domain: the OCI layout to registries (`dgr.push.oci`, through skopeo), the
+ACI and its signature to acservers (`dgr.push.appc`). `prepare_signature` signs the ACI
+first when a keyring is configured for its domain and it has no current signature.
+
+The `dgr push` command, `dgr clean push` and the pytest plugin's `--dgr-push` all call these.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from dgr.config import Config
+from dgr.push.targets import Credentials, PushError, Target, push_targets
+
+if TYPE_CHECKING:
+    from dgr.build import BuildResult
+
+
+@dataclass(frozen=True)
+class Pushed:
+    """One image pushed to one target: where it went (and the registry's digest for OCI)."""
+
+    target: Target
+    location: str
+    digest: str = ""
+
+
+def prepare_signature(result: BuildResult, config: Config) -> Path | None:
+    """The ACI's current signature; made now when the domain has a keyring and there is none."""
+    from dgr.fetch import sign_entry_for
+    from dgr.sign import current_signature, sign_image
+
+    found = current_signature(result.workspace.aci)
+    if found is not None:
+        return found
+    entry = sign_entry_for(result.name.domain, config)
+    if entry is None or entry.disabled:
+        return None
+    return sign_image(result.workspace.aci, result.name, config)
+
+
+def push_image(result: BuildResult, config: Config, *, signature: Path | None = None) -> list[Pushed]:
+    """Push `result` to each applicable target, in configuration order (PushError on the first
+    failure). `signature` goes with the ACI to acservers."""
+    from dgr.push.appc import push_appc
+    from dgr.push.oci import push_oci
+
+    targets = push_targets(config)
+    where = config.home / "config.yml"
+    if not targets:
+        raise PushError("no push target configured", path=where, key="push",
+                        hint="add e.g. 'push: [{type: oci, registry: HOST[:PORT]}]' (see docs/push.md)")
+    chosen = [t for t in targets if t.applies_to(result.name.domain)]
+    if not chosen:
+        raise PushError(f"no push target for the domain {result.name.domain}", path=where, key="push",
+                        hint="add the domain to a target's domains (or drop its domains list)")
+    pushed = []
+    for target in chosen:
+        if target.type == "oci":
+            outcome = push_oci(result.workspace.oci, result.name, target, config)
+            pushed.append(Pushed(target, outcome.reference, outcome.digest))
+        else:
+            sent = push_appc(result.workspace.aci, signature, result.name, target, config)
+            pushed.append(Pushed(target, sent.initiate_url))
+    return pushed
+
+
+__all__ = ["Credentials", "PushError", "Pushed", "Target", "prepare_signature", "push_image", "push_targets"]

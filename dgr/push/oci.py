@@ -1,0 +1,166 @@
+"""Push the OCI layout of a build to a registry with skopeo (SPEC §10).
+
+`skopeo copy oci:<target>/oci:<version> docker://<registry>[/<namespace>]/<path>:<version>`,
+where `<path>` is the image name without its domain (`aci.example.com/group/app` →
+`group/app`). skopeo speaks the distribution API, including the bearer-token dance that a
+registry asks for in `WWW-Authenticate`.
+
+- Credentials reach skopeo in a temporary auth.json (mode 0600, in a private temporary
+  folder), never in its arguments; without any configured credentials skopeo is told
+  `--dest-no-creds`, so that it does not pick up other credentials of the host.
+- TLS: `--dest-tls-verify=true` unless the registry's host is opted out in `insecureOptions`
+  (`tls:HOST[:PORT]` or `http:HOST[:PORT]`). skopeo has one switch for both: when it is off,
+  skopeo accepts plain HTTP *and* unchecked certificates for that registry.
+- Our own trust policy (accept anything): the source is this host's own build.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import re
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from dgr.config import Config
+from dgr.discovery import host_policy
+from dgr.log import log
+from dgr.names import ImageName
+from dgr.process import require_tool, run
+from dgr.push.targets import PushError, Target, auth_file_json, read_auth_file
+
+SKOPEO_TIMEOUT = 3600.0
+# The distribution spec's grammar for a repository path component and for a tag.
+_COMPONENT = re.compile(r"^[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*$")
+_TAG = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
+POLICY = {"default": [{"type": "insecureAcceptAnything"}]}
+
+
+@dataclass(frozen=True)
+class OciPush:
+    """The outcome of one OCI push."""
+
+    reference: str  # registry/path:tag
+    digest: str  # of the image manifest, as the registry stores it
+
+
+def repository(name: ImageName, target: Target) -> str:
+    """`<registry>[/<namespace>]/<name without domain>` (PushError for a name OCI refuses)."""
+    path = "/".join(p for p in (target.namespace, name.short_name) if p)
+    for component in path.split("/"):
+        if not _COMPONENT.match(component):
+            raise PushError(
+                f"cannot push {name.name} to a registry: {component!r} is not a valid OCI repository "
+                "path component", key=f"{target.key}.namespace",
+                hint="OCI names take lower case letters and digits separated by '.', '_', '__' or '-'",
+            )
+    return f"{target.registry}/{path}"
+
+
+def tag(name: ImageName) -> str:
+    version = name.version or "latest"
+    if not _TAG.match(version):
+        raise PushError(f"cannot push {name}: version {version!r} is not a valid OCI tag",
+                        hint="tags take letters, digits, '_', '.' and '-' (at most 128)")
+    return version
+
+
+def tls_verify(target: Target, config: Config) -> bool:
+    """False when the registry host is opted out (tls:HOST or http:HOST in insecureOptions)."""
+    policy = host_policy(config)
+    url = f"https://{target.registry}/"
+    return not (policy.allows("tls", url) or policy.allows("http", url))
+
+
+class _LogLines(io.StringIO):
+    """A text sink that logs each complete line (skopeo's progress: one line per step)."""
+
+    def __init__(self, prefix: str, secret: str | None = None) -> None:
+        super().__init__()
+        self.prefix = prefix
+        self.secret = secret
+        self.pending = ""
+
+    def write(self, text: str) -> int:
+        self.pending += text
+        while "\n" in self.pending:
+            line, self.pending = self.pending.split("\n", 1)
+            if self.secret:
+                line = line.replace(self.secret, "***")
+            if line.strip() and not line.startswith("time="):  # errors are reported once, below
+                log.info("%s%s", self.prefix, line.strip())
+        return len(text)
+
+
+def skopeo_arguments(layout: Path, layout_tag: str, destination: str, *, verify: bool,
+                     auth_file: Path | None, policy: Path, digest_file: Path) -> list[str]:
+    """The skopeo command line (it holds no secret: credentials are in `auth_file`)."""
+    args = [require_tool("skopeo"), "--policy", str(policy), "copy", "--retry-times", "2",
+            f"--dest-tls-verify={'true' if verify else 'false'}", "--digestfile", str(digest_file)]
+    args += ["--dest-authfile", str(auth_file)] if auth_file is not None else ["--dest-no-creds"]
+    return [*args, f"oci:{layout}:{layout_tag}", f"docker://{destination}"]
+
+
+def push_oci(layout: Path, name: ImageName, target: Target, config: Config) -> OciPush:
+    """Push the OCI layout `layout` (tagged with `name`'s version) of image `name` to `target`."""
+    if not (layout / "index.json").is_file():
+        raise PushError(f"no OCI layout in {layout}", hint="build the image first (dgr build)")
+    destination = f"{repository(name, target)}:{tag(name)}"
+    verify = tls_verify(target, config)
+    if target.auth_file is not None:
+        read_auth_file(target.auth_file)  # a clear error before skopeo's
+    with tempfile.TemporaryDirectory(prefix="dgr-push-") as tmp:  # mode 0700
+        work = Path(tmp)
+        policy = work / "policy.json"
+        policy.write_text(json.dumps(POLICY))
+        auth_file = target.auth_file
+        if target.credentials is not None:
+            auth_file = work / "auth.json"
+            fd = os.open(auth_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "w", encoding="utf-8") as out:
+                out.write(auth_file_json(target.registry, target.credentials))
+        digest_file = work / "digest"
+        secret = target.credentials.password if target.credentials is not None else None
+        log.info("Pushing %s to %s%s", name, destination, "" if verify else " (TLS not verified)")
+        result = run(
+            skopeo_arguments(layout, name.version or "latest", destination, verify=verify,
+                             auth_file=auth_file, policy=policy, digest_file=digest_file),
+            timeout=SKOPEO_TIMEOUT, check=False, log_file=_LogLines("  skopeo: ", secret),
+        )
+        if result.returncode != 0:
+            output = result.output
+            if target.credentials is not None:  # skopeo does not print it; make sure
+                output = output.replace(target.credentials.password, "***")
+            raise _skopeo_error(output, destination, target)
+        digest = digest_file.read_text().strip() if digest_file.exists() else ""
+    log.info("Pushed %s to %s (%s)", name, destination, digest or "no digest reported")
+    return OciPush(destination, digest)
+
+
+def _skopeo_error(output: str, destination: str, target: Target) -> PushError:
+    """skopeo's failure as one message with a hint (the tail of its output as details)."""
+    text = output.lower()
+    host = target.registry
+    details = "\n".join(output.rstrip().splitlines()[-15:])
+    where = f"{target.key}"
+    if "http response to https client" in text:
+        return PushError(f"push to {destination} failed: {host} speaks plain HTTP, not HTTPS",
+                         key=where, details=details,
+                         hint=f"if you trust this network, add http:{host} to insecureOptions in config.yml")
+    if "x509" in text or "certificate" in text:
+        return PushError(f"push to {destination} failed: the TLS certificate of {host} is not trusted",
+                         key=where, details=details,
+                         hint=f"install the registry's CA, or add tls:{host} to insecureOptions")
+    if any(s in text for s in ("unauthorized", "authentication required", "denied", "status 401",
+                               "status 403", "invalid username/password")):
+        how = ("with the configured credentials" if target.credentials or target.auth_file
+               else "anonymously (no credentials configured)")
+        return PushError(f"push to {destination} failed: {host} refused access {how}", key=where,
+                         details=details,
+                         hint=f"check username/password or authFile of {where} in config.yml")
+    if "connection refused" in text or "no such host" in text or "i/o timeout" in text:
+        return PushError(f"push to {destination} failed: cannot reach {host}", key=where, details=details,
+                         hint="check the registry address and that it is running")
+    return PushError(f"push to {destination} failed (skopeo)", key=where, details=details)
