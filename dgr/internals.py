@@ -131,6 +131,15 @@ def build_internals(cache_dir: Path | None = None) -> Path:
     The returned tree must be treated as read-only.
     """
     cache = (cache_dir or default_cache_dir()) / "internals"
+    # Computing the key reads and parses dgr's sources and runs ldd on busybox (about
+    # 40 ms): remember it under a fingerprint of the same inputs made of file stats only.
+    memo = cache / "keys" / input_fingerprint()
+    try:
+        known = cache / memo.read_text().strip()
+        if known.is_dir():
+            return known
+    except OSError:
+        pass
     interpreter = Interpreter.current()
     busybox = find_busybox()
     key = internals_key(interpreter, busybox)
@@ -140,7 +149,38 @@ def build_internals(cache_dir: Path | None = None) -> Path:
         loader = assemble(tree, interpreter, busybox)
         check_bundle(tree, loader, interpreter)
 
-    return cached_folder(cache / key, produce)
+    tree = cached_folder(cache / key, produce)
+    memo.parent.mkdir(parents=True, exist_ok=True)
+    staged = memo.with_name(f".{memo.name}.{os.getpid()}")
+    staged.write_text(key + "\n")
+    staged.replace(memo)
+    return tree
+
+
+def input_fingerprint() -> str:
+    """A cheap fingerprint of the internals' inputs: path, size and mtime of dgr's sources and
+    data, of the bundled distributions' files, of the interpreter and of busybox.
+
+    Any change of an input changes it (then the real key is computed again); it is never used
+    as the key itself, so a false change only costs a recomputation.
+    """
+    digest = hashlib.sha256(f"format={FORMAT}\0python={sys.version}\0".encode())
+    package = Path(dgr.__file__).resolve().parent
+    files = sorted(package.rglob("*.py")) + sorted((package / "data").rglob("*"))
+    for module in ("jinja2", "markupsafe", "yaml"):
+        spec = importlib.util.find_spec(module)
+        if spec is not None and spec.origin is not None:
+            files.append(Path(spec.origin))
+    busybox = shutil.which("busybox")
+    interpreter = getattr(sys, "_base_executable", None) or sys.executable
+    files += [Path(os.path.realpath(interpreter)), *([Path(busybox)] if busybox else [])]
+    for path in files:
+        try:
+            st = path.stat()
+        except OSError:
+            continue
+        digest.update(f"{path}\0{st.st_size}\0{st.st_mtime_ns}\0".encode())
+    return digest.hexdigest()[:32]
 
 
 def internals_digest(root: Path) -> str:

@@ -200,3 +200,12 @@ def test_tree_has_fixed_mtimes_and_modes(internals: Path) -> None:
         assert st.st_mtime == 0, path
         assert st.st_mode & 0o777 in (0o644, 0o755), path
     assert os.access(internals / "bin" / "templater", os.X_OK)
+
+
+def test_key_is_remembered_and_a_stale_memo_is_ignored(internals: Path) -> None:
+    cache = internals.parent.parent
+    memos = list((internals.parent / "keys").iterdir())
+    assert [m.read_text().strip() for m in memos] == [internals.name]
+    memos[0].write_text("no-such-tree\n")
+    assert build_internals(cache) == internals
+    assert memos[0].read_text().strip() == internals.name
