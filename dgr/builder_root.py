@@ -12,19 +12,8 @@ import shutil
 from pathlib import Path
 
 from dgr.cache import cached_folder
-from dgr.errors import ToolError
+from dgr.internals import BUSYBOX_PACKAGE, find_busybox
 from dgr.process import require_tool, run
-
-BUSYBOX_PACKAGE = "busybox-static"
-
-
-def host_busybox() -> Path:
-    """The host's static busybox (Debian's busybox-static)."""
-    path = Path(require_tool("busybox", BUSYBOX_PACKAGE))
-    result = run(["file", "-b", str(path)], check=False) if shutil.which("file") else None
-    if result is not None and "dynamically linked" in result.output:
-        raise ToolError(f"{path} is dynamically linked", hint=f"apt-get install {BUSYBOX_PACKAGE}")
-    return path
 
 
 def _digest(path: Path) -> str:
@@ -33,9 +22,10 @@ def _digest(path: Path) -> str:
 
 def busybox_root(cache: Path) -> Path:
     """A directory holding busybox and a link for each applet, plus minimal /etc files."""
-    busybox = host_busybox()
+    busybox = Path(os.path.realpath(require_tool("busybox", BUSYBOX_PACKAGE)))
 
     def produce(root: Path) -> None:
+        find_busybox()  # checks, once, that it is the static one
         (root / "bin").mkdir()
         shutil.copy2(busybox, root / "bin" / "busybox")
         for rel in run([str(busybox), "--list-full"]).output.split():
