@@ -108,6 +108,7 @@ class _Build:
     aci_deps: tuple[Dependency, ...]
     builder_deps: tuple[Dependency, ...]
     log_file: IO[str]
+    extra_attributes: tuple[tuple[str, Path], ...] = ()
 
     @property
     def project(self) -> Path:
@@ -288,14 +289,11 @@ def stage_project(b: _Build, order: list[str]) -> Path:
         src = _check_inside_project(b.project, f"runlevels/{runlevel}")
         if src is not None:
             _copy_tree(src, stage / "dgr" / "runlevels" / runlevel)
+    for name, folder in b.extra_attributes:
+        _stage_attributes(folder, stage, name, order)
     attributes = _check_inside_project(b.project, "attributes")
     if attributes is not None:
-        dest = stage / "dgr" / "attributes" / app
-        dest.mkdir(parents=True, exist_ok=True)
-        for path in sorted(attributes.rglob("*")):
-            if path.suffix in (".yml", ".yaml") and path.is_file() and not _hidden(path, attributes):
-                shutil.copyfile(path, dest / path.name)
-                order.append(f"{app}/{path.name}")
+        _stage_attributes(attributes, stage, app, order)
     templates = _check_inside_project(b.project, "templates")
     if templates is not None:
         _copy_tree(templates, stage / "dgr" / "templates")
@@ -303,6 +301,23 @@ def stage_project(b: _Build, order: list[str]) -> Path:
     write_order_file(stage / "dgr" / "attributes", order)
     _chown_tree(stage)
     return stage
+
+
+def _attribute_sources(folder: Path) -> list[Path]:
+    return [
+        path
+        for path in sorted(folder.rglob("*"))
+        if path.suffix in (".yml", ".yaml") and path.is_file() and not _hidden(path, folder)
+    ]
+
+
+def _stage_attributes(folder: Path, stage: Path, name: str, order: list[str]) -> None:
+    """Copy the attribute files of `folder` (flattened) to dgr/attributes/<name>/, in order."""
+    dest = stage / "dgr" / "attributes" / name
+    dest.mkdir(parents=True, exist_ok=True)
+    for path in _attribute_sources(folder):
+        shutil.copyfile(path, dest / path.name)
+        order.append(f"{name}/{path.name}")
 
 
 def _hidden(path: Path, root: Path) -> bool:
@@ -436,6 +451,7 @@ def build_key(
     deps: tuple[Dependency, ...],
     builder_deps: tuple[Dependency, ...],
     target: Path,
+    extra_attributes: tuple[tuple[str, Path], ...] = (),
 ) -> str:
     """A digest of every input of a build (documented in docs/build.md).
 
@@ -460,6 +476,9 @@ def build_key(
         add("builder-dep", str(dep.name), dep.image_id)
     for name, value in sorted(options.set_env.items()):
         add("env", name, value)
+    for name, folder in extra_attributes:
+        for path in _attribute_sources(folder):
+            add("attributes", name, path.name, path.read_text(encoding="utf-8", errors="surrogateescape"))
     project = manifest.project
     skip = {target.resolve(), *((project / name).resolve() for name in KEY_SKIPPED)}
     # Mount sources are caches that builds write to, not inputs.
@@ -504,11 +523,15 @@ def build(
     force: bool = False,
     manifest: Manifest | None = None,
     target: Path | None = None,
+    extra_attributes: tuple[tuple[str, Path], ...] = (),
 ) -> BuildResult:
     """Build the image of `project` (or return the previous result when nothing changed).
 
     `manifest` replaces the project's aci-manifest.yml (used for generated images such as
     the test image, whose project folder is `tests/`); `target` replaces the target folder.
+    `extra_attributes` are `(name, folder)` pairs whose attribute files go to
+    `/dgr/attributes/<name>/`, above the dependencies' and below the project's own (a pod's
+    shared attributes, see dgr/pod.py).
     """
     from dgr.resolve import resolve_dependencies
 
@@ -519,7 +542,7 @@ def build(
         deps = resolve_dependencies(manifest.aci.dependencies, manifest, options)
         builder_deps = resolve_dependencies(manifest.builder.dependencies, manifest, options)
         internals = internals_layer(options.config.cache_path)
-        key = build_key(manifest, options, internals, deps, builder_deps, ws.target)
+        key = build_key(manifest, options, internals, deps, builder_deps, ws.target, extra_attributes)
         if not force and _up_to_date(ws, key):
             from dgr.aci import read_aci_manifest
 
@@ -530,7 +553,7 @@ def build(
         ws.reset_work()
         ws.key_file.unlink(missing_ok=True)
         with open(ws.log, "w", encoding="utf-8") as log_file:
-            b = _Build(manifest, ws, options, internals, deps, builder_deps, log_file)
+            b = _Build(manifest, ws, options, internals, deps, builder_deps, log_file, extra_attributes)
             try:
                 result = _run_pipeline(b)
             finally:

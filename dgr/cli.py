@@ -113,6 +113,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("exec", nargs=argparse.REMAINDER, help="command to run instead of the app's exec")
     add("graph", "write target/graph.dot (and graph.png when graphviz is installed)")
+    p = add("kube", "write the pod's Kubernetes Pod manifest (target/pod.kube.yml; builds if needed)")
+    p.add_argument("--registry", default="localhost", metavar="PREFIX",
+                   help="image references are PREFIX/<image name>:<version> (default: localhost)")
+    p.add_argument("-o", "--output", metavar="FILE", help="write here instead of target/pod.kube.yml")
     add("sign", "gpg-sign target/image.aci into image.aci.asc (builds if needed)")
     add("version", "print the version")
     p = add("config", "print the configuration (or one key)")
@@ -147,6 +151,7 @@ def program(args: argparse.Namespace) -> int:
         "run": commands.run,
         "version": commands.version,
         "graph": commands.graph,
+        "kube": commands.kube,
         "sign": commands.sign,
         "config": commands.config,
         "aci-version": commands.aci_version,

@@ -28,12 +28,22 @@ def options(args: argparse.Namespace) -> BuildOptions:
 
 
 def project(args: argparse.Namespace) -> Path:
-    """The project folder of `-W`, checked to hold a manifest."""
+    """The image project folder of `-W`, checked to hold a manifest (a pod is an error)."""
     path = Path(args.work_path).absolute()
     kind = detect_project(path)
     if kind == "pod":
-        raise DgrError("pods are not supported yet by this version of dgr", path=path)
+        raise DgrError(
+            f"dgr {getattr(args, 'command', None) or 'this command'} does not work on a pod",
+            path=path,
+            hint="on a pod: build, clean, try, test, install, run, graph, kube",
+        )
     return path
+
+
+def pod_folder(args: argparse.Namespace) -> Path | None:
+    """The pod folder of `-W`, or None when it is an image project."""
+    path = Path(args.work_path).absolute()
+    return path if detect_project(path) == "pod" else None
 
 
 def init(args: argparse.Namespace) -> int:
@@ -48,6 +58,8 @@ def init(args: argparse.Namespace) -> int:
 def build(args: argparse.Namespace, *, force: bool = False) -> int:
     from dgr.build import build as build_image
 
+    if (pod := pod_folder(args)) is not None:
+        return pod_build(args, pod, force=force)
     result = build_image(project(args), options(args), force=force)
     print(result.name)
     return 0
@@ -62,8 +74,14 @@ def clean(args: argparse.Namespace) -> int:
     from dgr.build import clean as clean_target
     from dgr.cli import build_parser, program
 
-    target = clean_target(project(args), options(args))
-    log.info("Removed %s", target)
+    if (pod := pod_folder(args)) is not None:
+        from dgr.pod import clean_pod
+
+        for removed in clean_pod(pod, options(args)):
+            log.info("Removed %s", removed)
+    else:
+        target = clean_target(project(args), options(args))
+        log.info("Removed %s", target)
     if args.then is None:
         return 0
     then = build_parser().parse_args([args.then])
@@ -76,7 +94,12 @@ def clean(args: argparse.Namespace) -> int:
 def try_(args: argparse.Namespace) -> int:
     from dgr.trying import try_templates
 
-    out = try_templates(project(args), options(args))
+    if (pod := pod_folder(args)) is not None:
+        from dgr.pod import try_pod
+
+        out = try_pod(pod, options(args))
+    else:
+        out = try_templates(project(args), options(args))
     log.info("Rendered templates into %s", out)
     return 0
 
@@ -120,9 +143,11 @@ def run(args: argparse.Namespace) -> int:
     # --set-env values are the container's environment here; DGR_ENV_* still reach the build.
     flags = args.set_env_flags
     args.set_env = {k: v for k, v in args.set_env.items() if k not in flags}
-    result = build_image(project(args), options(args))
     exec_ = [a for a in args.exec if a != "--"] or None
     env = {"LOG_LEVEL": level_name(parse_level(args.log_level)), **flags}
+    if (pod := pod_folder(args)) is not None:
+        return pod_run(args, pod, env, exec_)
+    result = build_image(project(args), options(args))
     return run_image(
         result,
         env=env,
@@ -139,9 +164,16 @@ def graph(args: argparse.Namespace) -> int:
     from dgr.workspace import target_dir
 
     opts = options(args)
-    manifest = load_manifest(project(args))
-    for path in write_graph(manifest, target_dir(manifest, opts.config, opts.targets_root)):
-        log.info("Wrote %s", path)
+    if (pod := pod_folder(args)) is not None:
+        from dgr.pod import app_manifests
+
+        graphs = app_manifests(pod, opts)
+    else:
+        manifest = load_manifest(project(args))
+        graphs = [(manifest, target_dir(manifest, opts.config, opts.targets_root))]
+    for manifest, target in graphs:
+        for path in write_graph(manifest, target):
+            log.info("Wrote %s", path)
     return 0
 
 
@@ -175,7 +207,7 @@ def test(args: argparse.Namespace) -> int:
 
     sys.dont_write_bytecode = True  # no __pycache__ in the project's tests/ (a build input)
     return int(pytest.main(pytest_arguments(
-        project(args), options(args),
+        pod_folder(args) or project(args), options(args),
         home=getattr(args, "home_path", None),
         extra=[a for a in getattr(args, "pytest_args", None) or [] if a != "--"],
     )))
@@ -187,16 +219,22 @@ def install(args: argparse.Namespace) -> int:
     from dgr.store import Store
 
     if getattr(args, "test", False) and test(args) != 0:
-        raise DgrError("tests failed: image not installed", path=project(args))
+        raise DgrError("tests failed: image not installed", path=pod_folder(args) or project(args))
     opts = options(args)
-    result = build_image(project(args), opts)
-    ws = result.workspace
+    if (pod := pod_folder(args)) is not None:
+        from dgr.pod import build_pod
+
+        results = [app.result for app in build_pod(pod, opts).apps]
+    else:
+        results = [build_image(project(args), opts)]
     from dgr.sign import current_signature
 
-    stored = Store(opts.config.store_path).add(
-        ws.aci, layer=ws.layer, image_id=result.image_id, signature=current_signature(ws.aci)
-    )
-    log.info("Installed %s (%s) in %s", stored.name, stored.image_id[:23], opts.config.store_path)
+    for result in results:
+        ws = result.workspace
+        stored = Store(opts.config.store_path).add(
+            ws.aci, layer=ws.layer, image_id=result.image_id, signature=current_signature(ws.aci)
+        )
+        log.info("Installed %s (%s) in %s", stored.name, stored.image_id[:23], opts.config.store_path)
     return 0
 
 
@@ -233,4 +271,41 @@ def push(args: argparse.Namespace) -> int:
     signature = prepare_signature(result, opts.config)
     for pushed in push_image(result, opts.config, signature=signature):
         print(f"{pushed.location} {pushed.digest}".rstrip())
+    return 0
+
+
+# --- pods (dgr/pod.py): each command acts on every app and on the pod manifest ---------------
+
+
+def pod_build(args: argparse.Namespace, folder: Path, *, force: bool = False) -> int:
+    from dgr.pod import build_pod
+
+    for app in build_pod(folder, options(args), force=force).apps:
+        print(app.result.name)
+    return 0
+
+
+def pod_run(args: argparse.Namespace, folder: Path, env: dict[str, str], exec_: list[str] | None) -> int:
+    from dgr.errors import UsageError
+    from dgr.pod import build_pod, run_pod
+
+    if exec_ or args.volume:
+        raise UsageError("on a pod, dgr run takes no command and no -v (set exec and volumes in "
+                         "pod-manifest.yml)")
+    opts = options(args)
+    return run_pod(build_pod(folder, opts), opts, env=env, override=args.override,
+                   host_network=args.net == "host")
+
+
+def kube(args: argparse.Namespace) -> int:
+    """`dgr kube`: build the pod if needed, write its Kubernetes Pod manifest, print its path."""
+    from dgr.kube import write_kube
+    from dgr.pod import build_pod
+
+    folder = pod_folder(args)
+    if folder is None:
+        raise DgrError("dgr kube works on a pod (a folder holding pod-manifest.yml)",
+                       path=Path(args.work_path).absolute())
+    built = build_pod(folder, options(args))
+    print(write_kube(built, registry=args.registry, dest=Path(args.output) if args.output else None))
     return 0

@@ -54,6 +54,7 @@ class ContainerSpec:
     volumes: tuple[Volume, ...] = ()
     prestart: bool = True
     host_network: bool = False
+    netns: str | None = None  # join this network namespace (the apps of a pod share one)
 
 
 class Container:
@@ -84,6 +85,7 @@ class Container:
             binds=tuple(Bind(v.source, v.path, v.read_only) for v in spec.volumes),
             env=self.environment(),
             host_network=spec.host_network,
+            netns=spec.netns,
             hostname=spec.name,
             tmpfs=(),
             cwd=spec.working_directory or "/",

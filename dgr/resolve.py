@@ -23,6 +23,8 @@ if TYPE_CHECKING:
     from dgr.build import BuildOptions, Dependency
 
 SKIP_DIRS = {"target", ".git", ".venv", "node_modules", "__pycache__"}
+# In a generated project folder (a pod app without its own folder): the folder it stands for.
+ORIGIN_FILE = ".dgr-origin"
 _building: list[str] = []
 
 
@@ -30,8 +32,12 @@ def repository_root(project: Path) -> Path:
     """The enclosing git work tree of `project`, else the folder holding its project.
 
     Outside git, the folder is the parent of the outermost project folder that encloses
-    `project` (so a test image built from `aci-x/tests/` sees `aci-x`'s siblings).
+    `project` (so a test image built from `aci-x/tests/` sees `aci-x`'s siblings). A
+    generated folder holding `.dgr-origin` resolves like the folder named there.
     """
+    origin = project / ORIGIN_FILE
+    if origin.is_file():
+        project = Path(origin.read_text(encoding="utf-8").strip())
     try:
         out = subprocess.run(
             ["git", "-C", str(project), "rev-parse", "--show-toplevel"],

@@ -83,12 +83,17 @@ class Sandbox:
     hostname: str = "dgr"
     tmpfs: tuple[str, ...] = ("/tmp",)
     cwd: str = "/"
+    netns: str | None = None  # join this network namespace (e.g. /proc/PID/ns/net) instead
+
 
     def command(self, argv: Sequence[str]) -> list[str]:
         """The host command line that runs `argv` in this sandbox."""
         bwrap = require_tool("bwrap", "bubblewrap")
         unshare = require_tool("unshare", "util-linux")
         args = [unshare, "--mount", "--propagation", "private", "--", "/bin/sh", "-c", _MOUNT_AND_EXEC, "sh"]
+        if self.netns is not None:
+            # nsenter execs (no fork), so bwrap stays our child and --die-with-parent holds.
+            args = [require_tool("nsenter", "util-linux"), f"--net={self.netns}", "--", *args]
         args.append(str(len(self.overlays)))
         for overlay in self.overlays:
             args.extend(overlay.options())
@@ -98,7 +103,7 @@ class Sandbox:
         for bind in self.binds:
             args += ["--ro-bind" if bind.read_only else "--bind", str(bind.source), bind.target]
         args += ["--unshare-pid", "--unshare-ipc", "--unshare-uts", "--unshare-cgroup-try"]
-        if not self.host_network:
+        if not self.host_network and self.netns is None:
             args.append("--unshare-net")
         args += ["--hostname", self.hostname, "--die-with-parent", "--cap-add", "ALL", "--clearenv"]
         env = {"PATH": DEFAULT_PATH, "HOME": "/root", **self.env}

@@ -576,8 +576,13 @@ def _tail(text: str, lines: int = 40) -> str:
 
 
 def start_test_container(result: BuildResult, options: BuildOptions,
-                         tester: TesterOptions | None = None) -> TesterContainer:
-    """Assemble the test image of `result`, start it and wait for prestart (not wait.sh)."""
+                         tester: TesterOptions | None = None, *, name: str | None = None,
+                         netns: str | None = None) -> TesterContainer:
+    """Assemble the test image of `result`, start it and wait for prestart (not wait.sh).
+
+    `name` replaces the container's name (its hostname); `netns` is a network namespace to
+    join instead of a new one (the apps of a pod, see dgr/pod.py).
+    """
     tester = tester or TesterOptions(keep=options.keep)
     manifest = result.manifest
     layers = image_layers_for_tests(result, options)
@@ -593,7 +598,8 @@ def start_test_container(result: BuildResult, options: BuildOptions,
         env.update(tester.extra_env)
         app = manifest.aci.app
         spec = ContainerSpec(
-            name=result.name.app_name,
+            name=name or result.name.app_name,
+            netns=netns,
             layers=(*layers, bats_layer(options.config.cache_path), files),
             exec=(BUSYBOX, "sh", "-c", KEEPER, "keeper", *app.exec),
             env=env,

@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from dgr.manifest import ACI_MANIFEST
+from dgr.manifest import ACI_MANIFEST, POD_MANIFEST
 from pytest_dgr.items import SETTINGS, ImageDirectory, Settings, image_state
 
 # --dgr-push (pushing the images that passed, at the end) is a plugin module of its own.
@@ -103,6 +103,11 @@ def pytest_collect_directory(path: Path, parent: pytest.Collector) -> pytest.Col
     if (path / ACI_MANIFEST).is_file():
         settings(parent.config)
         return ImageDirectory.from_parent(parent, path=path)
+    if (path / POD_MANIFEST).is_file():
+        from pytest_dgr.pod_items import PodDirectory
+
+        settings(parent.config)
+        return PodDirectory.from_parent(parent, path=path)
     return None
 
 
@@ -154,6 +159,16 @@ def dgr_container(request: pytest.FixtureRequest) -> Any:
     except DgrError as exc:
         reason = format_error(exc)
     pytest.fail(reason, pytrace=False)
+
+
+@pytest.fixture
+def dgr_pod(request: pytest.FixtureRequest) -> Any:
+    """The pod of this test's folder, started (a dgr.pod.TestPod): `dgr_pod["web"]` is the
+    web app's container; all apps share one network namespace. Stopped after the pod's
+    last item."""
+    from pytest_dgr.pod_items import dgr_pod_fixture
+
+    return dgr_pod_fixture(request)
 
 
 class XdistController:

@@ -17,7 +17,7 @@ import pytest
 from xdist.remote import Producer  # type: ignore[import-untyped]
 from xdist.scheduler import LoadScopeScheduling  # type: ignore[import-untyped]
 
-from dgr.manifest import ACI_MANIFEST
+from dgr.manifest import ACI_MANIFEST, POD_MANIFEST
 
 
 def image_scope(rootpath: Path, nodeid: str, cache: dict[str, str | None]) -> str | None:
@@ -28,7 +28,7 @@ def image_scope(rootpath: Path, nodeid: str, cache: dict[str, str | None]) -> st
     found: str | None = None
     candidate = Path(path)
     for folder in (candidate, *candidate.parents):
-        if (rootpath / folder / ACI_MANIFEST).is_file():
+        if (rootpath / folder / ACI_MANIFEST).is_file() or (rootpath / folder / POD_MANIFEST).is_file():
             found = folder.as_posix()
             break
     cache[path] = found
@@ -36,7 +36,7 @@ def image_scope(rootpath: Path, nodeid: str, cache: dict[str, str | None]) -> st
 
 
 class ImageScheduling(LoadScopeScheduling):  # type: ignore[misc]
-    """`loadscope` where the scope is the image folder."""
+    """`loadscope` where the scope is the image (or pod) folder."""
 
     def __init__(self, config: pytest.Config, log: Producer | None = None) -> None:
         super().__init__(config, log)

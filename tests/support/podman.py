@@ -99,9 +99,14 @@ class Podman:
             options.append(f"--entrypoint={entrypoint}")
         return self.podman(*options, image, *args, check=check)
 
+    def kube_play(self, yaml: Path, *, network: str = "none") -> Result:
+        """`podman kube play --network NETWORK YAML`: start the Kubernetes Pod it describes."""
+        return self.podman("kube", "play", f"--network={network}", str(yaml))
+
     def cleanup(self) -> None:
-        """Remove containers and images, unmount everything under our directories, delete them."""
+        """Remove pods, containers and images, unmount everything under our directories, delete them."""
         if self.root.exists():
+            self.podman("pod", "rm", "--all", "--force", "--time=0", check=False)
             self.podman("rm", "--all", "--force", check=False)
             self.podman("rmi", "--all", "--force", check=False)
         for directory in (self.root, self.runroot):

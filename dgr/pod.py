@@ -1,0 +1,904 @@
+"""Pods (SPEC §10): the apps of one `pod-manifest.yml`, built, run and tested together.
+
+Data flows one way: `pod-manifest.yml` → :class:`PodManifest` → one image per app (built with
+:func:`dgr.build.build` from a generated manifest) → :class:`PodBuild` → the appc pod manifest
+(`target/pod-manifest.json`), the Kubernetes export (`target/pod.kube.yml`, dgr/kube.py), and
+running pods (:func:`start_pod` for `dgr run`, :func:`start_test_pod` for the tests).
+
+Each app becomes the image `<pod name>-<app name>` (an appc identifier; the original's `_`
+is not one). Its project folder (ACI_HOME) is `<pod>/aci-<app>/` when it exists (attributes,
+files, templates, runlevels that adapt the app's image for this pod), else an empty folder
+generated under the pod target. Its manifest inherits `app` (exec, user, group, environment,
+ports, mount points...) from the first dependency, as the original's `inheritDependencyPolicy:
+first`, with the pod manifest's `app` keys on top. The pod's own `attributes/` land in every
+app image at `/dgr/attributes/pod/`, above the images' attributes and below the app folder's.
+
+Running: a small *holder* container (busybox only) owns the pod's network namespace and every
+app's container joins it (`nsenter --net` in front of its sandbox, see dgr/sandbox.py), so the
+apps reach each other on 127.0.0.1. Every container is bubblewrap with `--die-with-parent`,
+with dgr as its parent: when dgr stops, even on SIGKILL, every process goes, and the namespace
+with its last process.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import sys
+import tempfile
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import IO, TYPE_CHECKING, Any
+
+from filelock import FileLock
+
+from dgr.errors import BuildError, ContainerError, DgrError, ManifestError
+from dgr.log import level_name, log, step
+from dgr.manifest import (
+    ACI_MANIFEST,
+    POD_MANIFEST,
+    Aci,
+    App,
+    Isolator,
+    Manifest,
+    NameValue,
+    _Reader,
+    is_templated,
+    render_manifest,
+)
+from dgr.names import ImageName, generate_version, is_ac_name, to_ac_name
+from dgr.yamlload import parse_yaml
+
+if TYPE_CHECKING:
+    from dgr.build import BuildOptions, BuildResult, Dependency
+    from dgr.container import Container, Volume
+    from dgr.tester import TesterContainer, TesterOptions
+
+POD_ATTRIBUTES = "pod"  # /dgr/attributes/pod/ in every app image
+INHERIT_POLICIES = ("first", "last", "none")
+# The keys of `aci.app` and the App fields they set.
+APP_FIELDS = {
+    "exec": "exec",
+    "user": "user",
+    "group": "group",
+    "supplementaryGIDs": "supplementary_gids",
+    "workingDirectory": "working_directory",
+    "environment": "environment",
+    "mountPoints": "mount_points",
+    "ports": "ports",
+    "isolators": "isolators",
+}
+DGR_ANNOTATIONS = ("dgr-version", "build-date")  # written by every build, not inherited
+BUSYBOX = "/dgr/bin/busybox"
+# The holder of the pod's network namespace: busybox only, sleeping until stopped.
+HOLD = "while :; do /dgr/bin/busybox sleep 3600; done"
+
+
+# --- the model -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PodMount:
+    """A pod volume mounted at `path` in an app."""
+
+    volume: str
+    path: str
+
+
+@dataclass(frozen=True)
+class PodVolume:
+    """A pod volume: `host` (a host folder, `source`) or `empty` (a fresh folder per run)."""
+
+    name: str
+    kind: str
+    source: str = ""
+    read_only: bool = False
+    recursive: bool | None = None
+    mode: str = "0755"
+    uid: int = 0
+    gid: int = 0
+
+
+@dataclass(frozen=True)
+class PodPort:
+    """An app port (by name) exposed on the host."""
+
+    name: str
+    host_port: int
+    host_ip: str = ""
+
+
+@dataclass(frozen=True)
+class PodApp:
+    """One app of a pod: its image(s), and what the pod changes in the inherited `app`."""
+
+    name: str
+    dependencies: tuple[ImageName, ...]
+    inherit: str = "first"
+    app: App = field(default_factory=App)
+    overridden: frozenset[str] = frozenset()  # the `app` keys the pod manifest sets
+    mounts: tuple[PodMount, ...] = ()
+    annotations: tuple[NameValue, ...] = ()
+
+    @property
+    def inherit_from(self) -> ImageName | None:
+        """The dependency whose `app` this app inherits (None: policy `none`)."""
+        if not self.dependencies or self.inherit == "none":
+            return None
+        return self.dependencies[0] if self.inherit == "first" else self.dependencies[-1]
+
+
+@dataclass(frozen=True)
+class PodManifest:
+    """A validated pod-manifest.yml."""
+
+    name: ImageName
+    path: Path
+    apps: tuple[PodApp, ...]
+    volumes: tuple[PodVolume, ...] = ()
+    ports: tuple[PodPort, ...] = ()
+    annotations: tuple[NameValue, ...] = ()
+    isolators: tuple[Isolator, ...] = ()
+
+    @property
+    def project(self) -> Path:
+        return self.path.parent
+
+    @property
+    def ac_name(self) -> str:
+        """The pod's name as an AC Name (its holder's hostname, the Kubernetes Pod name)."""
+        return to_ac_name(self.name.tiny_name)
+
+    def image_name(self, app: PodApp) -> ImageName:
+        """`<pod name>-<app name>`, with the pod's version (none: generated by the build)."""
+        return ImageName(f"{self.name.name}-{app.name}", self.name.version)
+
+    def volume(self, name: str) -> PodVolume | None:
+        return next((v for v in self.volumes if v.name == name), None)
+
+
+# --- parsing ---------------------------------------------------------------------------------
+
+
+class _PodReader(_Reader):
+    """The manifest reader, plus the pod-only sections."""
+
+    def ac_name(self, data: Any, key: str, where: Any = None, child: str | None = None) -> str:
+        name = self.string(data, key)
+        if not is_ac_name(name):
+            raise self.fail(f"{key} {name!r} must be lower case alphanumerics and '-'", key, where, child)
+        return name
+
+    def pod_app(self, data: Any, key: str) -> PodApp:
+        known = {"name", "dependencies", "inheritDependencyPolicy", "app", "mounts", "annotations"}
+        data = self.mapping(data, key, known)
+        dependencies = self.images(data.get("dependencies"), f"{key}.dependencies")
+        policy = self.string(data.get("inheritDependencyPolicy"), f"{key}.inheritDependencyPolicy", "first")
+        if policy not in INHERIT_POLICIES:
+            raise self.fail(
+                f"{key}.inheritDependencyPolicy must be first, last or none, got {policy!r}",
+                f"{key}.inheritDependencyPolicy", data, "inheritDependencyPolicy",
+            )
+        raw_app = data.get("app")
+        app = self.app(raw_app, f"{key}.app")
+        overridden = frozenset(raw_app or ())
+        result = PodApp("", dependencies, policy, app, overridden,
+                        self.mounts(data.get("mounts"), f"{key}.mounts"),
+                        self.name_values(data.get("annotations"), f"{key}.annotations"))
+        if data.get("name") is not None:
+            name = self.ac_name(data.get("name"), f"{key}.name", data, "name")
+        elif result.inherit_from is not None:
+            name = to_ac_name(result.inherit_from.tiny_name)
+        else:
+            raise self.fail(f"{key}.name is mandatory when the app inherits from no dependency", key)
+        if not dependencies and "exec" not in overridden:
+            raise self.fail(f"{key} needs dependencies (its image) or an app.exec", key)
+        return replace(result, name=name)
+
+    def mounts(self, data: Any, key: str) -> tuple[PodMount, ...]:
+        result = []
+        for i, item in enumerate(self.listing(data, key)):
+            where = f"{key}[{i}]"
+            item = self.mapping(item, where, {"volume", "path"})
+            volume = self.ac_name(item.get("volume"), f"{where}.volume", item, "volume")
+            path = self.string(item.get("path"), f"{where}.path")
+            if not path.startswith("/"):
+                raise self.fail(f"{where}.path must be an absolute path", where, item, "path")
+            result.append(PodMount(volume, path))
+        return tuple(result)
+
+    def volumes(self, data: Any, key: str) -> tuple[PodVolume, ...]:
+        known = {"name", "kind", "source", "readOnly", "recursive", "mode", "uid", "gid"}
+        result: list[PodVolume] = []
+        for i, item in enumerate(self.listing(data, key)):
+            where = f"{key}[{i}]"
+            item = self.mapping(item, where, known)
+            name = self.ac_name(item.get("name"), f"{where}.name", item, "name")
+            if any(v.name == name for v in result):
+                raise self.fail(f"duplicate volume name {name!r}", f"{where}.name", item, "name")
+            kind = self.string(item.get("kind"), f"{where}.kind")
+            source = self.string(item.get("source"), f"{where}.source")
+            read_only = self.boolean(item.get("readOnly"), f"{where}.readOnly")
+            if kind == "host":
+                if not source:
+                    raise self.fail(f"{where}.source is mandatory for a host volume", where, item, "kind")
+                for forbidden in ("mode", "uid", "gid"):
+                    if forbidden in item:
+                        raise self.fail(f"{where}.{forbidden} is not allowed for a host volume", where,
+                                        item, forbidden)
+                recursive = None if item.get("recursive") is None else self.boolean(
+                    item.get("recursive"), f"{where}.recursive")
+                result.append(PodVolume(name, kind, source, read_only, recursive))
+            elif kind == "empty":
+                if "source" in item:
+                    raise self.fail(f"{where}.source is not allowed for an empty volume", where, item,
+                                    "source")
+                mode = self.string(item.get("mode"), f"{where}.mode", "0755") or "0755"
+                if not all(c in "01234567" for c in mode):
+                    raise self.fail(f"{where}.mode must be octal, e.g. \"0755\"", where, item, "mode")
+                result.append(PodVolume(
+                    name, kind, read_only=read_only, mode=mode,
+                    uid=self.integer(item.get("uid"), f"{where}.uid", 0),
+                    gid=self.integer(item.get("gid"), f"{where}.gid", 0),
+                ))
+            else:
+                raise self.fail(f"{where}.kind must be host or empty, got {kind!r}", where, item, "kind")
+        return tuple(result)
+
+    def pod_ports(self, data: Any, key: str) -> tuple[PodPort, ...]:
+        result = []
+        for i, item in enumerate(self.listing(data, key)):
+            where = f"{key}[{i}]"
+            item = self.mapping(item, where, {"name", "hostPort", "hostIP"})
+            name = self.ac_name(item.get("name"), f"{where}.name", item, "name")
+            port = self.integer(item.get("hostPort"), f"{where}.hostPort", 0)
+            if not 1 <= port <= 65535:
+                raise self.fail(f"{where}.hostPort must be in 1-65535", where, item, "hostPort")
+            result.append(PodPort(name, port, self.string(item.get("hostIP"), f"{where}.hostIP")))
+        return tuple(result)
+
+
+def parse_pod_manifest(text: str, path: Path) -> PodManifest:
+    """Validate the (rendered) YAML `text` of the pod manifest `path`."""
+    data = parse_yaml(text, path, ManifestError, lines=True)
+    reader = _PodReader(path)
+    data = reader.mapping(data, "", {"name", "pod"})
+    raw_name = reader.string(data.get("name"), "name")
+    if not raw_name.strip():
+        raise ManifestError("name is mandatory in manifest", path=path, key="name")
+    name = ImageName.parse(raw_name, source=path)
+    pod = reader.mapping(data.get("pod"), "pod", {"apps", "volumes", "ports", "annotations", "isolators"})
+    items = reader.listing(pod.get("apps"), "pod.apps")
+    if not items:
+        where, child = (pod, "apps") if pod else (data, "pod")
+        raise reader.fail("pod.apps must list at least one app", "pod.apps", where, child)
+    apps: list[PodApp] = []
+    for i, item in enumerate(items):
+        app = reader.pod_app(item, f"pod.apps[{i}]")
+        if any(a.name == app.name for a in apps):
+            raise reader.fail(f"duplicate app name {app.name!r} (set a distinct `name`)",
+                              f"pod.apps[{i}].name", item, "name" if "name" in item else "dependencies")
+        apps.append(app)
+    volumes = reader.volumes(pod.get("volumes"), "pod.volumes")
+    for i, app in enumerate(apps):
+        for j, mount in enumerate(app.mounts):
+            if not any(v.name == mount.volume for v in volumes):
+                raise reader.fail(f"pod.apps[{i}].mounts[{j}]: no volume {mount.volume!r} in pod.volumes",
+                                  f"pod.apps[{i}].mounts[{j}].volume")
+    return PodManifest(
+        name=name,
+        path=path,
+        apps=tuple(apps),
+        volumes=volumes,
+        ports=reader.pod_ports(pod.get("ports"), "pod.ports"),
+        annotations=reader.name_values(pod.get("annotations"), "pod.annotations"),
+        isolators=reader.isolators(pod.get("isolators"), "pod.isolators"),
+    )
+
+
+def pod_attributes(project: Path) -> dict[str, Any]:
+    """The pod's own attributes (`<pod>/attributes/`, defaults then overrides)."""
+    from dgr.attributes import collect_attribute_files, load_attributes
+
+    files = collect_attribute_files(project / "attributes")
+    return load_attributes(files, env={}) if files else {}
+
+
+def load_pod_manifest(project: Path) -> PodManifest:
+    """Load `project/pod-manifest.yml`; like aci-manifest.yml it may be a Jinja2 template,
+    rendered with the pod's own attributes (a missing one is an error)."""
+    path = project / POD_MANIFEST
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ManifestError(f"Cannot construct aci or pod: {exc.strerror}", path=path) from None
+    if is_templated(text):
+        text = render_manifest(text, path, pod_attributes(project))
+    return parse_pod_manifest(text, path)
+
+
+# --- building --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class AppBuild:
+    """One built app of a pod."""
+
+    app: PodApp
+    result: BuildResult
+
+    @property
+    def name(self) -> str:
+        return self.app.name
+
+    @property
+    def runtime_app(self) -> App:
+        """The app as the image runs it (inherited + the pod's changes)."""
+        return self.result.manifest.aci.app
+
+
+@dataclass(frozen=True)
+class PodBuild:
+    """What a pod build produced."""
+
+    pod: PodManifest
+    version: str
+    target: Path
+    apps: tuple[AppBuild, ...]
+
+    @property
+    def up_to_date(self) -> bool:
+        return all(a.result.up_to_date for a in self.apps)
+
+    @property
+    def manifest_json(self) -> Path:
+        return self.target / "pod-manifest.json"
+
+    @property
+    def kube_yaml(self) -> Path:
+        return self.target / "pod.kube.yml"
+
+    def app(self, name: str) -> AppBuild:
+        for app in self.apps:
+            if app.name == name:
+                return app
+        raise DgrError(f"no app named {name!r} in pod {self.pod.name}",
+                       hint=f"apps: {', '.join(a.name for a in self.apps)}")
+
+
+def pod_target(pod: PodManifest, options: BuildOptions) -> Path:
+    """`<pod>/target`, or `<targetWorkDir>/<pod short name>` (as for images)."""
+    from dgr.workspace import target_dir
+
+    return target_dir(Manifest(name=pod.name, path=pod.path), options.config, options.targets_root)
+
+
+def app_folder(pod: PodManifest, app: PodApp) -> Path | None:
+    """The app's own folder in the pod: `aci-<app>/` (or `<app>/` for an app named `aci-...`)."""
+    for name in (f"aci-{app.name}", app.name if app.name.startswith("aci-") else ""):
+        if name and (pod.project / name).is_dir():
+            folder = pod.project / name
+            if (folder / ACI_MANIFEST).exists():
+                raise ManifestError(
+                    f"{name}/ is an app folder of the pod: its manifest comes from {POD_MANIFEST}",
+                    path=folder / ACI_MANIFEST,
+                    hint=f"remove it; set the app's exec, environment... under `app:` in {POD_MANIFEST}",
+                )
+            return folder
+    return None
+
+
+def app_home(pod: PodManifest, app: PodApp, target: Path) -> Path:
+    """The app's project folder: its own, or an empty one generated under the pod target."""
+    from dgr.resolve import ORIGIN_FILE
+
+    folder = app_folder(pod, app)
+    if folder is not None:
+        return folder
+    home = target / "apps" / app.name
+    home.mkdir(parents=True, exist_ok=True)
+    # Dependencies resolve from the pod's repository, not from wherever the target is.
+    origin = home / ORIGIN_FILE
+    if not origin.is_file() or origin.read_text(encoding="utf-8") != str(pod.project):
+        origin.write_text(str(pod.project), encoding="utf-8")
+    return home
+
+
+def app_manifest(pod: PodManifest, app: PodApp, home: Path, *, inherited: App | None = None,
+                 annotations: tuple[NameValue, ...] = ()) -> Manifest:
+    """The generated manifest of the app's image (`inherited`: the app it inherits)."""
+    return Manifest(
+        name=pod.image_name(app),
+        path=home / ACI_MANIFEST,
+        aci=Aci(
+            dependencies=app.dependencies,
+            annotations=_merge_named(annotations, app.annotations),
+            app=merge_app(inherited or App(), app),
+        ),
+    )
+
+
+def merge_app(inherited: App, app: PodApp) -> App:
+    """`inherited` with the keys the pod manifest sets; environment merges by name."""
+    changes = {attr: getattr(app.app, attr) for key, attr in APP_FIELDS.items() if key in app.overridden}
+    if "environment" in app.overridden:
+        changes["environment"] = _merge_named(inherited.environment, app.app.environment)
+    return replace(inherited, **changes)
+
+
+def _merge_named(base: Sequence[NameValue], top: Sequence[NameValue]) -> tuple[NameValue, ...]:
+    merged = {item.name: item for item in base}
+    merged.update({item.name: item for item in top})
+    return tuple(merged.values())
+
+
+def dependency_manifest(dep: Dependency) -> dict[str, Any]:
+    """The appc image manifest of a resolved dependency (next to its layer, in the store
+    as in a project's target)."""
+    path = dep.layer.parent / "manifest.json"
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise BuildError(f"cannot read the manifest of {dep.name}: {exc}", path=path) from None
+    if not isinstance(data, dict):
+        raise BuildError(f"the manifest of {dep.name} is not a JSON object", path=path)
+    return data
+
+
+def inherited_app(dep: Dependency) -> tuple[App, tuple[NameValue, ...]]:
+    """The `app` and annotations of a dependency's manifest (dgr's own annotations left out)."""
+    data = dependency_manifest(dep)
+    reader = _Reader(dep.layer.parent / "manifest.json")
+    raw = {k: v for k, v in (data.get("app") or {}).items() if k != "eventHandlers"}
+    annotations = reader.name_values(data.get("annotations"), "annotations")
+    return reader.app(raw, "app"), tuple(a for a in annotations if a.name not in DGR_ANNOTATIONS)
+
+
+def build_app(pod: PodManifest, app: PodApp, target: Path, options: BuildOptions,
+              *, force: bool = False) -> AppBuild:
+    """Build the image of one app (incremental like any image)."""
+    from dgr.build import build
+    from dgr.resolve import resolve_one
+
+    home = app_home(pod, app, target)
+    inherited, annotations = App(), tuple[NameValue, ...]()
+    if app.inherit_from is not None:
+        context = app_manifest(pod, app, home)
+        inherited, annotations = inherited_app(resolve_one(app.inherit_from, context, options))
+    manifest = app_manifest(pod, app, home, inherited=inherited, annotations=annotations)
+    extra: tuple[tuple[str, Path], ...] = ()
+    if (pod.project / "attributes").is_dir():
+        extra = ((POD_ATTRIBUTES, pod.project / "attributes"),)
+    result = build(home, options, force=force, manifest=manifest, extra_attributes=extra)
+    return AppBuild(app, result)
+
+
+def build_pod(project: Path, options: BuildOptions, *, force: bool = False) -> PodBuild:
+    """Build every app of the pod at `project`, then write the pod manifest and the
+    Kubernetes export. Apps build one after the other; all failures are reported."""
+    from dgr.kube import write_kube
+
+    pod = load_pod_manifest(project)
+    target = pod_target(pod, options)
+    target.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(target / ".lock")), step(f"Building pod {pod.name} ({len(pod.apps)} apps)"):
+        apps: list[AppBuild] = []
+        failures: list[tuple[str, DgrError]] = []
+        for app in pod.apps:
+            try:
+                apps.append(build_app(pod, app, target, options, force=force))
+            except DgrError as exc:
+                log.error("app %s of pod %s failed: %s", app.name, pod.name, exc)
+                failures.append((app.name, exc))
+        if len(failures) == 1:
+            raise failures[0][1]
+        if failures:
+            names = ", ".join(name for name, _ in failures)
+            raise BuildError(
+                f"builds of {len(failures)} apps of pod {pod.name} failed: {names}",
+                path=pod.path,
+                details="\n".join(f"{name}: {exc}" for name, exc in failures),
+            )
+        version = pod.name.version or generate_version(project)
+        built = PodBuild(pod, version, target, tuple(apps))
+        check_ports(built)
+        _write_atomic(built.manifest_json, json.dumps(pod_manifest_json(built), indent=2) + "\n")
+        _write_atomic(target / "version", f"{pod.name.with_version(version)}\n")
+        write_kube(built)
+    log.info("Pod %s: %s", pod.name, ", ".join(str(a.result.name) for a in apps))
+    return built
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def check_ports(built: PodBuild) -> None:
+    """Each `pod.ports` entry must name a port of one of the apps."""
+    names = {p.name for a in built.apps for p in a.runtime_app.ports}
+    for i, port in enumerate(built.pod.ports):
+        if port.name not in names:
+            raise ManifestError(
+                f"pod.ports[{i}].name {port.name!r} is not a port of any app",
+                path=built.pod.path,
+                key=f"pod.ports[{i}].name",
+                hint=f"app ports: {', '.join(sorted(names)) or 'none'}",
+            )
+
+
+def app_mounts(pod: PodManifest, app: AppBuild) -> list[tuple[PodVolume, str, bool]]:
+    """(volume, path, read-only) mounted in `app`: its `mounts`, then each of its mount points
+    named like a pod volume (appc's matching by name)."""
+    result: list[tuple[PodVolume, str, bool]] = []
+    for mount in app.app.mounts:
+        volume = pod.volume(mount.volume)
+        assert volume is not None  # checked when parsing
+        result.append((volume, mount.path, volume.read_only))
+    for point in app.runtime_app.mount_points:
+        volume = pod.volume(point.name)
+        if volume is not None and all(path != point.path for _, path, _ in result):
+            result.append((volume, point.path, point.read_only or volume.read_only))
+    return result
+
+
+def host_source(pod: PodManifest, volume: PodVolume) -> Path:
+    """A host volume's folder (a relative source is relative to the pod folder)."""
+    return (pod.project / os.path.expanduser(volume.source)).absolute()
+
+
+def pod_manifest_json(built: PodBuild) -> dict[str, Any]:
+    """The appc PodManifest of a built pod (reified: every app by image ID)."""
+    from dgr.aci import AC_VERSION
+
+    pod = built.pod
+    apps = []
+    for app in built.apps:
+        image = json.loads(app.result.workspace.manifest_json.read_text(encoding="utf-8"))
+        labels = [lab for lab in image.get("labels", []) if lab.get("name") in ("version", "os", "arch")]
+        entry: dict[str, Any] = {
+            "name": app.name,
+            "image": {"name": image["name"], "id": app.result.image_id, "labels": labels},
+            "app": image["app"],
+        }
+        mounts = [{"volume": volume.name, "path": path} for volume, path, _ in app_mounts(pod, app)]
+        if mounts:
+            entry["mounts"] = mounts
+        if app.app.annotations:
+            entry["annotations"] = _pairs(app.app.annotations)
+        apps.append(entry)
+    return {
+        "acVersion": AC_VERSION,
+        "acKind": "PodManifest",
+        "apps": apps,
+        "volumes": [_volume_json(pod, v) for v in pod.volumes],
+        "isolators": [{"name": i.name, "value": i.value} for i in pod.isolators],
+        "annotations": _pairs(pod.annotations),
+        "ports": [
+            {"name": p.name, "hostPort": p.host_port, **({"hostIP": p.host_ip} if p.host_ip else {})}
+            for p in pod.ports
+        ],
+    }
+
+
+def _pairs(items: Sequence[NameValue]) -> list[dict[str, str]]:
+    return [{"name": item.name, "value": item.value} for item in items]
+
+
+def _volume_json(pod: PodManifest, volume: PodVolume) -> dict[str, Any]:
+    result: dict[str, Any] = {"name": volume.name, "kind": volume.kind}
+    if volume.kind == "host":
+        result["source"] = str(host_source(pod, volume))
+        if volume.recursive is not None:
+            result["recursive"] = volume.recursive
+    else:
+        result.update(mode=volume.mode, uid=volume.uid, gid=volume.gid)
+    if volume.read_only:
+        result["readOnly"] = True
+    return result
+
+
+def clean_pod(project: Path, options: BuildOptions) -> list[Path]:
+    """Remove each app's target and the pod target; returns the folders removed."""
+    from dgr.workspace import target_dir
+
+    pod = load_pod_manifest(project)
+    target = pod_target(pod, options)
+    removed = []
+    for app in pod.apps:
+        folder = app_folder(pod, app)
+        if folder is not None:
+            manifest = app_manifest(pod, app, folder)
+            app_target = target_dir(manifest, options.config, options.targets_root)
+            if app_target.exists():
+                shutil.rmtree(app_target)
+                removed.append(app_target)
+    if target.exists():
+        shutil.rmtree(target)
+        removed.append(target)
+    return removed
+
+
+def app_manifests(project: Path, options: BuildOptions) -> list[tuple[Manifest, Path]]:
+    """Each app's generated manifest (not inherited: no dependency is resolved) and target."""
+    from dgr.workspace import target_dir
+
+    pod = load_pod_manifest(project)
+    target = pod_target(pod, options)
+    result = []
+    for app in pod.apps:
+        manifest = app_manifest(pod, app, app_home(pod, app, target))
+        result.append((manifest, target_dir(manifest, options.config, options.targets_root)))
+    return result
+
+
+def try_pod(project: Path, options: BuildOptions, show: Any = print) -> Path:
+    """`dgr try` on a pod: build what changed, then render each app's templates (the images'
+    and the app folder's) with its attributes into `<pod target>/try/<app>/`."""
+    from dgr.tester import check_templates
+
+    built = build_pod(project, options)
+    out = built.target / "try"
+    shutil.rmtree(out, ignore_errors=True)
+    for app in built.apps:
+        work = out / app.name
+        check_templates(app.result, work)
+        rendered = work / "rendered" / "default"
+        for path in sorted(p for p in rendered.rglob("*") if p.is_file()):
+            show(f"--- {app.name}: /{path.relative_to(rendered)}")
+            show(path.read_text(errors="replace").rstrip("\n"))
+    return out
+
+
+# --- running ---------------------------------------------------------------------------------
+
+
+def holder_spec(pod: PodManifest, options: BuildOptions) -> Any:
+    """The container that owns the pod's network namespace: busybox, asleep."""
+    from dgr.build import internals_layer
+    from dgr.container import ContainerSpec
+
+    return ContainerSpec(
+        name=pod.ac_name,
+        layers=(internals_layer(options.config.cache_path),),
+        exec=(BUSYBOX, "sh", "-c", HOLD),
+        prestart=False,
+    )
+
+
+def netns_of(container: Container) -> str:
+    """The network namespace of a started container, as a path another sandbox can join."""
+    return f"/proc/{container.init_pid()}/ns/net"
+
+
+def runtime_volumes(pod: PodManifest, app: AppBuild, state: Path) -> tuple[Volume, ...]:
+    """The host folders of the app's mounts; `empty` volumes are folders of this run."""
+    from dgr.container import Volume
+
+    volumes = []
+    for volume, path, read_only in app_mounts(pod, app):
+        if volume.kind == "host":
+            source = host_source(pod, volume)
+            if not source.exists():
+                raise ContainerError(f"volume {volume.name}: {source} does not exist", path=pod.path)
+        else:
+            source = state / "volumes" / volume.name
+            if not source.exists():
+                source.mkdir(parents=True)
+                os.chmod(source, int(volume.mode, 8))
+                os.chown(source, volume.uid, volume.gid)
+        volumes.append(Volume(source, path, read_only))
+    return tuple(volumes)
+
+
+class RunningPod:
+    """The started containers of a pod (`dgr run`): the holder, then every app."""
+
+    def __init__(self, holder: Container | None, apps: dict[str, Container], state: Path) -> None:
+        self.holder = holder
+        self.apps = apps
+        self.state = state
+
+    def __getitem__(self, name: str) -> Container:
+        return self.apps[name]
+
+    def running(self) -> list[str]:
+        return [name for name, c in self.apps.items() if c.running()]
+
+    def follow(self, out: IO[str] | None = None, poll: float = 0.1) -> int:
+        """Print every app's output, each line prefixed with the app's name, until all apps
+        have exited; returns the first non-zero exit code (in app order), else 0."""
+        out = out or sys.stdout
+        offsets = dict.fromkeys(self.apps, 0)
+        width = max(len(name) for name in self.apps)
+        while True:
+            alive = self.running()
+            for name, container in self.apps.items():
+                offsets[name] = _print_new(container.log_path, offsets[name], f"{name:<{width}} | ", out)
+            if not alive:
+                break
+            time.sleep(poll)
+        codes = [c.wait() for c in self.apps.values()]
+        return next((code for code in codes if code != 0), 0)
+
+    def stop(self) -> None:
+        """Stop every app, then the holder (the namespace goes with its last process)."""
+        for container in self.apps.values():
+            container.stop()
+        if self.holder is not None:
+            self.holder.stop()
+        shutil.rmtree(self.state, ignore_errors=True)
+
+    def __enter__(self) -> RunningPod:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def _print_new(path: Path, offset: int, prefix: str, out: IO[str]) -> int:
+    """Print the complete lines `path` got since `offset`; the new offset."""
+    try:
+        with open(path, "rb") as f:
+            f.seek(offset)
+            data = f.read()
+    except OSError:
+        return offset
+    end = data.rfind(b"\n") + 1
+    for line in data[:end].decode("utf-8", "replace").splitlines():
+        out.write(f"{prefix}{line}\n")
+    out.flush()
+    return offset + end
+
+
+def start_pod(built: PodBuild, options: BuildOptions, *, env: Mapping[str, str] | None = None,
+              override: str | None = None, host_network: bool = False) -> RunningPod:
+    """Start every app of `built` (prestart included) in one network namespace."""
+    from dgr.container import Container, image_spec
+
+    pod = built.pod
+    state = Path(tempfile.mkdtemp(prefix=f"dgr-pod-{pod.ac_name}-"))
+    environment = dict(env or {})
+    if override is not None:
+        environment["TEMPLATER_OVERRIDE"] = override
+    holder: Container | None = None
+    apps: dict[str, Container] = {}
+    running = RunningPod(holder, apps, state)
+    try:
+        netns = None
+        if not host_network:
+            holder = running.holder = Container(holder_spec(pod, options), state_dir=state / "holder")
+            holder.start()
+            netns = netns_of(holder)
+        for app in built.apps:
+            spec = image_spec(app.result, env=environment, volumes=runtime_volumes(pod, app, state),
+                              host_network=host_network)
+            container = Container(replace(spec, name=app.name, netns=netns), state_dir=state / app.name)
+            apps[app.name] = container.start()
+            log.info("Started app %s of pod %s", app.name, pod.name)
+    except BaseException:
+        running.stop()
+        raise
+    return running
+
+
+def run_pod(built: PodBuild, options: BuildOptions, *, env: Mapping[str, str] | None = None,
+            override: str | None = None, host_network: bool = False) -> int:
+    """`dgr run` on a pod: start it, show the apps' output until they all exit, stop it."""
+    with start_pod(built, options, env=env, override=override, host_network=host_network) as running:
+        return running.follow()
+
+
+# --- testing ---------------------------------------------------------------------------------
+
+
+class TestPod:
+    """A pod started for its tests: the pod's tester container (which owns the network
+    namespace and holds `<pod>/tests`, bats and busybox) and each app's test container."""
+
+    __test__ = False  # not a pytest test class
+
+    def __init__(self, tester: TesterContainer, apps: dict[str, TesterContainer]) -> None:
+        self.tester = tester
+        self.apps = apps
+
+    def __getitem__(self, name: str) -> TesterContainer:
+        try:
+            return self.apps[name]
+        except KeyError:
+            known = ", ".join(self.apps)
+            raise ContainerError(f"no app named {name!r} in this pod (apps: {known})") from None
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.apps)
+
+    def stop(self) -> None:
+        for container in self.apps.values():
+            container.stop()
+        self.tester.stop()
+
+    def __enter__(self) -> TestPod:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def start_test_pod(built: PodBuild, options: BuildOptions, tester: TesterOptions | None = None) -> TestPod:
+    """Start the pod for its tests: the tester first (it owns the network namespace), then
+    each app's test container (prestart done, app started, its own wait.sh polled), then the
+    pod's `tests/wait.sh` is polled from the tester."""
+    from dgr.build import internals_layer
+    from dgr.container import Container, ContainerSpec, Volume
+    from dgr.tester import (
+        KEEPER,
+        STATUS_IN_IMAGE,
+        TesterContainer,
+        TesterOptions,
+        bats_layer,
+        files_layer,
+        start_test_container,
+    )
+
+    tester = tester or TesterOptions(keep=options.keep)
+    pod = built.pod
+    base = built.target / "tests"
+    base.mkdir(parents=True, exist_ok=True)
+    run_dir = Path(tempfile.mkdtemp(prefix="run-", dir=base))
+    internals = internals_layer(options.config.cache_path)
+    try:
+        files = files_layer(pod.project / "tests", run_dir / "layer", (internals,))
+        (run_dir / "status").mkdir()
+        env = {"TESTER": "TRUE", "LOG_LEVEL": level_name(options.log_level), **tester.extra_env}
+        spec = ContainerSpec(
+            name=pod.ac_name,
+            layers=(internals, bats_layer(options.config.cache_path), files),
+            exec=(BUSYBOX, "sh", "-c", KEEPER, "keeper", BUSYBOX, "true"),
+            env=env,
+            volumes=(Volume(run_dir / "status", STATUS_IN_IMAGE),),
+            prestart=False,
+        )
+        container = Container(spec, state_dir=run_dir / "container", keep=tester.keep)
+        ports = [p for app in built.apps for p in app.runtime_app.ports]
+        holder = TesterContainer(container, run_dir, pod.project, tester, ports)
+        container.start()
+    except BaseException:
+        if not tester.keep:
+            shutil.rmtree(run_dir, ignore_errors=True)
+        raise
+    running = TestPod(holder, {})
+    try:
+        holder.wait_started()
+        netns = netns_of(container)
+        for app in built.apps:
+            log.info("Starting app %s of pod %s", app.name, pod.name)
+            running.apps[app.name] = start_test_container(app.result, options, tester, name=app.name,
+                                                          netns=netns)
+        for app_container in running.apps.values():
+            app_container.wait_ready()
+        holder.wait_ready()
+    except BaseException:
+        running.stop()
+        raise
+    return running
+
+
+__all__ = [
+    "AppBuild",
+    "PodApp",
+    "PodBuild",
+    "PodManifest",
+    "RunningPod",
+    "TestPod",
+    "build_pod",
+    "clean_pod",
+    "load_pod_manifest",
+    "parse_pod_manifest",
+    "run_pod",
+    "start_pod",
+    "start_test_pod",
+]
