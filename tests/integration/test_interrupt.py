@@ -13,7 +13,8 @@ import pytest
 
 pytestmark = pytest.mark.integration
 
-MARK = "313"  # the sleep's argument identifies the build's processes
+# The sleep's argument identifies this test's processes (xdist runs tests side by side).
+MARK = str(300_000 + os.getpid() % 100_000)
 
 
 def sleepers() -> list[int]:
