@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import ast
 import hashlib
-import importlib.metadata
 import importlib.resources
 import importlib.util
 import json
@@ -224,6 +223,8 @@ def internals_key(interpreter: Interpreter, busybox: Path) -> str:
         if path.is_file():
             digest.update(path.relative_to(package).as_posix().encode() + b"\0")
             digest.update(hashlib.sha256(path.read_bytes()).digest())
+    import importlib.metadata  # only here: it costs 10 ms to import
+
     for dist in BUNDLED_DISTRIBUTIONS:
         try:
             version = importlib.metadata.version(dist)

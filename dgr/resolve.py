@@ -84,6 +84,8 @@ def resolve_dependencies(
     names: tuple[ImageName, ...], manifest: Manifest, options: BuildOptions
 ) -> tuple[Dependency, ...]:
     """Resolve each of `names` (in order) for the build of `manifest`."""
+    if not names:
+        return ()  # and no discovery machinery (requests) to load
     from dgr.newer_versions import newer_version_checks
 
     with newer_version_checks(names, options.config):  # warns about newer versions, joined here
