@@ -15,6 +15,8 @@ import os
 import re
 import shlex
 import shutil
+import sys
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -36,7 +38,8 @@ from dgr.workspace import Workspace, target_dir
 ROOTFS_IN_BUILDER = "/rootfs"
 ACI_HOME = "/dgr/aci-home"
 BUILDER_ATTRIBUTES = "/dgr/builder/attributes"
-STAGE_IN_IMAGE = "/dgr/builder/stage"
+STAGES_IN_IMAGE = "/dgr/builder/stages"
+STAGES = ("inherit", "project")  # staged folders copied into the image, in this order
 RUNLEVELS = ("prestart-early", "prestart-late", "inherit-build-early", "inherit-build-late")
 
 
@@ -159,10 +162,12 @@ class _Build:
             binds.append(Bind(Path("/etc/resolv.conf"), "/etc/resolv.conf"))
         return binds
 
-    def image_sandbox(self) -> Sandbox:
+    def image_sandbox(self, stages: tuple[Path, ...] = ()) -> Sandbox:
+        """Where the image-rootfs steps run; `stages` are bound read-only at STAGES_IN_IMAGE."""
         binds = self.common_binds()
         for mount in self.manifest.build_mount_points:
             binds.append(Bind(host_mount_source(mount.source, self.project), mount.to, read_only=False))
+        binds += [Bind(stage, f"{STAGES_IN_IMAGE}/{stage.name}") for stage in stages]
         overlay = self.image_overlay()
         return Sandbox(
             root=overlay.mountpoint,
@@ -171,6 +176,7 @@ class _Build:
             env=self.script_env(in_builder=False),
             host_network=True,
             hostname=self.manifest.name.app_name,
+            tmpfs=(),  # what scripts leave in /tmp is dropped from the layer (see _drop_tmp)
         )
 
     def builder_sandbox(self, cache: Path) -> Sandbox:
@@ -208,7 +214,11 @@ def _scaffold(b: _Build) -> None:
     targets = [ACI_HOME, BUILDER_ATTRIBUTES]
     make_scaffold(
         b.ws.scratch("scaffold"),
-        dirs=[*targets, STAGE_IN_IMAGE, *(m.to for m in b.manifest.build_mount_points)],
+        dirs=[
+            *targets,
+            *(f"{STAGES_IN_IMAGE}/{name}" for name in STAGES),
+            *(m.to for m in b.manifest.build_mount_points),
+        ],
         files=["/etc/resolv.conf"],
     )
     make_scaffold(
@@ -283,7 +293,7 @@ def stage_project(b: _Build, order: list[str]) -> Path:
     """
     from dgr.attributes import write_order_file
 
-    stage = b.ws.scratch("stage")
+    stage = b.ws.scratch("stages/project")
     app = b.manifest.name.app_name
     for runlevel in ("prestart-early", "prestart-late"):
         src = _check_inside_project(b.project, f"runlevels/{runlevel}")
@@ -335,39 +345,83 @@ def _chown_tree(root: Path) -> None:
     os.lchown(root, 0, 0)
 
 
-COPY_SCRIPT = r"""
-set -e
+# Runs the image-rootfs steps in one sandbox: each step is `KIND LABEL PATH` in "$@".
+# Markers (`### dgr step: ...`) let dgr log each step as it starts and name a failing one.
+IMAGE_STEPS_SCRIPT = r"""
+. /dgr/bin/functions.sh
 B=/dgr/bin/busybox
-$B cp -a /dgr/builder/stage/. /
-if [ "$1" = with-files ] && [ -d /dgr/aci-home/files ]; then
-  $B cp -R /dgr/aci-home/files/. /
-fi
+while [ "$#" -ge 3 ]; do
+  kind=$1 label=$2 path=$3
+  shift 3
+  echo "### dgr step: $label"
+  case $kind in
+    runlevel) execute_files "$path" || exit 1 ;;
+    copy) $B cp -a "$path/." / || exit 1 ;;
+    files) if [ -d "$path" ]; then $B cp -R "$path/." / || exit 1; fi ;;
+  esac
+done
 """
+STEP_MARKER = "### dgr step: "
 
 
-def copy_into_image(b: _Build, stage: Path, *, with_files: bool) -> None:
-    """Copy `stage` (and the project's `files/`) into the image rootfs, inside the sandbox.
+@dataclass(frozen=True)
+class ImageStep:
+    """One step run in the image rootfs: a runlevel, or a copy into the image."""
 
-    Done inside the image root so that symlinks already in the image resolve inside the
-    image, never on the host, and overlay whiteouts are handled by the kernel.
-    """
-    if with_files:
-        _check_inside_project(b.project, "files")
-    base = b.image_sandbox()
-    sandbox = Sandbox(
-        root=base.root,
-        overlays=base.overlays,
-        binds=(*base.binds, Bind(stage, STAGE_IN_IMAGE)),
-        env=base.env,
-        tmpfs=(),
-    )
-    argv = ["/dgr/bin/busybox", "sh", "-c", COPY_SCRIPT, "sh", "with-files" if with_files else "-"]
-    sandbox.run(argv, log_file=b.log_file, error=BuildError, what="copying the project into the image")
+    kind: str  # runlevel | copy | files
+    label: str
+    path: str
+
+
+class _StepLog:
+    """Receives the steps' output: writes it to the build log, logs each step as it starts."""
+
+    def __init__(self, b: _Build) -> None:
+        self.out = b.log_file
+        self.echo = b.options.echo
+        self.current = ""
+        self.started = time.monotonic()
+
+    def write(self, text: str) -> int:
+        self.out.write(text)
+        if self.echo:
+            sys.stderr.write(text)
+        for line in text.splitlines():
+            if line.startswith(STEP_MARKER):
+                if self.current:
+                    log.debug("%s done in %.2fs", self.current, time.monotonic() - self.started)
+                self.current = line[len(STEP_MARKER) :].strip()
+                self.started = time.monotonic()
+                log.info("%s ...", self.current)
+        return len(text)
+
+    def flush(self) -> None:
+        self.out.flush()
+
+
+def run_image_steps(b: _Build, steps: list[ImageStep], stages: tuple[Path, ...]) -> None:
+    """Run `steps` in one sandbox on the image rootfs; BuildError naming the failing step."""
+    if not steps:
+        return
+    argv = ["/dgr/bin/busybox", "sh", "-c", IMAGE_STEPS_SCRIPT, "sh"]
+    for item in steps:
+        argv += [item.kind, item.label, item.path]
+    sink = _StepLog(b)
+    result = b.image_sandbox(stages).run(argv, check=False, log_file=sink, keep_output=False)
+    if result.returncode != 0:
+        script = _failed_script(strip_ansi(result.output))
+        what = f"script {script}" if script else f"exit code {result.returncode}"
+        raise BuildError(
+            f"{sink.current or 'build step'} failed: {what}",
+            path=b.project,
+            details=strip_ansi(result.tail()),
+            hint=f"full log in {b.ws.log}",
+        )
 
 
 def stage_inherit_runlevels(b: _Build) -> Path | None:
     """Stage the project's inherit-build-* runlevels, stored in the image for dependents."""
-    stage = b.ws.scratch("stage-inherit")
+    stage = b.ws.scratch("stages/inherit")
     found = False
     for runlevel in ("inherit-build-early", "inherit-build-late"):
         src = _check_inside_project(b.project, f"runlevels/{runlevel}")
@@ -567,6 +621,7 @@ def _run_pipeline(b: _Build) -> BuildResult:
     manifest, project, cache = b.manifest, b.project, b.options.config.cache_path
     with step(f"Building {manifest.name} in {b.ws.target}"):
         _scaffold(b)
+        _make_tmp(b.ws.scratch("upper"))
         builder = b.builder_sandbox(cache)
         if b.builder_deps:
             run_runlevel(b, builder, "inherit-build-early (builder)", "/dgr/runlevels/inherit-build-early")
@@ -574,30 +629,62 @@ def _run_pipeline(b: _Build) -> BuildResult:
             with step("runlevel builder"):
                 run_runlevel(b, builder, "builder", f"{ACI_HOME}/runlevels/builder")
         inherit_stage = stage_inherit_runlevels(b)
-        if inherit_stage is not None:
-            copy_into_image(b, inherit_stage, with_files=False)
-        image = b.image_sandbox()
-        if inherit_stage is not None or _deps_have(b.aci_deps, "inherit-build-early"):
-            with step("runlevel inherit-build-early"):
-                run_runlevel(b, image, "inherit-build-early", "/dgr/runlevels/inherit-build-early")
-        if _has_scripts(project / "runlevels" / "build"):
-            with step("runlevel build"):
-                run_runlevel(b, image, "build", f"{ACI_HOME}/runlevels/build")
-        with step("copying attributes, templates, files and prestart runlevels"):
-            stage = stage_project(b, attribute_order(b.aci_deps))
-            copy_into_image(b, stage, with_files=True)
-        if _has_scripts(project / "runlevels" / "build-late"):
-            with step("runlevel build-late"):
-                run_runlevel(b, image, "build-late", f"{ACI_HOME}/runlevels/build-late")
-        if inherit_stage is not None or _deps_have(b.aci_deps, "inherit-build-late"):
-            with step("runlevel inherit-build-late"):
-                run_runlevel(b, image, "inherit-build-late", "/dgr/runlevels/inherit-build-late")
+        project_stage = stage_project(b, attribute_order(b.aci_deps))
+        stages = tuple(s for s in (inherit_stage, project_stage) if s is not None)
+        run_image_steps(b, image_steps(b, inherit_stage is not None), stages)
+        _drop_tmp(b.ws.scratch("upper"))
         if b.builder_deps:
             run_runlevel(b, builder, "inherit-build-late (builder)", "/dgr/runlevels/inherit-build-late")
         final = final_manifest(b)
         image_id = package(b, final)
     log.info("Finished building %s", final.name)
     return BuildResult(final, final.name, b.ws, image_id, b.aci_deps, b.internals)
+
+
+def image_steps(b: _Build, inherits: bool) -> list[ImageStep]:
+    """The steps in the image rootfs, in the original's order (SPEC §4), empty ones left out."""
+    project, runlevels = b.project / "runlevels", f"{ACI_HOME}/runlevels"
+    steps = []
+    if inherits:
+        steps.append(ImageStep("copy", "storing inherit runlevels", f"{STAGES_IN_IMAGE}/inherit"))
+    if inherits or _deps_have(b.aci_deps, "inherit-build-early"):
+        steps.append(
+            ImageStep("runlevel", "runlevel inherit-build-early", "/dgr/runlevels/inherit-build-early")
+        )
+    if _has_scripts(project / "build"):
+        steps.append(ImageStep("runlevel", "runlevel build", f"{runlevels}/build"))
+    steps.append(
+        ImageStep(
+            "copy", "copying attributes, templates and prestart runlevels", f"{STAGES_IN_IMAGE}/project"
+        )
+    )
+    if _check_inside_project(b.project, "files") is not None:
+        steps.append(ImageStep("files", "copying files", f"{ACI_HOME}/files"))
+    if _has_scripts(project / "build-late"):
+        steps.append(ImageStep("runlevel", "runlevel build-late", f"{runlevels}/build-late"))
+    if inherits or _deps_have(b.aci_deps, "inherit-build-late"):
+        steps.append(
+            ImageStep("runlevel", "runlevel inherit-build-late", "/dgr/runlevels/inherit-build-late")
+        )
+    return steps
+
+
+def _make_tmp(upper: Path) -> None:
+    """Every image gets an empty, world-writable /tmp (created before any mount)."""
+    tmp = upper / "tmp"
+    tmp.mkdir(parents=True, exist_ok=True)
+    os.chmod(tmp, 0o1777)
+
+
+def _drop_tmp(upper: Path) -> None:
+    """Remove what build steps left in /tmp: not part of the image (as in the original)."""
+    tmp = upper / "tmp"
+    if tmp.is_dir() and not tmp.is_symlink():
+        for entry in tmp.iterdir():
+            if entry.is_dir() and not entry.is_symlink():
+                shutil.rmtree(entry)
+            else:
+                entry.unlink()
 
 
 def _deps_have(deps: tuple[Dependency, ...], runlevel: str) -> bool:
