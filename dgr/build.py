@@ -26,6 +26,7 @@ from filelock import FileLock
 
 import dgr
 from dgr.builder_root import busybox_root
+from dgr.buildkey import build_key, up_to_date
 from dgr.cache import cached_folder
 from dgr.config import Config
 from dgr.errors import BuildError, DgrError
@@ -33,6 +34,7 @@ from dgr.log import level_name, log, step
 from dgr.manifest import Manifest, load_manifest
 from dgr.names import ImageName, generate_version
 from dgr.sandbox import Bind, Overlay, Sandbox, make_scaffold
+from dgr.staging import has_scripts, inside_project, stage_inherit_runlevels, stage_project
 from dgr.workspace import Workspace, target_dir
 
 ROOTFS_IN_BUILDER = "/rootfs"
@@ -266,85 +268,6 @@ def run_runlevel(b: _Build, sandbox: Sandbox, runlevel: str, directory: str) -> 
         )
 
 
-def _has_scripts(directory: Path) -> bool:
-    return directory.is_dir() and any(p.is_file() for p in directory.iterdir())
-
-
-def _check_inside_project(project: Path, rel: str) -> Path | None:
-    """`project/rel` if it exists; a DgrError if it is a link that leaves the project."""
-    path = project / rel
-    if not path.exists():
-        return None
-    if not path.resolve().is_relative_to(project.resolve()):
-        raise BuildError(
-            f"{rel} points outside the project ({path.resolve()})",
-            path=path,
-            hint="copy the content into the project instead of linking it",
-        )
-    return path
-
-
-def stage_project(b: _Build, order: list[str]) -> Path:
-    """Prepare on the host what goes from the project into the image (owned by root).
-
-    Returns a folder laid out like the image: dgr/runlevels/prestart-*, dgr/attributes/<app>/,
-    dgr/templates/, and the attribute order file. `files/` is copied from the project
-    directly (it can be large) inside the sandbox.
-    """
-    from dgr.attributes import write_order_file
-
-    stage = b.ws.scratch("stages/project")
-    app = b.manifest.name.app_name
-    for runlevel in ("prestart-early", "prestart-late"):
-        src = _check_inside_project(b.project, f"runlevels/{runlevel}")
-        if src is not None:
-            _copy_tree(src, stage / "dgr" / "runlevels" / runlevel)
-    for name, folder in b.extra_attributes:
-        _stage_attributes(folder, stage, name, order)
-    attributes = _check_inside_project(b.project, "attributes")
-    if attributes is not None:
-        _stage_attributes(attributes, stage, app, order)
-    templates = _check_inside_project(b.project, "templates")
-    if templates is not None:
-        _copy_tree(templates, stage / "dgr" / "templates")
-    (stage / "dgr" / "attributes").mkdir(parents=True, exist_ok=True)
-    write_order_file(stage / "dgr" / "attributes", order)
-    _chown_tree(stage)
-    return stage
-
-
-def _attribute_sources(folder: Path) -> list[Path]:
-    return [
-        path
-        for path in sorted(folder.rglob("*"))
-        if path.suffix in (".yml", ".yaml") and path.is_file() and not _hidden(path, folder)
-    ]
-
-
-def _stage_attributes(folder: Path, stage: Path, name: str, order: list[str]) -> None:
-    """Copy the attribute files of `folder` (flattened) to dgr/attributes/<name>/, in order."""
-    dest = stage / "dgr" / "attributes" / name
-    dest.mkdir(parents=True, exist_ok=True)
-    for path in _attribute_sources(folder):
-        shutil.copyfile(path, dest / path.name)
-        order.append(f"{name}/{path.name}")
-
-
-def _hidden(path: Path, root: Path) -> bool:
-    return any(part.startswith("..") for part in path.relative_to(root).parts)
-
-
-def _copy_tree(src: Path, dest: Path) -> None:
-    shutil.copytree(src, dest, symlinks=True, dirs_exist_ok=True)
-
-
-def _chown_tree(root: Path) -> None:
-    for dirpath, dirnames, filenames in os.walk(root):
-        for name in (*dirnames, *filenames):
-            os.lchown(os.path.join(dirpath, name), 0, 0)
-    os.lchown(root, 0, 0)
-
-
 # Runs the image-rootfs steps in one sandbox: each step is `KIND LABEL PATH` in "$@".
 # Markers (`### dgr step: ...`) let dgr log each step as it starts and name a failing one.
 IMAGE_STEPS_SCRIPT = r"""
@@ -419,21 +342,6 @@ def run_image_steps(b: _Build, steps: list[ImageStep], stages: tuple[Path, ...])
         )
 
 
-def stage_inherit_runlevels(b: _Build) -> Path | None:
-    """Stage the project's inherit-build-* runlevels, stored in the image for dependents."""
-    stage = b.ws.scratch("stages/inherit")
-    found = False
-    for runlevel in ("inherit-build-early", "inherit-build-late"):
-        src = _check_inside_project(b.project, f"runlevels/{runlevel}")
-        if src is not None and _has_scripts(src):
-            _copy_tree(src, stage / "dgr" / "runlevels" / runlevel)
-            found = True
-    if not found:
-        return None
-    _chown_tree(stage)
-    return stage
-
-
 # --- internals -------------------------------------------------------------------------------
 
 
@@ -489,84 +397,6 @@ def _with_name(manifest: Manifest, name: ImageName) -> Manifest:
     return replace(manifest, name=name)
 
 
-# --- incremental builds ------------------------------------------------------------------
-
-
-# Not inputs of the image: VCS data, the test folder (it builds the test image, whose own key
-# covers it) and caches that tools write into the project.
-KEY_SKIPPED = (".git", "tests")
-KEY_SKIPPED_ANYWHERE = ("__pycache__", ".pytest_cache")
-
-
-def build_key(
-    manifest: Manifest,
-    options: BuildOptions,
-    internals: Path,
-    deps: tuple[Dependency, ...],
-    builder_deps: tuple[Dependency, ...],
-    target: Path,
-    extra_attributes: tuple[tuple[str, Path], ...] = (),
-) -> str:
-    """A digest of every input of a build (documented in docs/build.md).
-
-    Covers: dgr's version and internals, the content, mode and path of every project file
-    (except the target folder, .git, tests/, mount sources and __pycache__/.pytest_cache), the
-    resolved dependency and builder dependency IDs, and the set-env values. The log level is
-    not an input: it changes no output.
-    """
-    import hashlib
-
-    h = hashlib.sha256()
-
-    def add(*parts: str) -> None:
-        for part in parts:
-            h.update(part.encode("utf-8", "surrogateescape"))
-            h.update(b"\0")
-
-    add("dgr", dgr.__version__, "internals", internals.name, "manifest", repr(manifest))
-    for dep in deps:
-        add("dep", str(dep.name), dep.image_id)
-    for dep in builder_deps:
-        add("builder-dep", str(dep.name), dep.image_id)
-    for name, value in sorted(options.set_env.items()):
-        add("env", name, value)
-    for name, folder in extra_attributes:
-        for path in _attribute_sources(folder):
-            add("attributes", name, path.name, path.read_text(encoding="utf-8", errors="surrogateescape"))
-    project = manifest.project
-    skip = {target.resolve(), *((project / name).resolve() for name in KEY_SKIPPED)}
-    # Mount sources are caches that builds write to, not inputs.
-    mounts = (*manifest.builder.mount_points, *manifest.build_mount_points)
-    skip.update((project / m.source).resolve() for m in mounts if not m.source.startswith("~/"))
-    for dirpath, dirnames, filenames in os.walk(project):
-        dirnames[:] = sorted(
-            d
-            for d in dirnames
-            if d not in KEY_SKIPPED_ANYWHERE and (Path(dirpath) / d).resolve() not in skip
-        )
-        for name in sorted(filenames):
-            path = Path(dirpath) / name
-            rel = path.relative_to(project)
-            mode = path.lstat().st_mode
-            if rel.parts[0] == "runlevels":
-                mode &= ~0o111  # scripts are made executable when they run
-            add("file", str(rel), oct(mode))
-            if path.is_symlink():
-                add(os.readlink(path))
-            elif path.is_file():
-                with open(path, "rb") as f:
-                    h.update(hashlib.file_digest(f, "sha256").digest())
-    return h.hexdigest()
-
-
-def _up_to_date(ws: Workspace, key: str) -> bool:
-    outputs = (ws.aci, ws.manifest_json, ws.version_file, ws.layer, ws.oci)
-    try:
-        return ws.key_file.read_text() == key and all(p.exists() for p in outputs)
-    except OSError:
-        return False
-
-
 # --- the pipeline ------------------------------------------------------------------------
 
 
@@ -597,7 +427,7 @@ def build(
         builder_deps = resolve_dependencies(manifest.builder.dependencies, manifest, options)
         internals = internals_layer(options.config.cache_path)
         key = build_key(manifest, options, internals, deps, builder_deps, ws.target, extra_attributes)
-        if not force and _up_to_date(ws, key):
+        if not force and up_to_date(ws, key):
             from dgr.aci import read_aci_manifest
 
             final = json_manifest_name(read_aci_manifest(ws.aci))
@@ -625,11 +455,17 @@ def _run_pipeline(b: _Build) -> BuildResult:
         builder = b.builder_sandbox(cache)
         if b.builder_deps:
             run_runlevel(b, builder, "inherit-build-early (builder)", "/dgr/runlevels/inherit-build-early")
-        if _has_scripts(project / "runlevels" / "builder"):
+        if has_scripts(project / "runlevels" / "builder"):
             with step("runlevel builder"):
                 run_runlevel(b, builder, "builder", f"{ACI_HOME}/runlevels/builder")
-        inherit_stage = stage_inherit_runlevels(b)
-        project_stage = stage_project(b, attribute_order(b.aci_deps))
+        inherit_stage = stage_inherit_runlevels(project, b.ws.scratch("stages/inherit"))
+        project_stage = stage_project(
+            project,
+            b.ws.scratch("stages/project"),
+            manifest.name.app_name,
+            attribute_order(b.aci_deps),
+            b.extra_attributes,
+        )
         stages = tuple(s for s in (inherit_stage, project_stage) if s is not None)
         run_image_steps(b, image_steps(b, inherit_stage is not None), stages)
         _drop_tmp(b.ws.scratch("upper"))
@@ -651,16 +487,16 @@ def image_steps(b: _Build, inherits: bool) -> list[ImageStep]:
         steps.append(
             ImageStep("runlevel", "runlevel inherit-build-early", "/dgr/runlevels/inherit-build-early")
         )
-    if _has_scripts(project / "build"):
+    if has_scripts(project / "build"):
         steps.append(ImageStep("runlevel", "runlevel build", f"{runlevels}/build"))
     steps.append(
         ImageStep(
             "copy", "copying attributes, templates and prestart runlevels", f"{STAGES_IN_IMAGE}/project"
         )
     )
-    if _check_inside_project(b.project, "files") is not None:
+    if inside_project(b.project, "files") is not None:
         steps.append(ImageStep("files", "copying files", f"{ACI_HOME}/files"))
-    if _has_scripts(project / "build-late"):
+    if has_scripts(project / "build-late"):
         steps.append(ImageStep("runlevel", "runlevel build-late", f"{runlevels}/build-late"))
     if inherits or _deps_have(b.aci_deps, "inherit-build-late"):
         steps.append(
@@ -688,7 +524,7 @@ def _drop_tmp(upper: Path) -> None:
 
 
 def _deps_have(deps: tuple[Dependency, ...], runlevel: str) -> bool:
-    return any(_has_scripts(d.layer / "dgr" / "runlevels" / runlevel) for d in flatten(deps))
+    return any(has_scripts(d.layer / "dgr" / "runlevels" / runlevel) for d in flatten(deps))
 
 
 def json_manifest_name(data: dict[str, Any]) -> ImageName:
