@@ -231,11 +231,6 @@ def _scaffold(b: _Build) -> None:
     b.ws.scratch("builder-attributes").mkdir()
 
 
-def _execute_files(directory: str) -> list[str]:
-    """Command that runs every script of `directory` in order (see functions.sh)."""
-    return ["/dgr/bin/busybox", "sh", "-c", '. /dgr/bin/functions.sh && execute_files "$1"', "sh", directory]
-
-
 _ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 
 
@@ -250,27 +245,9 @@ def _failed_script(output: str) -> str | None:
     return None
 
 
-def run_runlevel(b: _Build, sandbox: Sandbox, runlevel: str, directory: str) -> None:
-    """Run the scripts of `directory` in `sandbox`; BuildError naming runlevel and script."""
-    b.log_file.write(f"### runlevel {runlevel}: {directory}\n")
-    b.log_file.flush()
-    result = sandbox.run(
-        _execute_files(directory), check=False, log_file=b.log_file, echo=b.options.echo, keep_output=False
-    )
-    if result.returncode != 0:
-        script = _failed_script(strip_ansi(result.output))
-        what = f"script {script}" if script else f"exit code {result.returncode}"
-        raise BuildError(
-            f"runlevel {runlevel} failed: {what}",
-            path=b.project,
-            details=strip_ansi(result.tail()),
-            hint=f"full log in {b.ws.log}",
-        )
-
-
-# Runs the image-rootfs steps in one sandbox: each step is `KIND LABEL PATH` in "$@".
+# Runs build steps in one sandbox: each step is `KIND LABEL PATH` in "$@".
 # Markers (`### dgr step: ...`) let dgr log each step as it starts and name a failing one.
-IMAGE_STEPS_SCRIPT = r"""
+STEPS_SCRIPT = r"""
 . /dgr/bin/functions.sh
 B=/dgr/bin/busybox
 while [ "$#" -ge 3 ]; do
@@ -288,8 +265,8 @@ STEP_MARKER = "### dgr step: "
 
 
 @dataclass(frozen=True)
-class ImageStep:
-    """One step run in the image rootfs: a runlevel, or a copy into the image."""
+class Step:
+    """One build step run in a sandbox: a runlevel, or a copy into the image rootfs."""
 
     kind: str  # runlevel | copy | files
     label: str
@@ -322,15 +299,15 @@ class _StepLog:
         self.out.flush()
 
 
-def run_image_steps(b: _Build, steps: list[ImageStep], stages: tuple[Path, ...]) -> None:
-    """Run `steps` in one sandbox on the image rootfs; BuildError naming the failing step."""
+def run_steps(b: _Build, sandbox: Sandbox, steps: list[Step]) -> None:
+    """Run `steps` in order in one `sandbox`; BuildError naming the failing step and script."""
     if not steps:
         return
-    argv = ["/dgr/bin/busybox", "sh", "-c", IMAGE_STEPS_SCRIPT, "sh"]
+    argv = ["/dgr/bin/busybox", "sh", "-c", STEPS_SCRIPT, "sh"]
     for item in steps:
         argv += [item.kind, item.label, item.path]
     sink = _StepLog(b)
-    result = b.image_sandbox(stages).run(argv, check=False, log_file=sink, keep_output=False)
+    result = sandbox.run(argv, check=False, log_file=sink, keep_output=False)
     if result.returncode != 0:
         script = _failed_script(strip_ansi(result.output))
         what = f"script {script}" if script else f"exit code {result.returncode}"
@@ -453,11 +430,7 @@ def _run_pipeline(b: _Build) -> BuildResult:
         _scaffold(b)
         _make_tmp(b.ws.scratch("upper"))
         builder = b.builder_sandbox(cache)
-        if b.builder_deps:
-            run_runlevel(b, builder, "inherit-build-early (builder)", "/dgr/runlevels/inherit-build-early")
-        if has_scripts(project / "runlevels" / "builder"):
-            with step("runlevel builder"):
-                run_runlevel(b, builder, "builder", f"{ACI_HOME}/runlevels/builder")
+        run_steps(b, builder, builder_steps(b, "early"))
         inherit_stage = stage_inherit_runlevels(project, b.ws.scratch("stages/inherit"))
         project_stage = stage_project(
             project,
@@ -467,41 +440,51 @@ def _run_pipeline(b: _Build) -> BuildResult:
             b.extra_attributes,
         )
         stages = tuple(s for s in (inherit_stage, project_stage) if s is not None)
-        run_image_steps(b, image_steps(b, inherit_stage is not None), stages)
+        run_steps(b, b.image_sandbox(stages), image_steps(b, inherit_stage is not None))
         _drop_tmp(b.ws.scratch("upper"))
-        if b.builder_deps:
-            run_runlevel(b, builder, "inherit-build-late (builder)", "/dgr/runlevels/inherit-build-late")
+        run_steps(b, builder, builder_steps(b, "late"))
         final = final_manifest(b)
         image_id = package(b, final)
     log.info("Finished building %s", final.name)
     return BuildResult(final, final.name, b.ws, image_id, b.aci_deps, b.internals)
 
 
-def image_steps(b: _Build, inherits: bool) -> list[ImageStep]:
+def builder_steps(b: _Build, phase: str) -> list[Step]:
+    """The steps in the builder root: the builder dependencies' inherit-build-early and
+    the `builder` runlevel ("early"), or their inherit-build-late ("late")."""
+    steps = []
+    if b.builder_deps and _deps_have(b.builder_deps, f"inherit-build-{phase}"):
+        steps.append(
+            Step(
+                "runlevel",
+                f"runlevel inherit-build-{phase} (builder)",
+                f"/dgr/runlevels/inherit-build-{phase}",
+            )
+        )
+    if phase == "early" and has_scripts(b.project / "runlevels" / "builder"):
+        steps.append(Step("runlevel", "runlevel builder", f"{ACI_HOME}/runlevels/builder"))
+    return steps
+
+
+def image_steps(b: _Build, inherits: bool) -> list[Step]:
     """The steps in the image rootfs, in the original's order (SPEC §4), empty ones left out."""
     project, runlevels = b.project / "runlevels", f"{ACI_HOME}/runlevels"
     steps = []
     if inherits:
-        steps.append(ImageStep("copy", "storing inherit runlevels", f"{STAGES_IN_IMAGE}/inherit"))
+        steps.append(Step("copy", "storing inherit runlevels", f"{STAGES_IN_IMAGE}/inherit"))
     if inherits or _deps_have(b.aci_deps, "inherit-build-early"):
-        steps.append(
-            ImageStep("runlevel", "runlevel inherit-build-early", "/dgr/runlevels/inherit-build-early")
-        )
+        steps.append(Step("runlevel", "runlevel inherit-build-early", "/dgr/runlevels/inherit-build-early"))
     if has_scripts(project / "build"):
-        steps.append(ImageStep("runlevel", "runlevel build", f"{runlevels}/build"))
+        steps.append(Step("runlevel", "runlevel build", f"{runlevels}/build"))
     steps.append(
-        ImageStep(
-            "copy", "copying attributes, templates and prestart runlevels", f"{STAGES_IN_IMAGE}/project"
-        )
+        Step("copy", "copying attributes, templates and prestart runlevels", f"{STAGES_IN_IMAGE}/project")
     )
     if inside_project(b.project, "files") is not None:
-        steps.append(ImageStep("files", "copying files", f"{ACI_HOME}/files"))
+        steps.append(Step("files", "copying files", f"{ACI_HOME}/files"))
     if has_scripts(project / "build-late"):
-        steps.append(ImageStep("runlevel", "runlevel build-late", f"{runlevels}/build-late"))
+        steps.append(Step("runlevel", "runlevel build-late", f"{runlevels}/build-late"))
     if inherits or _deps_have(b.aci_deps, "inherit-build-late"):
-        steps.append(
-            ImageStep("runlevel", "runlevel inherit-build-late", "/dgr/runlevels/inherit-build-late")
-        )
+        steps.append(Step("runlevel", "runlevel inherit-build-late", "/dgr/runlevels/inherit-build-late"))
     return steps
 
 

@@ -1,7 +1,7 @@
 """What goes from a project folder into its image, prepared on the host before it is copied.
 
 A staged folder is laid out like the image (owned by root) and copied into the image rootfs
-from inside the sandbox (see build.run_image_steps), so that symlinks already in the image
+from inside the sandbox (see build.run_steps), so that symlinks already in the image
 resolve inside the image. Paths of the project that lead outside it are refused.
 """
 
