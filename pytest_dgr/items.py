@@ -13,10 +13,10 @@ from __future__ import annotations
 import re
 import tempfile
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import pytest
 
@@ -52,6 +52,10 @@ SETTINGS = pytest.StashKey[Settings]()
 IMAGE_STATE = pytest.StashKey["ImageState"]()
 
 
+S = TypeVar("S")
+T = TypeVar("T")
+
+
 class ImageUnavailable(Exception):
     """An item cannot run because its image did not build (one short line)."""
 
@@ -84,6 +88,21 @@ def plain(text: str) -> str:
 def format_error(exc: DgrError) -> str:
     """A DgrError as a short block: where, what, the hint, then the details (no colours)."""
     return plain(_format_error(exc))
+
+
+def fixture_value(state: S | None, fixture: str, where: str, get: Callable[[S], T]) -> T:
+    """What a dgr fixture gives: `get(state)`, or a clean test failure (no traceback of
+    dgr's internals) when the test is not in an image or pod folder, or the image or its
+    container is unavailable."""
+    if state is None:
+        pytest.fail(f"{fixture} is only available to tests inside {where} (tests/test_*.py)", pytrace=False)
+    try:
+        return get(state)
+    except ImageUnavailable as exc:
+        reason = str(exc)
+    except DgrError as exc:
+        reason = format_error(exc)
+    pytest.fail(reason, pytrace=False)
 
 
 def _format_error(exc: DgrError) -> str:

@@ -127,17 +127,9 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
 @pytest.fixture
 def dgr_image(request: pytest.FixtureRequest) -> Any:
     """The image of this test's folder, built (a dgr.build.BuildResult)."""
-    state = image_state(request.node)
-    if state is None:
-        pytest.fail("dgr_image is only available to tests inside an image folder (tests/test_*.py)",
-                    pytrace=False)
-    from pytest_dgr.items import ImageUnavailable
+    from pytest_dgr.items import fixture_value
 
-    try:
-        return state.image()
-    except ImageUnavailable as exc:
-        reason = str(exc)
-    pytest.fail(reason, pytrace=False)
+    return fixture_value(image_state(request.node), "dgr_image", "an image folder", lambda s: s.image())
 
 
 @pytest.fixture
@@ -145,20 +137,10 @@ def dgr_container(request: pytest.FixtureRequest) -> Any:
     """The image's started test container (a dgr.tester.TesterContainer), shared by the
     image's tests: prestart done, app started, wait.sh succeeded. Stopped after the image's
     last item."""
-    state = image_state(request.node)
-    if state is None:
-        pytest.fail("dgr_container is only available to tests inside an image folder (tests/test_*.py)",
-                    pytrace=False)
-    from dgr.errors import DgrError
-    from pytest_dgr.items import ImageUnavailable, format_error
+    from pytest_dgr.items import fixture_value
 
-    try:
-        return state.container()
-    except ImageUnavailable as exc:
-        reason = str(exc)
-    except DgrError as exc:
-        reason = format_error(exc)
-    pytest.fail(reason, pytrace=False)
+    state = image_state(request.node)
+    return fixture_value(state, "dgr_container", "an image folder", lambda s: s.container())
 
 
 @pytest.fixture

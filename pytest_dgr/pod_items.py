@@ -189,16 +189,6 @@ class PodTemplatesItem(PodItem):
 
 def dgr_pod_fixture(request: pytest.FixtureRequest) -> TestPod:
     """The body of the `dgr_pod` fixture (declared in plugin.py)."""
-    state = pod_state(request.node)
-    if state is None:
-        pytest.fail("dgr_pod is only available to tests inside a pod folder (tests/test_*.py)",
-                    pytrace=False)
-    from pytest_dgr.items import format_error
+    from pytest_dgr.items import fixture_value
 
-    try:
-        return state.running()
-    except ImageUnavailable as exc:
-        reason = str(exc)
-    except DgrError as exc:
-        reason = format_error(exc)
-    pytest.fail(reason, pytrace=False)
+    return fixture_value(pod_state(request.node), "dgr_pod", "a pod folder", lambda s: s.running())
