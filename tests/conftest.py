@@ -9,6 +9,9 @@ from pathlib import Path
 
 import pytest
 
+from dgr.build import BuildOptions
+from dgr.config import load_config
+
 REPO = Path(__file__).resolve().parent.parent
 
 
@@ -41,6 +44,21 @@ def cache_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     path = root / "dgr-cache"
     path.mkdir(exist_ok=True)
     return path
+
+
+@pytest.fixture
+def dgr_home(cache_dir: Path, tmp_path: Path) -> Path:
+    """A dgr configuration folder (`-H`): the shared cache, a store of this test's own."""
+    home = tmp_path / "home"
+    home.mkdir()
+    (home / "config.yml").write_text(f"cachePath: {cache_dir}\nstorePath: {tmp_path / 'store'}\n")
+    return home
+
+
+@pytest.fixture
+def options(dgr_home: Path) -> BuildOptions:
+    """Build options with the configuration of `dgr_home`."""
+    return BuildOptions(config=load_config(dgr_home))
 
 
 @pytest.fixture(autouse=True)

@@ -16,14 +16,11 @@ pytestmark = pytest.mark.integration
 
 
 @pytest.fixture
-def dgr(cache_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):  # type: ignore[no-untyped-def]
+def dgr(dgr_home: Path):  # type: ignore[no-untyped-def]
     """Run the CLI in-process with a config pointing at the shared cache."""
-    home = tmp_path / "home"
-    home.mkdir()
-    (home / "config.yml").write_text(f"cachePath: {cache_dir}\nstorePath: {tmp_path / 'store'}\n")
 
     def run(*args: str) -> int:
-        return main(["-H", str(home), *args])
+        return main(["-H", str(dgr_home), *args])
 
     return run
 

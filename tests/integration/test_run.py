@@ -10,20 +10,11 @@ from pathlib import Path
 import pytest
 
 from dgr.build import BuildOptions, build
-from dgr.config import load_config
 from dgr.container import Container, image_spec, run_image
 from dgr.init import init_project
 from tests.support.podman import Podman
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture
-def options(cache_dir: Path, tmp_path: Path) -> BuildOptions:
-    home = tmp_path / "home"
-    home.mkdir()
-    (home / "config.yml").write_text(f"cachePath: {cache_dir}\nstorePath: {tmp_path / 'store'}\n")
-    return BuildOptions(config=load_config(home))
 
 
 @pytest.fixture

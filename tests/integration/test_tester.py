@@ -7,18 +7,9 @@ from pathlib import Path
 import pytest
 
 from dgr.build import BuildOptions, build
-from dgr.config import load_config
 from dgr.tester import TesterOptions, WaitError, run_image_tests, start_test_container
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture
-def options(cache_dir: Path, tmp_path: Path) -> BuildOptions:
-    home = tmp_path / "home"
-    home.mkdir()
-    (home / "config.yml").write_text(f"cachePath: {cache_dir}\nstorePath: {tmp_path / 'store'}\n")
-    return BuildOptions(config=load_config(home))
 
 
 def project(root: Path, files: dict[str, str]) -> Path:
