@@ -58,7 +58,8 @@ class PodState(ImageState):
             return self._pod
         if self._pod_error is not None:
             raise self._pod_error
-        from dgr.pod import build_pod, load_pod_manifest
+        from dgr.pod import build_pod
+        from dgr.podmanifest import load_pod_manifest
         from dgr.resolve import find_local_project
         from dgr.store import Store
 
@@ -126,7 +127,7 @@ class PodDirectory(ImageDirectory):
         return state
 
     def collect(self) -> Iterable[pytest.Item | pytest.Collector]:
-        from dgr.pod import load_pod_manifest
+        from dgr.podmanifest import load_pod_manifest
 
         yield PodBuildItem.from_parent(self, name="build")
         try:

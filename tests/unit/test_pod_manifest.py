@@ -9,7 +9,8 @@ import pytest
 from dgr.errors import ManifestError
 from dgr.manifest import App, NameValue, detect_project
 from dgr.names import ImageName
-from dgr.pod import load_pod_manifest, merge_app, parse_pod_manifest
+from dgr.pod import merge_app
+from dgr.podmanifest import load_pod_manifest, parse_pod_manifest
 
 PATH = Path("/p/pod-manifest.yml")
 
