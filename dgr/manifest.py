@@ -114,7 +114,7 @@ class Manifest:
 # --- parsing helpers ------------------------------------------------------------------------
 
 
-class _Reader:
+class ManifestReader:
     """Walks the YAML tree, checking keys and types, with the file and line in every error."""
 
     def __init__(self, path: Path) -> None:
@@ -315,7 +315,7 @@ class _Reader:
 def parse_manifest(text: str, path: Path) -> Manifest:
     """Validate rendered manifest `text` (YAML) read from `path`."""
     data = parse_yaml(text, path, ManifestError, lines=True)
-    reader = _Reader(path)
+    reader = ManifestReader(path)
     data = reader.mapping(data, "", {"name", "builder", "build", "tester", "aci"})
     raw_name = reader.string(data.get("name"), "name")
     if not raw_name.strip():

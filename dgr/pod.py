@@ -44,8 +44,8 @@ from dgr.manifest import (
     Aci,
     App,
     Manifest,
+    ManifestReader,
     NameValue,
-    _Reader,
 )
 from dgr.names import generate_version
 from dgr.podmanifest import (
@@ -200,7 +200,7 @@ def dependency_manifest(dep: Dependency) -> dict[str, Any]:
 def inherited_app(dep: Dependency) -> tuple[App, tuple[NameValue, ...]]:
     """The `app` and annotations of a dependency's manifest (dgr's own annotations left out)."""
     data = dependency_manifest(dep)
-    reader = _Reader(dep.layer.parent / "manifest.json")
+    reader = ManifestReader(dep.layer.parent / "manifest.json")
     raw = {k: v for k, v in (data.get("app") or {}).items() if k != "eventHandlers"}
     annotations = reader.name_values(data.get("annotations"), "annotations")
     return reader.app(raw, "app"), tuple(a for a in annotations if a.name not in DGR_ANNOTATIONS)

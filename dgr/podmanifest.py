@@ -12,7 +12,15 @@ from pathlib import Path
 from typing import Any
 
 from dgr.errors import ManifestError
-from dgr.manifest import POD_MANIFEST, App, Isolator, NameValue, _Reader, is_templated, render_manifest
+from dgr.manifest import (
+    POD_MANIFEST,
+    App,
+    Isolator,
+    ManifestReader,
+    NameValue,
+    is_templated,
+    render_manifest,
+)
 from dgr.names import ImageName, is_ac_name, to_ac_name
 from dgr.yamlload import parse_yaml
 
@@ -117,7 +125,7 @@ class PodManifest:
 # --- parsing ---------------------------------------------------------------------------------
 
 
-class _PodReader(_Reader):
+class PodReader(ManifestReader):
     """The manifest reader, plus the pod-only sections."""
 
     def ac_name(self, data: Any, key: str, where: Any = None, child: str | None = None) -> str:
@@ -218,7 +226,7 @@ class _PodReader(_Reader):
 def parse_pod_manifest(text: str, path: Path) -> PodManifest:
     """Validate the (rendered) YAML `text` of the pod manifest `path`."""
     data = parse_yaml(text, path, ManifestError, lines=True)
-    reader = _PodReader(path)
+    reader = PodReader(path)
     data = reader.mapping(data, "", {"name", "pod"})
     raw_name = reader.string(data.get("name"), "name")
     if not raw_name.strip():
