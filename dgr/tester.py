@@ -409,6 +409,21 @@ def _merge_layers(layers: Sequence[Path], rel: str, dest: Path) -> None:
             shutil.copytree(source, dest, symlinks=True, ignore=ignore, dirs_exist_ok=True)
 
 
+def _template_origin(path: str | None, merged: Path, result: BuildResult) -> str | None:
+    """The project or dependency file that `path` (in the merged templates copy) came from."""
+    if path is None or not Path(path).is_relative_to(merged):
+        return path
+    rel = Path(path).relative_to(merged)
+    own = result.manifest.project / "templates" / rel
+    if own.exists():
+        return str(own)
+    for layer in reversed(result.layers):
+        candidate = layer / "dgr" / "templates" / rel
+        if candidate.exists():
+            return str(candidate)
+    return path
+
+
 def override_files(project: Path) -> list[Path]:
     """The project's template overrides (tests/overrides/*.json), sorted by name."""
     folder = project / "tests" / "overrides"
@@ -449,6 +464,7 @@ def check_templates(result: BuildResult, work: Path) -> list[str]:
             if override is not None:
                 hint = f"with the override tests/overrides/{name}"
                 exc.hint = f"{hint}; {exc.hint}" if exc.hint else hint
+            exc.path = _template_origin(exc.path, templates, result)
             raise
         rendered.append(name)
     return rendered

@@ -119,6 +119,8 @@ def test_templates_item_renders_overrides(pytester: pytest.Pytester, home: Path)
     # without the override, `extra` is missing: the default rendering fails and says where
     result.assert_outcomes(passed=1, failed=1)
     result.stdout.fnmatch_lines(["*aci-tmpl::templates*", "*extra*"])
+    # the error names the project's file, not the temporary copy it was rendered from
+    result.stdout.fnmatch_lines([f"*{pytester.path / 'aci-tmpl' / 'templates' / 'etc' / 'hello.tmpl'}*"])
 
 
 JUNIT_PY = """
