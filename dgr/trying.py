@@ -35,7 +35,7 @@ def render_project_templates(
     out.mkdir(parents=True)
     if not (project / "templates").is_dir():
         return []
-    return render_tree(project / "templates", attributes, out, run_checks=False)
+    return render_tree(project / "templates", attributes, out, run_checks=False, keep_going=True)
 
 
 def try_templates(project: Path, options: BuildOptions, show: Callable[[str], None] = print) -> Path:

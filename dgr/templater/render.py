@@ -425,10 +425,13 @@ def render_tree(
     check_shell: Sequence[str] | None = None,
     run_checks: bool = True,
     trace: Trace | None = None,
+    keep_going: bool = False,
 ) -> list[Path]:
     """Render every template under templates_dir into target_root; return the written paths.
 
-    All templates (and their .cfg) are rendered first: on any error nothing is written.
+    All templates (and their .cfg) are rendered first: on any error nothing is written —
+    unless `keep_going` (``dgr try``): then the templates that rendered are written, and the
+    error raised afterwards names every template that failed.
     Then each output is written atomically with its .cfg ownership and mode (default: the
     template's own mode), missing directories are created with their source directory's
     mode, and its checkCmd runs (``check_shell + [cmd]``, default :func:`default_check_shell`;
@@ -437,9 +440,15 @@ def render_tree(
     """
     env = make_environment(templates_dir)
     rendered: list[_Rendered] = []
+    errors: list[DgrError] = []
     for template in find_templates(templates_dir):
-        options = read_options(template.cfg) if template.cfg else OutputOptions()
-        rendered.append(_Rendered(template, _render_file(env, template, attributes), options))
+        try:
+            options = read_options(template.cfg) if template.cfg else OutputOptions()
+            rendered.append(_Rendered(template, _render_file(env, template, attributes), options))
+        except DgrError as exc:
+            if not keep_going:
+                raise
+            errors.append(exc)
     written: list[Path] = []
     shell = list(check_shell) if check_shell is not None else default_check_shell()
     for item in rendered:
@@ -449,6 +458,14 @@ def render_tree(
             trace(f"rendered {path} (from {item.template.source}):\n{item.content}")
         if run_checks and item.options.check_cmd:
             _run_check(shell, item.options.check_cmd, path)
+    if len(errors) == 1:
+        raise errors[0]
+    if errors:
+        raise TemplateError(
+            f"{len(errors)} templates failed to render (the others were written)",
+            path=templates_dir,
+            details="\n".join(str(e) for e in errors),
+        )
     return written
 
 

@@ -31,3 +31,17 @@ def test_try_missing_attribute_fails(tmp_path: Path, capsys: pytest.CaptureFixtu
     assert main(["-H", str(tmp_path / "home"), "-W", str(project), "try"]) == 1
     err = capsys.readouterr().err
     assert "broken.tmpl" in err and "nothere" in err
+
+
+def test_try_reports_every_failing_template_and_writes_the_others(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    project = tmp_path / "aci-try"
+    init_project(project)
+    (project / "templates" / "a.tmpl").write_text("{{ first_missing }}\n")
+    (project / "templates" / "b.tmpl").write_text("ok\n{{ second_missing }}\n")
+    assert main(["-H", str(tmp_path / "home"), "-W", str(project), "try"]) == 1
+    err = capsys.readouterr().err
+    assert "2 templates failed" in err
+    assert "first_missing" in err and "second_missing" in err and "b.tmpl:2" in err
+    assert (project / "target" / "try" / "etc" / "templated").read_text() == "Hello world\n"
