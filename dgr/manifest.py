@@ -8,6 +8,8 @@ Unknown keys are an error that names the key, the file and the line.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -119,18 +121,41 @@ class ManifestReader:
 
     def __init__(self, path: Path) -> None:
         self.path = path
+        self.lines: dict[str, int] = {}  # dotted key -> line, filled as mappings are read
 
     def fail(self, message: str, key: str, where: Any = None, child: str | None = None) -> ManifestError:
         line = None
         if isinstance(where, LineDict) and child is not None:
             line = where.lines.get(child)
-        return ManifestError(message, path=self.path, line=line, key=key)
+        return ManifestError(message, path=self.path, line=line or self.line_of(key), key=key)
+
+    @contextmanager
+    def locating(self) -> Iterator[None]:
+        """Give a line to any ManifestError raised in the block that names a key but no line."""
+        try:
+            yield
+        except ManifestError as exc:
+            if exc.line is None and exc.key:
+                exc.line = self.line_of(exc.key)
+            raise
+
+    def line_of(self, key: str) -> int | None:
+        """The line of `key`, or of the closest enclosing key that has one."""
+        while key:
+            if key in self.lines:
+                return self.lines[key]
+            cut = max(key.rfind("."), key.rfind("["))
+            key = key[:cut] if cut > 0 else ""
+        return None
 
     def mapping(self, data: Any, key: str, known: set[str]) -> dict[str, Any]:
         if data is None:
             return {}
         if not isinstance(data, dict):
             raise self.fail(f"{key or 'manifest'} must be a mapping", key)
+        if isinstance(data, LineDict):
+            for child, line in data.lines.items():
+                self.lines[f"{key}.{child}" if key else child] = line
         for child in data:
             if child not in known:
                 where = f"{key}.{child}" if key else str(child)
@@ -314,8 +339,13 @@ class ManifestReader:
 
 def parse_manifest(text: str, path: Path) -> Manifest:
     """Validate rendered manifest `text` (YAML) read from `path`."""
-    data = parse_yaml(text, path, ManifestError, lines=True)
     reader = ManifestReader(path)
+    with reader.locating():
+        return _parse_manifest(text, path, reader)
+
+
+def _parse_manifest(text: str, path: Path, reader: ManifestReader) -> Manifest:
+    data = parse_yaml(text, path, ManifestError, lines=True)
     data = reader.mapping(data, "", {"name", "builder", "build", "tester", "aci"})
     raw_name = reader.string(data.get("name"), "name")
     if not raw_name.strip():

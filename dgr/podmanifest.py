@@ -225,8 +225,13 @@ class PodReader(ManifestReader):
 
 def parse_pod_manifest(text: str, path: Path) -> PodManifest:
     """Validate the (rendered) YAML `text` of the pod manifest `path`."""
-    data = parse_yaml(text, path, ManifestError, lines=True)
     reader = PodReader(path)
+    with reader.locating():
+        return _parse_pod_manifest(text, path, reader)
+
+
+def _parse_pod_manifest(text: str, path: Path, reader: PodReader) -> PodManifest:
+    data = parse_yaml(text, path, ManifestError, lines=True)
     data = reader.mapping(data, "", {"name", "pod"})
     raw_name = reader.string(data.get("name"), "name")
     if not raw_name.strip():

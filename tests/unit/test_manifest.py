@@ -119,3 +119,17 @@ def test_version_depending_on_missing_attribute_is_dropped(tmp_path: Path) -> No
 def test_invalid_values(text: str, message: str) -> None:
     with pytest.raises(ManifestError, match=message):
         parse_manifest(text, Path("aci-manifest.yml"))
+
+
+def test_value_errors_name_the_line(tmp_path: Path) -> None:
+    write(tmp_path, "name: example.com/a\naci:\n  app:\n    user: '0'\n    exec: /bin/sh\n")
+    with pytest.raises(ManifestError) as err:
+        load_manifest(tmp_path)
+    assert (err.value.key, err.value.line) == ("aci.app.exec", 5)
+
+
+def test_list_item_errors_name_the_list_line(tmp_path: Path) -> None:
+    write(tmp_path, "name: example.com/a\naci:\n  dependencies:\n    - Bad/Name\n")
+    with pytest.raises(ManifestError) as err:
+        load_manifest(tmp_path)
+    assert err.value.line == 3
