@@ -14,7 +14,6 @@ import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-import dgr
 from dgr.errors import DgrError, UsageError
 from dgr.log import log, parse_level, setup
 
@@ -170,8 +169,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error(str(exc))
     setup(level)
     if args.version:
-        print(f"dgr\n\nversion    : {dgr.__version__}")
-        return EXIT_OK
+        from dgr.commands import version
+
+        return version(args)
     if not args.command:
         parser.print_help(sys.stderr)
         return EXIT_USAGE
