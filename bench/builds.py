@@ -100,8 +100,15 @@ def write_files(root: Path, files: dict[str, str]) -> None:
 
 
 def run_checked(argv: Sequence[str], *, env: dict[str, str] | None = None, cwd: Path | None = None) -> str:
-    proc = subprocess.run(list(argv), env=env, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                          text=True, check=False)
+    proc = subprocess.run(
+        list(argv),
+        env=env,
+        cwd=cwd,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        check=False,
+    )
     if proc.returncode != 0:
         raise SystemExit(f"command failed ({proc.returncode}): {' '.join(argv)}\n{proc.stdout[-4000:]}")
     return proc.stdout
@@ -206,13 +213,29 @@ class Buildah:
         }
 
     def base(self) -> list[str]:
-        return ["buildah", "--root", str(self.root / "storage"), "--runroot", str(self.root / "run"),
-                "--storage-driver", self.driver]
+        return [
+            "buildah",
+            "--root",
+            str(self.root / "storage"),
+            "--runroot",
+            str(self.root / "run"),
+            "--storage-driver",
+            self.driver,
+        ]
 
     def bud_argv(self, context: Path) -> list[str]:
         self.counter += 1
-        return [*self.base(), "bud", "--isolation", BUILDAH_ISOLATION, "--layers=false", "-q",
-                "-t", f"localhost/dgr-bench:{self.counter}", str(context)]
+        return [
+            *self.base(),
+            "bud",
+            "--isolation",
+            BUILDAH_ISOLATION,
+            "--layers=false",
+            "-q",
+            "-t",
+            f"localhost/dgr-bench:{self.counter}",
+            str(context),
+        ]
 
     def bud(self, context: Path) -> float:
         return timed(self.bud_argv(context), env=self.env)
@@ -220,8 +243,9 @@ class Buildah:
     def cleanup(self) -> None:
         if (self.root / "storage").exists():
             subprocess.run([*self.base(), "rm", "--all"], env=self.env, capture_output=True, check=False)
-            subprocess.run([*self.base(), "rmi", "--all", "--force"], env=self.env, capture_output=True,
-                           check=False)
+            subprocess.run(
+                [*self.base(), "rmi", "--all", "--force"], env=self.env, capture_output=True, check=False
+            )
         unmount_and_remove(self.root)
 
 
@@ -302,10 +326,14 @@ def bench_builds(root: Path, runs: int, *, cold: bool = True) -> list[ProjectTim
     home = Home(root / "warm").create()
     projects = make_projects(root)
     results = []
-    buildahs = {
-        "buildah overlay": Buildah(root / "bah-overlay", "overlay"),
-        "buildah vfs": Buildah(root / "bah-vfs", "vfs"),
-    } if cold else {}
+    buildahs = (
+        {
+            "buildah overlay": Buildah(root / "bah-overlay", "overlay"),
+            "buildah vfs": Buildah(root / "bah-vfs", "vfs"),
+        }
+        if cold
+        else {}
+    )
     try:
         for name, project in projects.items():
             times = ProjectTimes(name)
@@ -349,9 +377,11 @@ def bench_builds(root: Path, runs: int, *, cold: bool = True) -> list[ProjectTim
 
 def report_cold(results: list[ProjectTimes], runs: int) -> str:
     out = [f"Medians of {runs} runs, interleaved.", ""]
-    out.append("| project | dgr cold (cache warm) | dgr first-ever (empty cache) | buildah overlay "
-               "| buildah vfs | buildah overlay, fresh storage | dgr cold / fastest buildah "
-               "| dgr first-ever / buildah fresh |")
+    out.append(
+        "| project | dgr cold (cache warm) | dgr first-ever (empty cache) | buildah overlay "
+        "| buildah vfs | buildah overlay, fresh storage | dgr cold / fastest buildah "
+        "| dgr first-ever / buildah fresh |"
+    )
     out.append("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
     for t in results:
         fastest = min(t.med("buildah overlay"), t.med("buildah vfs"))
@@ -370,8 +400,10 @@ def report_cold(results: list[ProjectTimes], runs: int) -> str:
 
 def report_rebuild(results: list[ProjectTimes], runs: int) -> str:
     out = [f"Medians of {runs} runs (library: of {max(runs, 5)}), interleaved with the cold builds.", ""]
-    out.append("| project | dgr cold | no-change (CLI) | CLI / cold | `dgr --version` (CLI floor) "
-               "| floor / cold | no-change (library, warm process) | library / cold |")
+    out.append(
+        "| project | dgr cold | no-change (CLI) | CLI / cold | `dgr --version` (CLI floor) "
+        "| floor / cold | no-change (library, warm process) | library / cold |"
+    )
     out.append("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
     for t in results:
         cold = t.med("dgr cold")
@@ -445,8 +477,23 @@ class PytestRun:
 
 
 def pytest_argv(root: Path, home: Home, workers: int, *extra: str) -> list[str]:
-    return [str(PYTHON), "-m", "pytest", "-p", "pytest_dgr", "-p", "no:cacheprovider",
-            "--rootdir", str(root), "--dgr-home", str(home.path), "-n", str(workers), *extra, "images"]
+    return [
+        str(PYTHON),
+        "-m",
+        "pytest",
+        "-p",
+        "pytest_dgr",
+        "-p",
+        "no:cacheprovider",
+        "--rootdir",
+        str(root),
+        "--dgr-home",
+        str(home.path),
+        "-n",
+        str(workers),
+        *extra,
+        "images",
+    ]
 
 
 def measured(
@@ -459,8 +506,14 @@ def measured(
     with tempfile.NamedTemporaryFile("r", suffix=".perf") as stat:
         wrapper = ["perf", "stat", "-x", ",", "-e", "task-clock", "-o", stat.name, "--"] if cpu else []
         start = time.perf_counter()
-        proc = subprocess.run([*wrapper, *argv], cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                              text=True, check=False)
+        proc = subprocess.run(
+            [*wrapper, *argv],
+            cwd=cwd,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            check=False,
+        )
         wall = time.perf_counter() - start
         if proc.returncode != expect:
             command = " ".join(argv)
@@ -484,16 +537,18 @@ def machine_busy() -> float:
 def perf_works() -> bool:
     if shutil.which("perf") is None:
         return False
-    probe = subprocess.run(["perf", "stat", "-x", ",", "-e", "task-clock", "--", "true"],
-                           capture_output=True, check=False)
+    probe = subprocess.run(
+        ["perf", "stat", "-x", ",", "-e", "task-clock", "--", "true"], capture_output=True, check=False
+    )
     return probe.returncode == 0
 
 
 def run_pytest(
     root: Path, home: Home, workers: int, target: Path, *, cpu: bool = False
 ) -> tuple[PytestRun, float]:
-    argv = pytest_argv(root, home, workers, "--dgr-target", str(target), "-v", "--durations=0",
-                       "--durations-min=0")
+    argv = pytest_argv(
+        root, home, workers, "--dgr-target", str(target), "-v", "--durations=0", "--durations-min=0"
+    )
     before = machine_busy()
     wall, task_clock, output = measured(argv, root, cpu=cpu)
     busy = (machine_busy() - before) / wall
@@ -577,8 +632,10 @@ def bench_xdist(root: Path, runs: int) -> str:
     cpu: dict[int, tuple[float, float]] = {}
     if perf_works():  # one more run of each under perf, untimed, for CPU time
         for workers in (0, 2):
-            cpu[workers] = (run_pytest(root, home, workers, targets / f"perf-{workers}", cpu=True)[1],
-                            empty_session(root, home, workers, cpu=True)[1])
+            cpu[workers] = (
+                run_pytest(root, home, workers, targets / f"perf-{workers}", cpu=True)[1],
+                empty_session(root, home, workers, cpu=True)[1],
+            )
 
     def both(value: Callable[[PytestRun], float]) -> tuple[float, float]:
         return median([value(r) for r in samples[0]]), median([value(r) for r in samples[2]])
@@ -620,8 +677,10 @@ def bench_xdist(root: Path, runs: int) -> str:
     ]
     for label, a, b in rows:
         out.append(f"| {label} | {a:.2f} s | {b:.2f} s | {a / b:.2f} |")
-    out.append(f"| CPUs busy during the run, whole machine (/proc/stat) | {busy0:.2f} | {busy2:.2f} "
-               f"| {busy0 / busy2:.2f} |")
+    out.append(
+        f"| CPUs busy during the run, whole machine (/proc/stat) | {busy0:.2f} | {busy2:.2f} "
+        f"| {busy0 / busy2:.2f} |"
+    )
     return "\n".join(out)
 
 
@@ -632,8 +691,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="3 runs instead of --runs")
     parser.add_argument("--runs", type=int, default=7, help="runs of each variant (default 7)")
-    parser.add_argument("--only", default="cold,rebuild,xdist",
-                        help="comma-separated: cold, rebuild, xdist (default: all)")
+    parser.add_argument(
+        "--only", default="cold,rebuild,xdist", help="comma-separated: cold, rebuild, xdist (default: all)"
+    )
     args = parser.parse_args(argv)
     runs = 3 if args.quick else args.runs
     parts = {p.strip() for p in args.only.split(",") if p.strip()}

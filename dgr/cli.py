@@ -86,8 +86,12 @@ def build_parser() -> argparse.ArgumentParser:
     add("try", "render the templates with the project's attributes into target/try/")
     p = add("test", "build if needed, start the image and run its tests (extra arguments go to pytest)")
     p.add_argument("-k", "--keep-builder", action="store_true", help="keep test containers and work folders")
-    p.add_argument("pytest_args", nargs=argparse.REMAINDER, metavar="PYTEST_ARGS",
-                   help="passed to pytest (e.g. -- -x -n 2)")
+    p.add_argument(
+        "pytest_args",
+        nargs=argparse.REMAINDER,
+        metavar="PYTEST_ARGS",
+        help="passed to pytest (e.g. -- -x -n 2)",
+    )
     p = add("install", "put the built image into the local store (building it if needed)")
     p.add_argument("-t", "--test", action="store_true", help="test first; install only if the tests pass")
     p.add_argument("-k", "--keep-builder", action="store_true", help=argparse.SUPPRESS)
@@ -113,8 +117,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("exec", nargs=argparse.REMAINDER, help="command to run instead of the app's exec")
     add("graph", "write target/graph.dot (and graph.png when graphviz is installed)")
     p = add("kube", "write the pod's Kubernetes Pod manifest (target/pod.kube.yml; builds if needed)")
-    p.add_argument("--registry", default="localhost", metavar="PREFIX",
-                   help="image references are PREFIX/<image name>:<version> (default: localhost)")
+    p.add_argument(
+        "--registry",
+        default="localhost",
+        metavar="PREFIX",
+        help="image references are PREFIX/<image name>:<version> (default: localhost)",
+    )
     p.add_argument("-o", "--output", metavar="FILE", help="write here instead of target/pod.kube.yml")
     add("sign", "gpg-sign target/image.aci into image.aci.asc (builds if needed)")
     add("version", "print the version")
@@ -127,10 +135,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("file", type=Path)
     p = add("store", "list or remove the images of the local store")
     actions = p.add_subparsers(dest="store_action", metavar="ACTION", required=True)
-    actions.add_parser("list", help="list stored images", description="list stored images",
-                       parents=common)
-    p = actions.add_parser("rm", help="remove stored images", parents=common,
-                           description="remove images by ID (sha512-..., a unique prefix) or name[:version]")
+    actions.add_parser("list", help="list stored images", description="list stored images", parents=common)
+    p = actions.add_parser(
+        "rm",
+        help="remove stored images",
+        parents=common,
+        description="remove images by ID (sha512-..., a unique prefix) or name[:version]",
+    )
     p.add_argument("reference", metavar="REF", help="sha512-ID prefix, or name[:version]")
     return parser
 

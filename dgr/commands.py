@@ -65,8 +65,15 @@ def build(args: argparse.Namespace, *, force: bool = False) -> int:
     return 0
 
 
-GLOBAL_ARGS = ("work_path", "log_level", "home_path", "targets_root_path", "set_env", "set_env_flags",
-               "keep_builder")
+GLOBAL_ARGS = (
+    "work_path",
+    "log_level",
+    "home_path",
+    "targets_root_path",
+    "set_env",
+    "set_env_flags",
+    "keep_builder",
+)
 
 
 def clean(args: argparse.Namespace) -> int:
@@ -189,8 +196,14 @@ def store(args: argparse.Namespace) -> int:
     rows = [("ID", "NAME", "OS/ARCH", "SIZE")]
     for image in images.list():
         size = image.aci.stat().st_size if image.aci.exists() else 0
-        rows.append((image.image_id[:23], str(image.name), f"{image.os or '-'}/{image.arch or '-'}",
-                     f"{size / (1 << 20):.1f} MiB" if size >= 1 << 20 else f"{size / 1024:.1f} KiB"))
+        rows.append(
+            (
+                image.image_id[:23],
+                str(image.name),
+                f"{image.os or '-'}/{image.arch or '-'}",
+                f"{size / (1 << 20):.1f} MiB" if size >= 1 << 20 else f"{size / 1024:.1f} KiB",
+            )
+        )
     widths = [max(len(row[i]) for row in rows) for i in range(3)]
     for row in rows:
         print("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=False)) + "  " + row[3])
@@ -206,11 +219,16 @@ def test(args: argparse.Namespace) -> int:
     from dgr.tester import pytest_arguments
 
     sys.dont_write_bytecode = True  # no __pycache__ in the project's tests/ (a build input)
-    return int(pytest.main(pytest_arguments(
-        pod_folder(args) or project(args), options(args),
-        home=getattr(args, "home_path", None),
-        extra=[a for a in getattr(args, "pytest_args", None) or [] if a != "--"],
-    )))
+    return int(
+        pytest.main(
+            pytest_arguments(
+                pod_folder(args) or project(args),
+                options(args),
+                home=getattr(args, "home_path", None),
+                extra=[a for a in getattr(args, "pytest_args", None) or [] if a != "--"],
+            )
+        )
+    )
 
 
 def install(args: argparse.Namespace) -> int:
@@ -290,11 +308,13 @@ def pod_run(args: argparse.Namespace, folder: Path, env: dict[str, str], exec_: 
     from dgr.pod import build_pod, run_pod
 
     if exec_ or args.volume:
-        raise UsageError("on a pod, dgr run takes no command and no -v (set exec and volumes in "
-                         "pod-manifest.yml)")
+        raise UsageError(
+            "on a pod, dgr run takes no command and no -v (set exec and volumes in pod-manifest.yml)"
+        )
     opts = options(args)
-    return run_pod(build_pod(folder, opts), opts, env=env, override=args.override,
-                   host_network=args.net == "host")
+    return run_pod(
+        build_pod(folder, opts), opts, env=env, override=args.override, host_network=args.net == "host"
+    )
 
 
 def kube(args: argparse.Namespace) -> int:
@@ -304,8 +324,10 @@ def kube(args: argparse.Namespace) -> int:
 
     folder = pod_folder(args)
     if folder is None:
-        raise DgrError("dgr kube works on a pod (a folder holding pod-manifest.yml)",
-                       path=Path(args.work_path).absolute())
+        raise DgrError(
+            "dgr kube works on a pod (a folder holding pod-manifest.yml)",
+            path=Path(args.work_path).absolute(),
+        )
     built = build_pod(folder, options(args))
     print(write_kube(built, registry=args.registry, dest=Path(args.output) if args.output else None))
     return 0

@@ -80,7 +80,9 @@ def host_policy(config: Config) -> HostPolicy:
         option = option.strip()
         if option not in INSECURE_OPTIONS:
             raise DgrError(
-                f"unknown insecure option {entry!r}", path=config.home / "config.yml", key="insecureOptions",
+                f"unknown insecure option {entry!r}",
+                path=config.home / "config.yml",
+                key="insecureOptions",
                 hint="use http:HOST (plain HTTP allowed) or tls:HOST (certificate not checked)",
             )
         if host.strip():
@@ -109,27 +111,38 @@ def discovery_settings(config: Config) -> DiscoverySettings:
     known = {"hosts", "timeout", "newerVersionCheck", "newerVersionCacheSeconds"}
     for key in raw:
         if key not in known:
-            raise DgrError(f"unknown key {key!r} in discovery", path=where, key=f"discovery.{key}",
-                           hint=f"known keys: {', '.join(sorted(known))}")
+            raise DgrError(
+                f"unknown key {key!r} in discovery",
+                path=where,
+                key=f"discovery.{key}",
+                hint=f"known keys: {', '.join(sorted(known))}",
+            )
     hosts = raw.get("hosts") or {}
     if not isinstance(hosts, dict) or not all(isinstance(v, str) and v for v in hosts.values()):
         raise DgrError("discovery.hosts must map a domain to HOST[:PORT]", path=where, key="discovery.hosts")
     for target in hosts.values():
         if "/" in target:
-            raise DgrError(f"discovery.hosts: {target!r} must be HOST[:PORT], without scheme or path",
-                           path=where, key="discovery.hosts")
+            raise DgrError(
+                f"discovery.hosts: {target!r} must be HOST[:PORT], without scheme or path",
+                path=where,
+                key="discovery.hosts",
+            )
 
     def number(key: str, default: float) -> float:
         value = raw.get(key, default)
         if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
-            raise DgrError(f"discovery.{key} must be a number of seconds", path=where,
-                           key=f"discovery.{key}")
+            raise DgrError(
+                f"discovery.{key} must be a number of seconds", path=where, key=f"discovery.{key}"
+            )
         return float(value)
 
     check = raw.get("newerVersionCheck", True)
     if not isinstance(check, bool):
-        raise DgrError("discovery.newerVersionCheck must be true or false", path=where,
-                       key="discovery.newerVersionCheck")
+        raise DgrError(
+            "discovery.newerVersionCheck must be true or false",
+            path=where,
+            key="discovery.newerVersionCheck",
+        )
     return DiscoverySettings(
         hosts={str(k).lower(): v.lower() for k, v in hosts.items()},
         timeout=number("timeout", DEFAULT_TIMEOUT) or DEFAULT_TIMEOUT,
@@ -240,8 +253,9 @@ class Endpoints:
         return bool({"aci": self.acis, "pubkeys": self.pubkeys, "push": self.push}[want])
 
 
-def endpoints_from_tags(tags: Iterable[MetaTag], name: str, labels: Mapping[str, str],
-                        source: str = "") -> Endpoints:
+def endpoints_from_tags(
+    tags: Iterable[MetaTag], name: str, labels: Mapping[str, str], source: str = ""
+) -> Endpoints:
     """Apply the prefix rule (a plain string prefix of `name`) and render the templates.
 
     `labels` fill `{version}`, `{os}`, `{arch}` and any other `{label}`; `{ext}` is `aci` for
@@ -288,14 +302,21 @@ def discovery_urls(prefix: str, settings: DiscoverySettings, policy: HostPolicy)
     return urls
 
 
-def default_labels(version: str, os_: str, arch: str,
-                   extra: Mapping[str, str] | None = None) -> dict[str, str]:
+def default_labels(
+    version: str, os_: str, arch: str, extra: Mapping[str, str] | None = None
+) -> dict[str, str]:
     """Discovery labels: `version` (default `latest`), `os`, `arch` and any `extra` ones."""
     return {**(extra or {}), "version": version or "latest", "os": os_, "arch": arch}
 
 
-def discover(name: str, labels: Mapping[str, str], config: Config, *, want: str = "aci",
-             session: requests.Session | None = None) -> Endpoints:
+def discover(
+    name: str,
+    labels: Mapping[str, str],
+    config: Config,
+    *,
+    want: str = "aci",
+    session: requests.Session | None = None,
+) -> Endpoints:
     """Endpoints for `name` from the first prefix (longest first) that has one of kind `want`.
 
     `want` is `aci`, `pubkeys` or `push`. Raises DiscoveryError when no prefix gives one.
@@ -324,7 +345,7 @@ def discover(name: str, labels: Mapping[str, str], config: Config, *, want: str 
         f"discovery found no {want} endpoint for {name}",
         details="tried:\n" + "\n".join(tried),
         hint="check the name; for a host without HTTPS add http:HOST to insecureOptions; "
-             "discovery.hosts maps a domain to another server",
+        "discovery.hosts maps a domain to another server",
     )
 
 

@@ -85,8 +85,12 @@ def sign_entries(config: Config) -> list[SignEntry]:
             raise DgrError(f"{key} must be a mapping", path=where, key=key)
         unknown = set(item) - {"domains", "keyring", "disabled"}
         if unknown:
-            raise DgrError(f"unknown key {sorted(unknown)[0]!r} in {key}", path=where, key=key,
-                           hint="known keys: disabled, domains, keyring")
+            raise DgrError(
+                f"unknown key {sorted(unknown)[0]!r} in {key}",
+                path=where,
+                key=key,
+                hint="known keys: disabled, domains, keyring",
+            )
         domains = item.get("domains") or []
         if not isinstance(domains, list) or not all(isinstance(d, str) for d in domains):
             raise DgrError(f"{key}.domains must be a list of domains", path=where, key=f"{key}.domains")
@@ -116,22 +120,35 @@ def sign_entry_for(domain: str, config: Config) -> SignEntry | None:
 def verify_signature(aci: Path, signature: Path, keyring: Path) -> None:
     """Check the detached signature of `aci` against `keyring` with gpgv; FetchError if bad."""
     if not keyring.is_file():
-        raise FetchError(f"keyring {keyring} does not exist", path=keyring,
-                         hint="fix the keyring path of the sign section in config.yml")
+        raise FetchError(
+            f"keyring {keyring} does not exist",
+            path=keyring,
+            hint="fix the keyring path of the sign section in config.yml",
+        )
     gpgv = require_tool("gpgv")
     with tempfile.TemporaryDirectory(prefix="dgr-gpgv-") as home:
         ring = keyring
         if keyring.read_bytes()[:32].lstrip().startswith(b"-----BEGIN PGP"):
             # gpgv reads binary keyrings only; gpg converts an armored export.
             ring = Path(home) / "keyring.gpg"
-            run([require_tool("gpg"), "--batch", "--homedir", home, "--dearmor", "--output", ring, keyring],
-                timeout=GPGV_TIMEOUT, error=FetchError, what=f"reading keyring {keyring}")
-        result = run([gpgv, "--homedir", home, "--keyring", ring.absolute(), signature, aci],
-                     check=False, timeout=GPGV_TIMEOUT)
+            run(
+                [require_tool("gpg"), "--batch", "--homedir", home, "--dearmor", "--output", ring, keyring],
+                timeout=GPGV_TIMEOUT,
+                error=FetchError,
+                what=f"reading keyring {keyring}",
+            )
+        result = run(
+            [gpgv, "--homedir", home, "--keyring", ring.absolute(), signature, aci],
+            check=False,
+            timeout=GPGV_TIMEOUT,
+        )
     if result.returncode != 0:
-        raise FetchError(f"bad signature for {aci.name}: gpgv refused it", path=keyring,
-                         details=result.tail(),
-                         hint="the image is not signed by a key of this keyring")
+        raise FetchError(
+            f"bad signature for {aci.name}: gpgv refused it",
+            path=keyring,
+            details=result.tail(),
+            hint="the image is not signed by a key of this keyring",
+        )
     log.debug("signature of %s verified with %s", aci.name, keyring)
 
 
@@ -156,8 +173,9 @@ def download(session: requests.Session, url: str, dest: Path, what: str) -> int:
                         _report(what, done, total)
                         next_report = _next_report(done, total)
     except InsecureRequestRefused as exc:
-        raise FetchError(f"downloading {what}: {exc}",
-                         hint="add http:HOST to insecureOptions if you trust this network") from None
+        raise FetchError(
+            f"downloading {what}: {exc}", hint="add http:HOST to insecureOptions if you trust this network"
+        ) from None
     except requests.RequestException as exc:
         raise FetchError(f"downloading {what} from {url} failed: {exc}") from None
     log.info("Downloaded %s (%s) in %.1fs", what, _size(done), time.monotonic() - start)
@@ -195,14 +213,17 @@ def read_manifest(aci: Path) -> dict[str, Any]:
         raise FetchError(f"the downloaded image is not a valid ACI: {exc.message}") from None
 
 
-def check_manifest(manifest: Mapping[str, Any], name: ImageName, wanted: Mapping[str, str],
-                   url: str) -> None:
+def check_manifest(
+    manifest: Mapping[str, Any], name: ImageName, wanted: Mapping[str, str], url: str
+) -> None:
     """The downloaded image must be the one asked for (appc §4: name and every label)."""
     if manifest.get("acKind") != "ImageManifest":
         raise FetchError(f"{url}: not an image manifest (acKind {manifest.get('acKind')!r})")
     if manifest.get("name") != name.name:
-        raise FetchError(f"{url} holds image {manifest.get('name')!r}, not {name.name!r}",
-                         hint="the discovery server answers with the wrong image")
+        raise FetchError(
+            f"{url} holds image {manifest.get('name')!r}, not {name.name!r}",
+            hint="the discovery server answers with the wrong image",
+        )
     have = labels(dict(manifest))
     for key, value in wanted.items():
         if key == "version" and value == "latest":
@@ -216,8 +237,9 @@ def check_manifest(manifest: Mapping[str, Any], name: ImageName, wanted: Mapping
 # --- fetch ---------------------------------------------------------------------------------
 
 
-def fetch_image(name: ImageName, config: Config, *, store: Store | None = None,
-                _parents: tuple[str, ...] = ()) -> StoredImage:
+def fetch_image(
+    name: ImageName, config: Config, *, store: Store | None = None, _parents: tuple[str, ...] = ()
+) -> StoredImage:
     """Discover, download, verify and store `name` (and its dependencies); the stored image.
 
     DiscoveryError when discovery finds no endpoint; FetchError for everything after that.
@@ -241,9 +263,11 @@ def fetch_image(name: ImageName, config: Config, *, store: Store | None = None,
                 try:
                     download(session, endpoint.asc, asc, f"{name} signature")
                 except FetchError as exc:
-                    raise FetchError(f"no signature for {name}: {exc.message}", path=keyring,
-                                     hint=f"a keyring is configured for {name.domain}, so images "
-                                          "must be signed") from None
+                    raise FetchError(
+                        f"no signature for {name}: {exc.message}",
+                        path=keyring,
+                        hint=f"a keyring is configured for {name.domain}, so images must be signed",
+                    ) from None
                 verify_signature(aci, asc, keyring)
                 signature = asc
             manifest = read_manifest(aci)
@@ -253,8 +277,9 @@ def fetch_image(name: ImageName, config: Config, *, store: Store | None = None,
             try:
                 stored = store.add(aci, signature=signature, image_id=image_id)
             except DgrError as exc:  # e.g. an entry escaping the layer: name the image, not a temp file
-                raise FetchError(f"{name} from {endpoint.aci}: {exc.message}", details=exc.details,
-                                 hint=exc.hint) from None
+                raise FetchError(
+                    f"{name} from {endpoint.aci}: {exc.message}", details=exc.details, hint=exc.hint
+                ) from None
     log.info("Fetched %s (%s)", stored.name, stored.image_id[:19])
     return stored
 
@@ -268,8 +293,9 @@ def fetch_if_discoverable(name: ImageName, config: Config, store: Store) -> Stor
         return None
 
 
-def _download_first(session: requests.Session, endpoints: tuple[AciEndpoint, ...], dest: Path,
-                    what: str) -> AciEndpoint:
+def _download_first(
+    session: requests.Session, endpoints: tuple[AciEndpoint, ...], dest: Path, what: str
+) -> AciEndpoint:
     """Download from the first endpoint that answers; the error of the last one otherwise."""
     error: FetchError | None = None
     for endpoint in endpoints:
@@ -283,13 +309,15 @@ def _download_first(session: requests.Session, endpoints: tuple[AciEndpoint, ...
     raise error
 
 
-def _fetch_dependencies(manifest: Mapping[str, Any], store: Store, config: Config,
-                        parents: tuple[str, ...]) -> None:
+def _fetch_dependencies(
+    manifest: Mapping[str, Any], store: Store, config: Config, parents: tuple[str, ...]
+) -> None:
     """Make sure every dependency of a fetched image is in the store (pinned IDs checked)."""
     for dep in manifest.get("dependencies") or []:
         dep_name = str(dep.get("imageName", ""))
-        version = next((str(lab.get("value")) for lab in dep.get("labels") or []
-                        if lab.get("name") == "version"), "")
+        version = next(
+            (str(lab.get("value")) for lab in dep.get("labels") or [] if lab.get("name") == "version"), ""
+        )
         pinned = dep.get("imageID")
         if pinned and not IMAGE_ID.match(str(pinned)):
             raise FetchError(f"{parents[-1]}: invalid imageID {str(pinned)[:40]!r} for {dep_name}")
@@ -302,6 +330,8 @@ def _fetch_dependencies(manifest: Mapping[str, Any], store: Store, config: Confi
         if found is None:
             found = fetch_image(wanted, config, store=store, _parents=parents)
         if pinned and found.image_id != pinned:
-            raise FetchError(f"dependency {wanted} has image ID {found.image_id[:19]}..., "
-                             f"but {parents[-1]} pins {str(pinned)[:19]}...",
-                             hint="the server holds another build of that version")
+            raise FetchError(
+                f"dependency {wanted} has image ID {found.image_id[:19]}..., "
+                f"but {parents[-1]} pins {str(pinned)[:19]}...",
+                hint="the server holds another build of that version",
+            )

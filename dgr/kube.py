@@ -64,8 +64,11 @@ def kube_container(built: PodBuild, app: AppBuild, registry: str) -> dict[str, A
         exposed = host_ports.get(port.name)
         if exposed is None or port.protocol.lower() not in ("tcp", "udp", "sctp"):
             continue
-        entry: dict[str, Any] = {"containerPort": port.port, "protocol": port.protocol.upper(),
-                                 "hostPort": exposed.host_port}
+        entry: dict[str, Any] = {
+            "containerPort": port.port,
+            "protocol": port.protocol.upper(),
+            "hostPort": exposed.host_port,
+        }
         if _PORT_NAME.match(port.name):
             entry["name"] = port.name
         if exposed.host_ip:
@@ -97,8 +100,10 @@ def kube_pod(built: PodBuild, registry: str = DEFAULT_REGISTRY) -> dict[str, Any
     pod = built.pod
     metadata: dict[str, Any] = {
         "name": pod.ac_name[:63].rstrip("-"),
-        "labels": {"app.kubernetes.io/name": pod.ac_name[:63].rstrip("-"),
-                   "app.kubernetes.io/version": built.version[:63]},
+        "labels": {
+            "app.kubernetes.io/name": pod.ac_name[:63].rstrip("-"),
+            "app.kubernetes.io/version": built.version[:63],
+        },
     }
     annotations = {a.name: a.value for a in pod.annotations if _ANNOTATION_KEY.match(a.name)}
     if annotations:

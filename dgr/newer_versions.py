@@ -53,7 +53,7 @@ def version_in_url(url: str, name: ImageName, os_: str, arch: str) -> str | None
     tail = f"-{os_}-{arch}.aci"
     head = f"{name.tiny_name}-"
     if file.startswith(head) and file.endswith(tail):
-        version = file[len(head):-len(tail)]
+        version = file[len(head) : -len(tail)]
         if VERSION.match(version) and version != "latest":
             return version
     for segment in path.split("/"):
@@ -80,9 +80,14 @@ def latest_by_discovery(name: ImageName, config: Config) -> str | None:
 def latest_in_store(name: ImageName, store: Store) -> str | None:
     """The newest stored version of `name` for this os/arch, or None."""
     arch = appc_arch()
-    versions = [image.name.version for image in store.list()
-                if image.name.name == name.name and image.os in ("", "linux") and image.arch in ("", arch)
-                and image.name.version]
+    versions = [
+        image.name.version
+        for image in store.list()
+        if image.name.name == name.name
+        and image.os in ("", "linux")
+        and image.arch in ("", arch)
+        and image.name.version
+    ]
     return _newest(versions)
 
 

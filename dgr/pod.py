@@ -114,8 +114,10 @@ class PodBuild:
         for app in self.apps:
             if app.name == name:
                 return app
-        raise DgrError(f"no app named {name!r} in pod {self.pod.name}",
-                       hint=f"apps: {', '.join(a.name for a in self.apps)}")
+        raise DgrError(
+            f"no app named {name!r} in pod {self.pod.name}",
+            hint=f"apps: {', '.join(a.name for a in self.apps)}",
+        )
 
 
 def pod_target(pod: PodManifest, options: BuildOptions) -> Path:
@@ -156,8 +158,14 @@ def app_home(pod: PodManifest, app: PodApp, target: Path) -> Path:
     return home
 
 
-def app_manifest(pod: PodManifest, app: PodApp, home: Path, *, inherited: App | None = None,
-                 annotations: tuple[NameValue, ...] = ()) -> Manifest:
+def app_manifest(
+    pod: PodManifest,
+    app: PodApp,
+    home: Path,
+    *,
+    inherited: App | None = None,
+    annotations: tuple[NameValue, ...] = (),
+) -> Manifest:
     """The generated manifest of the app's image (`inherited`: the app it inherits)."""
     return Manifest(
         name=pod.image_name(app),
@@ -206,8 +214,9 @@ def inherited_app(dep: Dependency) -> tuple[App, tuple[NameValue, ...]]:
     return reader.app(raw, "app"), tuple(a for a in annotations if a.name not in DGR_ANNOTATIONS)
 
 
-def build_app(pod: PodManifest, app: PodApp, target: Path, options: BuildOptions,
-              *, force: bool = False) -> AppBuild:
+def build_app(
+    pod: PodManifest, app: PodApp, target: Path, options: BuildOptions, *, force: bool = False
+) -> AppBuild:
     """Build the image of one app (incremental like any image)."""
     from dgr.build import build
     from dgr.resolve import resolve_one
@@ -504,8 +513,14 @@ def _print_new(path: Path, offset: int, prefix: str, out: IO[str]) -> int:
     return offset + end
 
 
-def start_pod(built: PodBuild, options: BuildOptions, *, env: Mapping[str, str] | None = None,
-              override: str | None = None, host_network: bool = False) -> RunningPod:
+def start_pod(
+    built: PodBuild,
+    options: BuildOptions,
+    *,
+    env: Mapping[str, str] | None = None,
+    override: str | None = None,
+    host_network: bool = False,
+) -> RunningPod:
     """Start every app of `built` (prestart included) in one network namespace."""
     from dgr.container import Container, image_spec
 
@@ -524,8 +539,12 @@ def start_pod(built: PodBuild, options: BuildOptions, *, env: Mapping[str, str] 
             holder.start()
             netns = netns_of(holder)
         for app in built.apps:
-            spec = image_spec(app.result, env=environment, volumes=runtime_volumes(pod, app, state),
-                              host_network=host_network)
+            spec = image_spec(
+                app.result,
+                env=environment,
+                volumes=runtime_volumes(pod, app, state),
+                host_network=host_network,
+            )
             container = Container(replace(spec, name=app.name, netns=netns), state_dir=state / app.name)
             apps[app.name] = container.start()
             log.info("Started app %s of pod %s", app.name, pod.name)
@@ -535,8 +554,14 @@ def start_pod(built: PodBuild, options: BuildOptions, *, env: Mapping[str, str] 
     return running
 
 
-def run_pod(built: PodBuild, options: BuildOptions, *, env: Mapping[str, str] | None = None,
-            override: str | None = None, host_network: bool = False) -> int:
+def run_pod(
+    built: PodBuild,
+    options: BuildOptions,
+    *,
+    env: Mapping[str, str] | None = None,
+    override: str | None = None,
+    host_network: bool = False,
+) -> int:
     """`dgr run` on a pod: start it, show the apps' output until they all exit, stop it."""
     with start_pod(built, options, env=env, override=override, host_network=host_network) as running:
         return running.follow()
@@ -625,8 +650,9 @@ def start_test_pod(built: PodBuild, options: BuildOptions, tester: TesterOptions
         netns = netns_of(container)
         for app in built.apps:
             log.info("Starting app %s of pod %s", app.name, pod.name)
-            running.apps[app.name] = start_test_container(app.result, options, tester, name=app.name,
-                                                          netns=netns)
+            running.apps[app.name] = start_test_container(
+                app.result, options, tester, name=app.name, netns=netns
+            )
         for app_container in running.apps.values():
             app_container.wait_ready()
         holder.wait_ready()

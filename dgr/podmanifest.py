@@ -142,14 +142,22 @@ class PodReader(ManifestReader):
         if policy not in INHERIT_POLICIES:
             raise self.fail(
                 f"{key}.inheritDependencyPolicy must be first, last or none, got {policy!r}",
-                f"{key}.inheritDependencyPolicy", data, "inheritDependencyPolicy",
+                f"{key}.inheritDependencyPolicy",
+                data,
+                "inheritDependencyPolicy",
             )
         raw_app = data.get("app")
         app = self.app(raw_app, f"{key}.app")
         overridden = frozenset(raw_app or ())
-        result = PodApp("", dependencies, policy, app, overridden,
-                        self.mounts(data.get("mounts"), f"{key}.mounts"),
-                        self.name_values(data.get("annotations"), f"{key}.annotations"))
+        result = PodApp(
+            "",
+            dependencies,
+            policy,
+            app,
+            overridden,
+            self.mounts(data.get("mounts"), f"{key}.mounts"),
+            self.name_values(data.get("annotations"), f"{key}.annotations"),
+        )
         if data.get("name") is not None:
             name = self.ac_name(data.get("name"), f"{key}.name", data, "name")
         elif result.inherit_from is not None:
@@ -189,23 +197,33 @@ class PodReader(ManifestReader):
                     raise self.fail(f"{where}.source is mandatory for a host volume", where, item, "kind")
                 for forbidden in ("mode", "uid", "gid"):
                     if forbidden in item:
-                        raise self.fail(f"{where}.{forbidden} is not allowed for a host volume", where,
-                                        item, forbidden)
-                recursive = None if item.get("recursive") is None else self.boolean(
-                    item.get("recursive"), f"{where}.recursive")
+                        raise self.fail(
+                            f"{where}.{forbidden} is not allowed for a host volume", where, item, forbidden
+                        )
+                recursive = (
+                    None
+                    if item.get("recursive") is None
+                    else self.boolean(item.get("recursive"), f"{where}.recursive")
+                )
                 result.append(PodVolume(name, kind, source, read_only, recursive))
             elif kind == "empty":
                 if "source" in item:
-                    raise self.fail(f"{where}.source is not allowed for an empty volume", where, item,
-                                    "source")
+                    raise self.fail(
+                        f"{where}.source is not allowed for an empty volume", where, item, "source"
+                    )
                 mode = self.string(item.get("mode"), f"{where}.mode", "0755") or "0755"
                 if not all(c in "01234567" for c in mode):
-                    raise self.fail(f"{where}.mode must be octal, e.g. \"0755\"", where, item, "mode")
-                result.append(PodVolume(
-                    name, kind, read_only=read_only, mode=mode,
-                    uid=self.integer(item.get("uid"), f"{where}.uid", 0),
-                    gid=self.integer(item.get("gid"), f"{where}.gid", 0),
-                ))
+                    raise self.fail(f'{where}.mode must be octal, e.g. "0755"', where, item, "mode")
+                result.append(
+                    PodVolume(
+                        name,
+                        kind,
+                        read_only=read_only,
+                        mode=mode,
+                        uid=self.integer(item.get("uid"), f"{where}.uid", 0),
+                        gid=self.integer(item.get("gid"), f"{where}.gid", 0),
+                    )
+                )
             else:
                 raise self.fail(f"{where}.kind must be host or empty, got {kind!r}", where, item, "kind")
         return tuple(result)
@@ -246,15 +264,21 @@ def _parse_pod_manifest(text: str, path: Path, reader: PodReader) -> PodManifest
     for i, item in enumerate(items):
         app = reader.pod_app(item, f"pod.apps[{i}]")
         if any(a.name == app.name for a in apps):
-            raise reader.fail(f"duplicate app name {app.name!r} (set a distinct `name`)",
-                              f"pod.apps[{i}].name", item, "name" if "name" in item else "dependencies")
+            raise reader.fail(
+                f"duplicate app name {app.name!r} (set a distinct `name`)",
+                f"pod.apps[{i}].name",
+                item,
+                "name" if "name" in item else "dependencies",
+            )
         apps.append(app)
     volumes = reader.volumes(pod.get("volumes"), "pod.volumes")
     for i, app in enumerate(apps):
         for j, mount in enumerate(app.mounts):
             if not any(v.name == mount.volume for v in volumes):
-                raise reader.fail(f"pod.apps[{i}].mounts[{j}]: no volume {mount.volume!r} in pod.volumes",
-                                  f"pod.apps[{i}].mounts[{j}].volume")
+                raise reader.fail(
+                    f"pod.apps[{i}].mounts[{j}]: no volume {mount.volume!r} in pod.volumes",
+                    f"pod.apps[{i}].mounts[{j}].volume",
+                )
     return PodManifest(
         name=name,
         path=path,

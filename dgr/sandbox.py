@@ -85,7 +85,6 @@ class Sandbox:
     cwd: str = "/"
     netns: str | None = None  # join this network namespace (e.g. /proc/PID/ns/net) instead
 
-
     def command(self, argv: Sequence[str]) -> list[str]:
         """The host command line that runs `argv` in this sandbox."""
         bwrap = require_tool("bwrap", "bubblewrap")

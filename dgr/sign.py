@@ -43,11 +43,17 @@ def sign_image(aci: Path, name: ImageName, config: Config) -> Path | None:
     sig = signature_path(aci)
     tmp = sig.with_name(f".{sig.name}.tmp")
     try:
-        result = run([gpg, "--batch", "--yes", "--armor", "--detach-sign", "--output", tmp, aci],
-                     timeout=GPG_TIMEOUT, check=False)
+        result = run(
+            [gpg, "--batch", "--yes", "--armor", "--detach-sign", "--output", tmp, aci],
+            timeout=GPG_TIMEOUT,
+            check=False,
+        )
         if result.returncode != 0:
-            raise DgrError(f"gpg could not sign {aci.name}", details=result.tail(),
-                           hint="check GNUPGHOME and that it holds a secret key")
+            raise DgrError(
+                f"gpg could not sign {aci.name}",
+                details=result.tail(),
+                hint="check GNUPGHOME and that it holds a secret key",
+            )
         if entry.keyring is not None:
             verify_signature(aci, tmp, entry.keyring)
         os.replace(tmp, sig)

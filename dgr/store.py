@@ -184,8 +184,11 @@ class Store:
         if reference.startswith("sha512-"):
             matches = [i for i in self.list() if i.image_id.startswith(reference)]
             if len(matches) > 1:  # an ID prefix names one image; never remove several by accident
-                raise DgrError(f"{reference!r} matches {len(matches)} images", path=self.root,
-                               hint="give more characters of the ID (dgr store list)")
+                raise DgrError(
+                    f"{reference!r} matches {len(matches)} images",
+                    path=self.root,
+                    hint="give more characters of the ID (dgr store list)",
+                )
         else:
             ref = ImageName.parse(reference)
             matches = [

@@ -253,8 +253,12 @@ def _bats_sources() -> tuple[Path, Path, Path]:
 
 def _sources_key(wrapper: Path, root: Path, bash: Path) -> str:
     h = hashlib.sha256(BATS_LAYER_FORMAT.encode())
-    files = [wrapper, bash, *sorted((root / "libexec" / "bats-core").iterdir()),
-             *sorted((root / "lib" / "bats-core").iterdir())]
+    files = [
+        wrapper,
+        bash,
+        *sorted((root / "libexec" / "bats-core").iterdir()),
+        *sorted((root / "lib" / "bats-core").iterdir()),
+    ]
     for path in files:
         st = path.stat()
         h.update(f"{path}\0{st.st_size}\0{st.st_mtime_ns}\0".encode())
@@ -380,8 +384,9 @@ def image_layers_for_tests(result: BuildResult, options: BuildOptions) -> tuple[
     top: tuple[Path, ...] = ()
     if needs_test_build(manifest.project):
         generated = generated_test_manifest(result)
-        tests = build(generated.project, options, manifest=generated,
-                      target=result.workspace.target / TESTS_TARGET)
+        tests = build(
+            generated.project, options, manifest=generated, target=result.workspace.target / TESTS_TARGET
+        )
         top = (tests.workspace.layer,)
     image = result.layers
     below = tuple(dict.fromkeys(d.layer for d in flatten(tester_deps) if d.layer not in image))
@@ -458,8 +463,9 @@ def check_templates(result: BuildResult, work: Path) -> list[str]:
         if override is not None:
             variant_env["TEMPLATER_OVERRIDE"] = override
         try:
-            render(attributes, templates, out, variant_env, override_var="TEMPLATER_OVERRIDE",
-                   run_checks=False)
+            render(
+                attributes, templates, out, variant_env, override_var="TEMPLATER_OVERRIDE", run_checks=False
+            )
         except DgrError as exc:
             if override is not None:
                 hint = f"with the override tests/overrides/{name}"
@@ -493,8 +499,14 @@ class TesterContainer:
 
     __test__ = False  # not a pytest test class
 
-    def __init__(self, container: Container, run_dir: Path, project: Path, options: TesterOptions,
-                 manifest_ports: Sequence[Port] = ()) -> None:
+    def __init__(
+        self,
+        container: Container,
+        run_dir: Path,
+        project: Path,
+        options: TesterOptions,
+        manifest_ports: Sequence[Port] = (),
+    ) -> None:
         self.container = container
         self.run_dir = run_dir
         self.project = project
@@ -502,8 +514,9 @@ class TesterContainer:
         self.manifest_ports = tuple(manifest_ports)
 
     # The inspection API of the running container (used by Python tests).
-    def exec(self, argv: Sequence[str], *, env: Mapping[str, str] | None = None,
-             timeout: float | None = 60) -> Result:
+    def exec(
+        self, argv: Sequence[str], *, env: Mapping[str, str] | None = None, timeout: float | None = 60
+    ) -> Result:
         """Run `argv` in the container's working directory; returns exit code and output."""
         # Container.exec passes `nsenter -w<dir>`, which opens <dir> on the host before
         # entering the container (bash then fails getcwd); `cd` inside the container instead.
@@ -562,14 +575,19 @@ class TesterContainer:
                     details=_tail(self.logs()),
                 )
             if time.monotonic() > deadline:
-                raise ContainerError(f"container {self.name}: prestart still running after "
-                                     f"{self.options.start_timeout:.0f}s", details=_tail(self.logs()))
+                raise ContainerError(
+                    f"container {self.name}: prestart still running after {self.options.start_timeout:.0f}s",
+                    details=_tail(self.logs()),
+                )
             time.sleep(0.01)
 
     def wait_ready(self, tries: int | None = None, interval: float | None = None) -> None:
         """Poll tests/wait.sh until it exits 0 (WaitError with its last output otherwise)."""
-        wait_ready(self, self.options.wait_tries if tries is None else tries,
-                   self.options.wait_interval if interval is None else interval)
+        wait_ready(
+            self,
+            self.options.wait_tries if tries is None else tries,
+            self.options.wait_interval if interval is None else interval,
+        )
 
     def run_bats(self, file: str) -> BatsRun:
         """Run one bats file of the tests folder (`file` is its name) with TAP output."""
@@ -591,9 +609,14 @@ def _tail(text: str, lines: int = 40) -> str:
     return "\n".join(text.rstrip("\n").splitlines()[-lines:])
 
 
-def start_test_container(result: BuildResult, options: BuildOptions,
-                         tester: TesterOptions | None = None, *, name: str | None = None,
-                         netns: str | None = None) -> TesterContainer:
+def start_test_container(
+    result: BuildResult,
+    options: BuildOptions,
+    tester: TesterOptions | None = None,
+    *,
+    name: str | None = None,
+    netns: str | None = None,
+) -> TesterContainer:
     """Assemble the test image of `result`, start it and wait for prestart (not wait.sh).
 
     `name` replaces the container's name (its hostname); `netns` is a network namespace to
@@ -646,8 +669,10 @@ def wait_ready(container: TesterContainer, tries: int, interval: float) -> None:
     last: Result | None = None
     for attempt in range(max(tries, 1)):
         if not container.running():
-            raise ContainerError(f"container {container.name} stopped while waiting for wait.sh",
-                                 details=_tail(container.logs()))
+            raise ContainerError(
+                f"container {container.name} stopped while waiting for wait.sh",
+                details=_tail(container.logs()),
+            )
         last = container.exec(argv, env=container.test_env(), timeout=container.options.wait_timeout)
         if last.returncode == 0:
             log.debug("wait.sh succeeded after %d tries", attempt + 1)
@@ -670,12 +695,18 @@ def wait_ready(container: TesterContainer, tries: int, interval: float) -> None:
 def run_bats(container: TesterContainer, file: str) -> BatsRun:
     """Run `/dgr/tests/<file>` with `bats --tap` inside the container and parse its TAP."""
     names = tuple(list_bats_tests(container.project / "tests" / file))
-    result = container.exec([f"{TESTER_BIN}/bats", "--tap", f"{TESTS_IN_IMAGE}/{file}"],
-                            env=container.test_env(), timeout=container.options.bats_timeout)
+    result = container.exec(
+        [f"{TESTER_BIN}/bats", "--tap", f"{TESTS_IN_IMAGE}/{file}"],
+        env=container.test_env(),
+        timeout=container.options.bats_timeout,
+    )
     report = parse_tap(result.output)
     if not report.results and result.returncode != 0:
-        raise BatsError(f"bats failed on {file} with exit code {result.returncode}",
-                        path=container.project / "tests" / file, details=_tail(result.output))
+        raise BatsError(
+            f"bats failed on {file} with exit code {result.returncode}",
+            path=container.project / "tests" / file,
+            details=_tail(result.output),
+        )
     return BatsRun(file, result.returncode, result.output, report, names)
 
 
@@ -685,16 +716,18 @@ def bats_files(project: Path) -> list[Path]:
     return sorted(tests.glob("*.bats")) if tests.is_dir() else []
 
 
-def run_image_tests(result: BuildResult, options: BuildOptions,
-                    tester: TesterOptions | None = None) -> list[BatsRun]:
+def run_image_tests(
+    result: BuildResult, options: BuildOptions, tester: TesterOptions | None = None
+) -> list[BatsRun]:
     """Start the test container, wait for it, run every bats file; stop it. For scripts."""
     with start_test_container(result, options, tester) as container:
         container.wait_ready()
         return [container.run_bats(f.name) for f in bats_files(result.manifest.project)]
 
 
-def pytest_arguments(project: Path, options: BuildOptions, *, home: str | None = None,
-                     extra: Sequence[str] = ()) -> list[str]:
+def pytest_arguments(
+    project: Path, options: BuildOptions, *, home: str | None = None, extra: Sequence[str] = ()
+) -> list[str]:
     """The pytest command line of `dgr test` for `project` (the pytest_dgr options)."""
     from dgr.manifest import load_manifest
     from dgr.workspace import target_dir

@@ -93,15 +93,28 @@ class SessionBuilds:
             if record.exists():
                 data = json.loads(record.read_text())
                 if not data["ok"]:
-                    raise BuildError(data["message"], path=data.get("path"), line=data.get("line"),
-                                     hint=data.get("hint"), details=data.get("details"))
+                    raise BuildError(
+                        data["message"],
+                        path=data.get("path"),
+                        line=data.get("line"),
+                        hint=data.get("hint"),
+                        details=data.get("details"),
+                    )
             try:
                 result = build(folder, self.options)
             except DgrError as exc:
-                record.write_text(json.dumps({
-                    "ok": False, "message": exc.message, "path": exc.path, "line": exc.line,
-                    "hint": exc.hint, "details": exc.details,
-                }))
+                record.write_text(
+                    json.dumps(
+                        {
+                            "ok": False,
+                            "message": exc.message,
+                            "path": exc.path,
+                            "line": exc.line,
+                            "hint": exc.hint,
+                            "details": exc.details,
+                        }
+                    )
+                )
                 raise
             record.write_text(json.dumps({"ok": True, "image": str(result.name)}))
             return result
@@ -122,4 +135,3 @@ def read_tail(path: Path, lines: int = 60) -> str:
     except OSError:
         return ""
     return "\n".join(text.rstrip("\n").splitlines()[-lines:])
-

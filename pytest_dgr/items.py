@@ -240,9 +240,7 @@ class DgrItem(pytest.Item):
         assert state is not None
         return state
 
-    def repr_failure(
-        self, excinfo: ExceptionInfo[BaseException], style: Any = None
-    ) -> str | TerminalRepr:
+    def repr_failure(self, excinfo: ExceptionInfo[BaseException], style: Any = None) -> str | TerminalRepr:
         exc = excinfo.value
         if isinstance(exc, ImageUnavailable):
             return str(exc)
@@ -328,9 +326,7 @@ class BatsItem(DgrItem):
         if result.failed:
             raise BatsFailure(result, self.path.name)
 
-    def repr_failure(
-        self, excinfo: ExceptionInfo[BaseException], style: Any = None
-    ) -> str | TerminalRepr:
+    def repr_failure(self, excinfo: ExceptionInfo[BaseException], style: Any = None) -> str | TerminalRepr:
         exc = excinfo.value
         if isinstance(exc, BatsFailure):
             text = f"bats: not ok {exc.result.number} {exc.result.name} ({exc.file})"

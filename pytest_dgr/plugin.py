@@ -31,15 +31,34 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("dgr", "dgr: build and test container images")
     group.addoption("--dgr-home", metavar="DIR", help="dgr configuration folder (default ~/.config/dgr)")
     group.addoption("--dgr-target", metavar="DIR", help="put image targets under DIR (dgr -p)")
-    group.addoption("--dgr-log-level", default="info", metavar="LEVEL",
-                    help="error|warn|info|debug|trace (default: info)")
+    group.addoption(
+        "--dgr-log-level",
+        default="info",
+        metavar="LEVEL",
+        help="error|warn|info|debug|trace (default: info)",
+    )
     group.addoption("--dgr-keep", action="store_true", help="keep test containers and build work folders")
-    group.addoption("--dgr-set-env", action="append", default=[], metavar="NAME=VALUE",
-                    help="environment for build scripts (repeatable)")
-    group.addoption("--dgr-wait-tries", type=int, default=60, metavar="N",
-                    help="run tests/wait.sh at most N times (default: 60)")
-    group.addoption("--dgr-wait-interval", type=float, default=1.0, metavar="SECONDS",
-                    help="pause between two wait.sh runs (default: 1)")
+    group.addoption(
+        "--dgr-set-env",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="environment for build scripts (repeatable)",
+    )
+    group.addoption(
+        "--dgr-wait-tries",
+        type=int,
+        default=60,
+        metavar="N",
+        help="run tests/wait.sh at most N times (default: 60)",
+    )
+    group.addoption(
+        "--dgr-wait-interval",
+        type=float,
+        default=1.0,
+        metavar="SECONDS",
+        help="pause between two wait.sh runs (default: 1)",
+    )
 
 
 def pytest_configure(config: pytest.Config) -> None:

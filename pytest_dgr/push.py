@@ -33,8 +33,10 @@ class Outcomes:
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     parser.getgroup("dgr").addoption(
-        "--dgr-push", action="store_true",
-        help="at the end, push every image whose items all passed (push section of config.yml)")
+        "--dgr-push",
+        action="store_true",
+        help="at the end, push every image whose items all passed (push section of config.yml)",
+    )
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -115,5 +117,7 @@ def push_folder(folder: Path, config: pytest.Config) -> list[str]:
     options = settings(config).options
     result = build(folder, options)
     signature = prepare_signature(result, options.config)
-    return [f"pushed {result.name} to {p.location} {p.digest}".rstrip()
-            for p in push_image(result, options.config, signature=signature)]
+    return [
+        f"pushed {result.name} to {p.location} {p.digest}".rstrip()
+        for p in push_image(result, options.config, signature=signature)
+    ]

@@ -53,12 +53,20 @@ def push_image(result: BuildResult, config: Config, *, signature: Path | None = 
     targets = push_targets(config)
     where = config.home / "config.yml"
     if not targets:
-        raise PushError("no push target configured", path=where, key="push",
-                        hint="add e.g. 'push: [{type: oci, registry: HOST[:PORT]}]' (see docs/push.md)")
+        raise PushError(
+            "no push target configured",
+            path=where,
+            key="push",
+            hint="add e.g. 'push: [{type: oci, registry: HOST[:PORT]}]' (see docs/push.md)",
+        )
     chosen = [t for t in targets if t.applies_to(result.name.domain)]
     if not chosen:
-        raise PushError(f"no push target for the domain {result.name.domain}", path=where, key="push",
-                        hint="add the domain to a target's domains (or drop its domains list)")
+        raise PushError(
+            f"no push target for the domain {result.name.domain}",
+            path=where,
+            key="push",
+            hint="add the domain to a target's domains (or drop its domains list)",
+        )
     pushed = []
     for target in chosen:
         if target.type == "oci":

@@ -76,9 +76,11 @@ def initiate_url(name: ImageName, manifest: Mapping[str, Any], target: Target, c
     try:
         found = discover(name.name, default_labels(version, os_, arch), config, want="push")
     except DiscoveryError as exc:
-        raise PushError(f"no acserver to push {name} to: {exc.message}", details=exc.details,
-                        hint=f"set url in {target.key} of the push section, or fix discovery "
-                             f"({exc.hint})") from None
+        raise PushError(
+            f"no acserver to push {name} to: {exc.message}",
+            details=exc.details,
+            hint=f"set url in {target.key} of the push section, or fix discovery ({exc.hint})",
+        ) from None
     return found.push[0]
 
 
@@ -130,23 +132,32 @@ class _Client:
         try:
             response = self.session.request(method, url, **kwargs)
         except InsecureRequestRefused as exc:
-            raise PushError(f"{what}: {exc}",
-                            hint=f"if you trust this network, add http:{urlsplit(url).netloc} to "
-                                 "insecureOptions in config.yml") from None
+            raise PushError(
+                f"{what}: {exc}",
+                hint=f"if you trust this network, add http:{urlsplit(url).netloc} to "
+                "insecureOptions in config.yml",
+            ) from None
         except requests.exceptions.SSLError:
             where = urlsplit(url).netloc
-            raise PushError(f"{what}: the TLS certificate of {where} is not trusted",
-                            hint=f"install its CA, or add tls:{where} to insecureOptions") from None
+            raise PushError(
+                f"{what}: the TLS certificate of {where} is not trusted",
+                hint=f"install its CA, or add tls:{where} to insecureOptions",
+            ) from None
         except requests.RequestException as exc:
-            raise PushError(f"{what}: cannot reach {urlsplit(url).netloc}: {type(exc).__name__}",
-                            details=str(exc)) from None
+            raise PushError(
+                f"{what}: cannot reach {urlsplit(url).netloc}: {type(exc).__name__}", details=str(exc)
+            ) from None
         if response.status_code == 401:
-            raise PushError(f"{what}: {self.host} asks for credentials (HTTP 401)",
-                            hint="set username/password or authFile in the push target")
+            raise PushError(
+                f"{what}: {self.host} asks for credentials (HTTP 401)",
+                hint="set username/password or authFile in the push target",
+            )
         if response.status_code == 403:
             who = f"user {self.credentials.username!r}" if self.credentials else "anonymous access"
-            raise PushError(f"{what}: {self.host} refused {who} (HTTP 403)",
-                            hint="check username/password or authFile of the push target")
+            raise PushError(
+                f"{what}: {self.host} refused {who} (HTTP 403)",
+                hint="check username/password or authFile of the push target",
+            )
         if response.status_code not in (200, 400):
             raise PushError(f"{what}: bad HTTP status {response.status_code} from {url}")
         return response
@@ -155,8 +166,9 @@ class _Client:
         self.session.close()
 
 
-def push_appc(aci: Path, signature: Path | None, name: ImageName, target: Target,
-              config: Config) -> AppcPush:
+def push_appc(
+    aci: Path, signature: Path | None, name: ImageName, target: Target, config: Config
+) -> AppcPush:
     """Push `aci` (and its `signature`) as image `name` to the acserver of `target`."""
     manifest = read_aci_manifest(aci)
     url = initiate_url(name, manifest, target, config)
@@ -167,8 +179,9 @@ def push_appc(aci: Path, signature: Path | None, name: ImageName, target: Target
         urls = _initiate(client, url)
         part = "manifest"
         try:
-            client.request("PUT", urls.manifest, "uploading the manifest",
-                           data=json.dumps(manifest).encode("utf-8"))
+            client.request(
+                "PUT", urls.manifest, "uploading the manifest", data=json.dumps(manifest).encode("utf-8")
+            )
             part = "ACI"
             _upload_file(client, urls.aci, aci, "ACI")
             if signature is not None:
@@ -177,15 +190,19 @@ def push_appc(aci: Path, signature: Path | None, name: ImageName, target: Target
         except PushError as exc:
             _abort(client, urls.complete, f"error uploading {part}: {exc.message}")
             raise
-        answer = _json(client.request("POST", urls.complete, "completing the upload",
-                                      json={"success": True}), "completing the upload")
+        answer = _json(
+            client.request("POST", urls.complete, "completing the upload", json={"success": True}),
+            "completing the upload",
+        )
     finally:
         client.close()
     if answer.get("success") is not True:
         reason = answer.get("server_reason") or "no reason given"
         detail = answer.get("reason")
-        raise PushError(f"{host} refused {name}: {reason}" + (f" ({detail})" if detail else ""),
-                        hint="the server's log may say more")
+        raise PushError(
+            f"{host} refused {name}: {reason}" + (f" ({detail})" if detail else ""),
+            hint="the server's log may say more",
+        )
     log.info("Pushed %s to %s", name, host)
     return AppcPush(url, signature is not None)
 
@@ -195,8 +212,12 @@ def _initiate(client: _Client, url: str) -> UploadUrls:
     missing = [k for k in UPLOAD_KEYS if not isinstance(answer.get(k), str)]
     if missing:
         raise PushError(f"starting the upload: {url} is not an acserver push endpoint (no {missing[0]})")
-    return UploadUrls(answer["upload_manifest_url"], answer["upload_aci_url"],
-                      answer["upload_signature_url"], answer["completed_url"])
+    return UploadUrls(
+        answer["upload_manifest_url"],
+        answer["upload_aci_url"],
+        answer["upload_signature_url"],
+        answer["completed_url"],
+    )
 
 
 def _json(response: requests.Response, what: str) -> dict[str, Any]:
@@ -205,8 +226,10 @@ def _json(response: requests.Response, what: str) -> dict[str, Any]:
     except ValueError:
         data = None
     if not isinstance(data, dict):
-        raise PushError(f"{what}: the server did not answer JSON (HTTP {response.status_code})",
-                        details=response.text[:2000])
+        raise PushError(
+            f"{what}: the server did not answer JSON (HTTP {response.status_code})",
+            details=response.text[:2000],
+        )
     return data
 
 
@@ -214,8 +237,13 @@ def _upload_file(client: _Client, url: str, path: Path, what: str) -> None:
     size = path.stat().st_size
     start = time.monotonic()
     with open(path, "rb") as handle:
-        response = client.request("PUT", url, f"uploading the {what}", data=_Progress(handle, size, what),
-                                  headers={"Content-Type": "application/octet-stream"})
+        response = client.request(
+            "PUT",
+            url,
+            f"uploading the {what}",
+            data=_Progress(handle, size, what),
+            headers={"Content-Type": "application/octet-stream"},
+        )
     if response.status_code != 200:
         raise PushError(f"uploading the {what}: HTTP {response.status_code}", details=response.text[:2000])
     log.info("Uploaded %s (%s) in %.1fs", what, _size(size), time.monotonic() - start)

@@ -53,7 +53,8 @@ def repository(name: ImageName, target: Target) -> str:
         if not _COMPONENT.match(component):
             raise PushError(
                 f"cannot push {name.name} to a registry: {component!r} is not a valid OCI repository "
-                "path component", key=f"{target.key}.namespace",
+                "path component",
+                key=f"{target.key}.namespace",
                 hint="OCI names take lower case letters and digits separated by '.', '_', '__' or '-'",
             )
     return f"{target.registry}/{path}"
@@ -62,8 +63,10 @@ def repository(name: ImageName, target: Target) -> str:
 def tag(name: ImageName) -> str:
     version = name.version or "latest"
     if not _TAG.match(version):
-        raise PushError(f"cannot push {name}: version {version!r} is not a valid OCI tag",
-                        hint="tags take letters, digits, '_', '.' and '-' (at most 128)")
+        raise PushError(
+            f"cannot push {name}: version {version!r} is not a valid OCI tag",
+            hint="tags take letters, digits, '_', '.' and '-' (at most 128)",
+        )
     return version
 
 
@@ -94,11 +97,28 @@ class _LogLines(io.StringIO):
         return len(text)
 
 
-def skopeo_arguments(layout: Path, layout_tag: str, destination: str, *, verify: bool,
-                     auth_file: Path | None, policy: Path, digest_file: Path) -> list[str]:
+def skopeo_arguments(
+    layout: Path,
+    layout_tag: str,
+    destination: str,
+    *,
+    verify: bool,
+    auth_file: Path | None,
+    policy: Path,
+    digest_file: Path,
+) -> list[str]:
     """The skopeo command line (it holds no secret: credentials are in `auth_file`)."""
-    args = [require_tool("skopeo"), "--policy", str(policy), "copy", "--retry-times", "2",
-            f"--dest-tls-verify={'true' if verify else 'false'}", "--digestfile", str(digest_file)]
+    args = [
+        require_tool("skopeo"),
+        "--policy",
+        str(policy),
+        "copy",
+        "--retry-times",
+        "2",
+        f"--dest-tls-verify={'true' if verify else 'false'}",
+        "--digestfile",
+        str(digest_file),
+    ]
     args += ["--dest-authfile", str(auth_file)] if auth_file is not None else ["--dest-no-creds"]
     return [*args, f"oci:{layout}:{layout_tag}", f"docker://{destination}"]
 
@@ -125,9 +145,18 @@ def push_oci(layout: Path, name: ImageName, target: Target, config: Config) -> O
         secret = target.credentials.password if target.credentials is not None else None
         log.info("Pushing %s to %s%s", name, destination, "" if verify else " (TLS not verified)")
         result = run(
-            skopeo_arguments(layout, name.version or "latest", destination, verify=verify,
-                             auth_file=auth_file, policy=policy, digest_file=digest_file),
-            timeout=SKOPEO_TIMEOUT, check=False, log_file=_LogLines("  skopeo: ", secret),
+            skopeo_arguments(
+                layout,
+                name.version or "latest",
+                destination,
+                verify=verify,
+                auth_file=auth_file,
+                policy=policy,
+                digest_file=digest_file,
+            ),
+            timeout=SKOPEO_TIMEOUT,
+            check=False,
+            log_file=_LogLines("  skopeo: ", secret),
         )
         if result.returncode != 0:
             output = result.output
@@ -146,21 +175,46 @@ def _skopeo_error(output: str, destination: str, target: Target) -> PushError:
     details = "\n".join(output.rstrip().splitlines()[-15:])
     where = f"{target.key}"
     if "http response to https client" in text:
-        return PushError(f"push to {destination} failed: {host} speaks plain HTTP, not HTTPS",
-                         key=where, details=details,
-                         hint=f"if you trust this network, add http:{host} to insecureOptions in config.yml")
+        return PushError(
+            f"push to {destination} failed: {host} speaks plain HTTP, not HTTPS",
+            key=where,
+            details=details,
+            hint=f"if you trust this network, add http:{host} to insecureOptions in config.yml",
+        )
     if "x509" in text or "certificate" in text:
-        return PushError(f"push to {destination} failed: the TLS certificate of {host} is not trusted",
-                         key=where, details=details,
-                         hint=f"install the registry's CA, or add tls:{host} to insecureOptions")
-    if any(s in text for s in ("unauthorized", "authentication required", "denied", "status 401",
-                               "status 403", "invalid username/password")):
-        how = ("with the configured credentials" if target.credentials or target.auth_file
-               else "anonymously (no credentials configured)")
-        return PushError(f"push to {destination} failed: {host} refused access {how}", key=where,
-                         details=details,
-                         hint=f"check username/password or authFile of {where} in config.yml")
+        return PushError(
+            f"push to {destination} failed: the TLS certificate of {host} is not trusted",
+            key=where,
+            details=details,
+            hint=f"install the registry's CA, or add tls:{host} to insecureOptions",
+        )
+    if any(
+        s in text
+        for s in (
+            "unauthorized",
+            "authentication required",
+            "denied",
+            "status 401",
+            "status 403",
+            "invalid username/password",
+        )
+    ):
+        how = (
+            "with the configured credentials"
+            if target.credentials or target.auth_file
+            else "anonymously (no credentials configured)"
+        )
+        return PushError(
+            f"push to {destination} failed: {host} refused access {how}",
+            key=where,
+            details=details,
+            hint=f"check username/password or authFile of {where} in config.yml",
+        )
     if "connection refused" in text or "no such host" in text or "i/o timeout" in text:
-        return PushError(f"push to {destination} failed: cannot reach {host}", key=where, details=details,
-                         hint="check the registry address and that it is running")
+        return PushError(
+            f"push to {destination} failed: cannot reach {host}",
+            key=where,
+            details=details,
+            hint="check the registry address and that it is running",
+        )
     return PushError(f"push to {destination} failed (skopeo)", key=where, details=details)

@@ -86,8 +86,11 @@ def push_targets(config: Config) -> list[Target]:
     if isinstance(raw, dict):
         raw = [raw]
     if not isinstance(raw, list):
-        raise PushError("push must be a list of targets ({type: oci, registry: ...} or {type: appc, ...})",
-                        path=where, key="push")
+        raise PushError(
+            "push must be a list of targets ({type: oci, registry: ...} or {type: appc, ...})",
+            path=where,
+            key="push",
+        )
     return [_target(item, i, config) for i, item in enumerate(raw)]
 
 
@@ -101,8 +104,12 @@ def _target(item: Any, index: int, config: Config) -> Target:
         raise PushError(f"{key}.type must be oci or appc (got {kind!r})", path=where, key=f"{key}.type")
     unknown = sorted(set(item) - KEYS[kind])
     if unknown:
-        raise PushError(f"unknown key {unknown[0]!r} in {key}", path=where, key=f"{key}.{unknown[0]}",
-                        hint=f"known keys for type {kind}: {', '.join(sorted(KEYS[kind]))}")
+        raise PushError(
+            f"unknown key {unknown[0]!r} in {key}",
+            path=where,
+            key=f"{key}.{unknown[0]}",
+            hint=f"known keys for type {kind}: {', '.join(sorted(KEYS[kind]))}",
+        )
 
     def text(name: str) -> str:
         value = item.get(name, "")
@@ -114,8 +121,12 @@ def _target(item: Any, index: int, config: Config) -> Target:
 
     username, password = text("username"), text("password")
     if bool(username) != bool(password):
-        raise PushError(f"{key}: username and password go together", path=where, key=key,
-                        hint="give both, or use authFile")
+        raise PushError(
+            f"{key}: username and password go together",
+            path=where,
+            key=key,
+            hint="give both, or use authFile",
+        )
     credentials = Credentials(username, password) if username else None
     auth_file = None
     if text("authFile"):
@@ -130,11 +141,22 @@ def _target(item: Any, index: int, config: Config) -> Target:
     if kind == "oci":
         registry = text("registry").strip().lower()
         if not registry or "/" in registry:
-            raise PushError(f"{key}.registry must be HOST[:PORT] (no scheme, no path)", path=where,
-                            key=f"{key}.registry", hint="e.g. registry.example.com or 127.0.0.1:5000")
+            raise PushError(
+                f"{key}.registry must be HOST[:PORT] (no scheme, no path)",
+                path=where,
+                key=f"{key}.registry",
+                hint="e.g. registry.example.com or 127.0.0.1:5000",
+            )
         namespace = text("namespace").strip("/")
-        return Target("oci", index, registry=registry, namespace=namespace, credentials=credentials,
-                      auth_file=auth_file, domains=lowered)
+        return Target(
+            "oci",
+            index,
+            registry=registry,
+            namespace=namespace,
+            credentials=credentials,
+            auth_file=auth_file,
+            domains=lowered,
+        )
     url = text("url").rstrip("/")
     if url and urlsplit(url).scheme not in ("http", "https"):
         raise PushError(f"{key}.url must be an http:// or https:// URL", path=where, key=f"{key}.url")
@@ -149,14 +171,18 @@ def read_auth_file(path: Path) -> dict[str, Any]:
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
-        raise PushError("auth file does not exist", path=path,
-                        hint="fix authFile in the push section") from None
+        raise PushError(
+            "auth file does not exist", path=path, hint="fix authFile in the push section"
+        ) from None
     except (OSError, ValueError) as exc:
         raise PushError(f"cannot read the auth file: {exc}", path=path) from None
     auths = data.get("auths") if isinstance(data, dict) else None
     if not isinstance(auths, dict):
-        raise PushError("the auth file has no \"auths\" mapping", path=path,
-                        hint='expected {"auths": {"HOST[:PORT]": {"auth": "base64(user:password)"}}}')
+        raise PushError(
+            'the auth file has no "auths" mapping',
+            path=path,
+            hint='expected {"auths": {"HOST[:PORT]": {"auth": "base64(user:password)"}}}',
+        )
     return auths
 
 
@@ -171,8 +197,9 @@ def credentials_from_auth_file(path: Path, host: str) -> Credentials | None:
             try:
                 user, sep, password = base64.b64decode(entry["auth"], validate=True).decode().partition(":")
             except (binascii.Error, UnicodeDecodeError):
-                raise PushError(f"the auth entry for {host} is not base64 of user:password",
-                                path=path) from None
+                raise PushError(
+                    f"the auth entry for {host} is not base64 of user:password", path=path
+                ) from None
             if sep and user:
                 return Credentials(user, password)
         if isinstance(entry.get("username"), str) and isinstance(entry.get("password"), str):

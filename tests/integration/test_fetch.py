@@ -120,19 +120,29 @@ def image_path(name: str, version: str, ext: str = "aci") -> str:
     return f"/images/{name}-{version}-linux-{ARCH}.{ext}"
 
 
-def make_aci(name: str, version: str, files: dict[str, bytes] | None = None,
-             extra: list[tuple[tarfile.TarInfo, bytes | None]] | None = None,
-             dependencies: list[dict[str, Any]] | None = None) -> bytes:
+def make_aci(
+    name: str,
+    version: str,
+    files: dict[str, bytes] | None = None,
+    extra: list[tuple[tarfile.TarInfo, bytes | None]] | None = None,
+    dependencies: list[dict[str, Any]] | None = None,
+) -> bytes:
     """A small valid ACI: `manifest` first, then an explicit `rootfs` directory entry."""
     manifest: dict[str, Any] = {
-        "acKind": "ImageManifest", "acVersion": "0.8.11", "name": name,
-        "labels": [{"name": "version", "value": version}, {"name": "os", "value": "linux"},
-                   {"name": "arch", "value": ARCH}],
+        "acKind": "ImageManifest",
+        "acVersion": "0.8.11",
+        "name": name,
+        "labels": [
+            {"name": "version", "value": version},
+            {"name": "os", "value": "linux"},
+            {"name": "arch", "value": ARCH},
+        ],
     }
     if dependencies:
         manifest["dependencies"] = dependencies
     out = io.BytesIO()
     with tarfile.open(fileobj=out, mode="w", format=tarfile.PAX_FORMAT) as tar:
+
         def add(info: tarfile.TarInfo, data: bytes | None = None) -> None:
             info.mtime = 0
             if data is not None:
@@ -156,22 +166,37 @@ def gpg(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gpg]:
         yield g
 
 
-def publish(server: Server, name: str, version: str, aci: bytes, gpg: Gpg | None = None,
-            signature: bytes | None = None) -> None:
+def publish(
+    server: Server,
+    name: str,
+    version: str,
+    aci: bytes,
+    gpg: Gpg | None = None,
+    signature: bytes | None = None,
+) -> None:
     server.files[image_path(name, version)] = aci
     if signature is not None or gpg is not None:
         server.files[image_path(name, version, "aci.asc")] = signature or gpg.sign(aci)  # type: ignore[union-attr]
 
 
-def make_config(tmp_path: Path, server: Server, *, insecure: bool = True, keyring: Path | None = None,
-                newer_check: bool = True) -> Config:
+def make_config(
+    tmp_path: Path,
+    server: Server,
+    *,
+    insecure: bool = True,
+    keyring: Path | None = None,
+    newer_check: bool = True,
+) -> Config:
     home = tmp_path / "home"
     home.mkdir(exist_ok=True)
     data: dict[str, Any] = {
         "storePath": str(tmp_path / "store"),
         "cachePath": str(tmp_path / "cache"),
-        "discovery": {"hosts": {"example.test": server.address}, "timeout": 5,
-                      "newerVersionCheck": newer_check},
+        "discovery": {
+            "hosts": {"example.test": server.address},
+            "timeout": 5,
+            "newerVersionCheck": newer_check,
+        },
     }
     if insecure:
         data["insecureOptions"] = ["http:127.0.0.1"]
@@ -197,7 +222,8 @@ def warnings(caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch) 
 
 
 def test_discovers_signed_image_by_name_and_version_into_the_store(
-        tmp_path: Path, server: Server, gpg: Gpg) -> None:
+    tmp_path: Path, server: Server, gpg: Gpg
+) -> None:
     server.discovery_page("/")  # only the domain has a page: the walk goes up from example.test/app
     publish(server, "example.test/app", "1.0.0", make_aci("example.test/app", "1.0.0"), gpg)
     config = make_config(tmp_path, server, keyring=gpg.keyring)
@@ -241,7 +267,8 @@ def test_dependency_resolved_through_discovery(tmp_path: Path, server: Server) -
 
 
 def test_dependencies_of_a_fetched_image_are_fetched_and_their_pinned_id_checked(
-        tmp_path: Path, server: Server) -> None:
+    tmp_path: Path, server: Server
+) -> None:
     import hashlib
 
     server.discovery_page("/")
@@ -249,10 +276,18 @@ def test_dependencies_of_a_fetched_image_are_fetched_and_their_pinned_id_checked
     base_id = "sha512-" + hashlib.sha512(base).hexdigest()
     publish(server, "example.test/base", "3", base)
     pin = {"imageName": "example.test/base", "labels": [{"name": "version", "value": "3"}]}
-    publish(server, "example.test/app", "1", make_aci("example.test/app", "1", dependencies=[
-        {**pin, "imageID": base_id}]))
-    publish(server, "example.test/bad", "1", make_aci("example.test/bad", "1", dependencies=[
-        {**pin, "imageID": "sha512-" + "0" * 128}]))
+    publish(
+        server,
+        "example.test/app",
+        "1",
+        make_aci("example.test/app", "1", dependencies=[{**pin, "imageID": base_id}]),
+    )
+    publish(
+        server,
+        "example.test/bad",
+        "1",
+        make_aci("example.test/bad", "1", dependencies=[{**pin, "imageID": "sha512-" + "0" * 128}]),
+    )
     config = make_config(tmp_path, server)
     project = tmp_path / "repo" / "user"
     project.mkdir(parents=True)
@@ -265,7 +300,9 @@ def test_dependencies_of_a_fetched_image_are_fetched_and_their_pinned_id_checked
     with pytest.raises(FetchError, match="but example.test/bad pins sha512-0000"):
         fetch_image(ImageName("example.test/bad", "1"), config)
     assert sorted(str(i.name) for i in Store(config.store_path).list()) == [
-        "example.test/app:1", "example.test/base:3"]
+        "example.test/app:1",
+        "example.test/base:3",
+    ]
 
 
 def test_bad_signature_is_refused_and_nothing_stored(tmp_path: Path, server: Server, gpg: Gpg) -> None:
@@ -281,7 +318,8 @@ def test_bad_signature_is_refused_and_nothing_stored(tmp_path: Path, server: Ser
 
 
 def test_missing_signature_is_refused_when_a_keyring_is_configured(
-        tmp_path: Path, server: Server, gpg: Gpg) -> None:
+    tmp_path: Path, server: Server, gpg: Gpg
+) -> None:
     server.discovery_page("/")
     publish(server, "example.test/app", "1.0.0", make_aci("example.test/app", "1.0.0"))
     config = make_config(tmp_path, server, keyring=gpg.keyring)
@@ -332,8 +370,9 @@ def test_tar_writing_through_an_absolute_symlink_is_refused(tmp_path: Path, serv
     outside.mkdir()
     link = tarfile.TarInfo("rootfs/link")
     link.type, link.linkname = tarfile.SYMTYPE, str(outside)
-    aci = make_aci("example.test/app", "1.0.0",
-                   extra=[(link, None), (tarfile.TarInfo("rootfs/link/pwned"), b"pwned\n")])
+    aci = make_aci(
+        "example.test/app", "1.0.0", extra=[(link, None), (tarfile.TarInfo("rootfs/link/pwned"), b"pwned\n")]
+    )
     publish(server, "example.test/app", "1.0.0", aci)
     config = make_config(tmp_path, server)
 
@@ -345,7 +384,8 @@ def test_tar_writing_through_an_absolute_symlink_is_refused(tmp_path: Path, serv
 
 
 def test_newer_version_in_the_store_is_reported(
-        tmp_path: Path, server: Server, warnings: pytest.LogCaptureFixture) -> None:
+    tmp_path: Path, server: Server, warnings: pytest.LogCaptureFixture
+) -> None:
     server.discovery_page("/")
     for version in ("1.0.0", "1.10.0", "1.2.0"):
         publish(server, "example.test/app", version, make_aci("example.test/app", version))
@@ -361,14 +401,19 @@ def test_newer_version_in_the_store_is_reported(
 
 
 def test_newer_version_by_discovery_is_reported_before_returning(
-        tmp_path: Path, server: Server, warnings: pytest.LogCaptureFixture) -> None:
+    tmp_path: Path, server: Server, warnings: pytest.LogCaptureFixture
+) -> None:
     server.discovery_page("/")
     latest = image_path("example.test/app", "1.3.0")
     server.redirects[image_path("example.test/app", "latest")] = f"http://{server.address}{latest}"
     server.files[latest] = make_aci("example.test/app", "1.3.0")
     config = make_config(tmp_path, server)
-    names = [ImageName("example.test/app", "1.0.0"), ImageName("example.test/app", "1.3.0"),
-             ImageName("example.test/gone", "1.0.0"), ImageName("example.test/app")]
+    names = [
+        ImageName("example.test/app", "1.0.0"),
+        ImageName("example.test/app", "1.3.0"),
+        ImageName("example.test/gone", "1.0.0"),
+        ImageName("example.test/app"),
+    ]
 
     check_newer_versions(names, BuildOptions(config=config))
 
@@ -380,8 +425,8 @@ def test_newer_version_by_discovery_is_reported_before_returning(
 
 
 def test_store_list_and_rm_on_the_command_line(
-        tmp_path: Path, server: Server, capsys: pytest.CaptureFixture[str],
-        monkeypatch: pytest.MonkeyPatch) -> None:
+    tmp_path: Path, server: Server, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
     from dgr.cli import main
 
     monkeypatch.setattr(log, "handlers", list(log.handlers))  # main() installs its own handler
@@ -414,7 +459,8 @@ def test_store_list_and_rm_on_the_command_line(
 
 
 def test_large_download_logs_progress_about_every_tenth(
-        tmp_path: Path, server: Server, warnings: pytest.LogCaptureFixture) -> None:
+    tmp_path: Path, server: Server, warnings: pytest.LogCaptureFixture
+) -> None:
     server.discovery_page("/")
     publish(server, "example.test/big", "1", make_aci("example.test/big", "1", {"big": bytes(9 << 20)}))
     config = make_config(tmp_path, server)

@@ -63,29 +63,38 @@ OK_AND_KO = """#!/usr/bin/env bats
 
 
 def test_bats_results_per_test(pytester: pytest.Pytester, home: Path, xdist_args: list[str]) -> None:
-    write(pytester.path / "aci-one", {
-        "aci-manifest.yml": "name: example.com/aci-one:1\n",
-        "tests/one.bats": OK_AND_KO,
-    })
+    write(
+        pytester.path / "aci-one",
+        {
+            "aci-manifest.yml": "name: example.com/aci-one:1\n",
+            "tests/one.bats": OK_AND_KO,
+        },
+    )
     result = run(pytester, home, "-rA", *xdist_args)
     result.assert_outcomes(passed=3, failed=1, skipped=1)
     assert result.ret == 1
     result.stdout.fnmatch_lines(["*bats: not ok 2 this one fails (one.bats)*", "*expected 1, got 2*"])
     lines = result.stdout.lines
-    for expected in ("PASSED aci-one::build", "PASSED aci-one::templates",
-                     "PASSED aci-one/tests/one.bats::busybox is there",
-                     "FAILED aci-one/tests/one.bats::this one fails - bats: not ok",
-                     "SKIPPED [1] aci-one/tests/one.bats:12: not today"):
+    for expected in (
+        "PASSED aci-one::build",
+        "PASSED aci-one::templates",
+        "PASSED aci-one/tests/one.bats::busybox is there",
+        "FAILED aci-one/tests/one.bats::this one fails - bats: not ok",
+        "SKIPPED [1] aci-one/tests/one.bats:12: not today",
+    ):
         assert any(line.startswith(expected) for line in lines), (expected, result.stdout.str())
 
 
 def test_failed_build_is_one_failure(pytester: pytest.Pytester, home: Path, xdist_args: list[str]) -> None:
-    write(pytester.path / "aci-broken", {
-        "aci-manifest.yml": "name: example.com/aci-broken:1\n",
-        "runlevels/build/10.fail.sh": "#!/dgr/bin/busybox sh\necho 'cannot do it'\nexit 4\n",
-        "tests/x.bats": '@test "a" {\n  true\n}\n@test "b" {\n  true\n}\n',
-        "tests/test_py.py": "def test_py(dgr_container):\n    pass\n",
-    })
+    write(
+        pytester.path / "aci-broken",
+        {
+            "aci-manifest.yml": "name: example.com/aci-broken:1\n",
+            "runlevels/build/10.fail.sh": "#!/dgr/bin/busybox sh\necho 'cannot do it'\nexit 4\n",
+            "tests/x.bats": '@test "a" {\n  true\n}\n@test "b" {\n  true\n}\n',
+            "tests/test_py.py": "def test_py(dgr_container):\n    pass\n",
+        },
+    )
     result = run(pytester, home, "-rA", *xdist_args)
     assert result.ret == 1
     out = result.stdout.str()
@@ -98,23 +107,29 @@ def test_failed_build_is_one_failure(pytester: pytest.Pytester, home: Path, xdis
 
 
 def test_wait_sh_never_succeeding(pytester: pytest.Pytester, home: Path) -> None:
-    write(pytester.path / "aci-never", {
-        "aci-manifest.yml": "name: example.com/aci-never:1\n",
-        "tests/wait.sh": "#!/bin/sh\necho still starting\nexit 1\n",
-        "tests/x.bats": '@test "never runs" {\n  true\n}\n',
-    })
+    write(
+        pytester.path / "aci-never",
+        {
+            "aci-manifest.yml": "name: example.com/aci-never:1\n",
+            "tests/wait.sh": "#!/bin/sh\necho still starting\nexit 1\n",
+            "tests/x.bats": '@test "never runs" {\n  true\n}\n',
+        },
+    )
     result = run(pytester, home, "--dgr-wait-tries=2", "--dgr-wait-interval=0.05")
     result.assert_outcomes(passed=2, failed=1)
     result.stdout.fnmatch_lines(["*wait.sh never succeeded*", "*still starting*"])
 
 
 def test_templates_item_renders_overrides(pytester: pytest.Pytester, home: Path) -> None:
-    write(pytester.path / "aci-tmpl", {
-        "aci-manifest.yml": "name: example.com/aci-tmpl:1\n",
-        "attributes/a.yml": "default:\n  who: world\n",
-        "templates/etc/hello.tmpl": "Hello {{ who }} {{ extra }}\n",
-        "tests/overrides/good.json": '{"extra": "x"}\n',
-    })
+    write(
+        pytester.path / "aci-tmpl",
+        {
+            "aci-manifest.yml": "name: example.com/aci-tmpl:1\n",
+            "attributes/a.yml": "default:\n  who: world\n",
+            "templates/etc/hello.tmpl": "Hello {{ who }} {{ extra }}\n",
+            "tests/overrides/good.json": '{"extra": "x"}\n',
+        },
+    )
     result = run(pytester, home, "-rA")
     # without the override, `extra` is missing: the default rendering fails and says where
     result.assert_outcomes(passed=1, failed=1)
@@ -135,13 +150,16 @@ def test_image(dgr_image):
 
 
 def test_python_tests_and_junit_names(pytester: pytest.Pytester, home: Path, xdist_args: list[str]) -> None:
-    write(pytester.path / "images" / "aci-py", {
-        "aci-manifest.yml": "name: example.com/aci-py:1\n",
-        "attributes/a.yml": "default:\n  who: world\n",
-        "templates/etc/hello.tmpl": "Hello {{ who }}\n",
-        "tests/a.bats": '@test "hello is rendered" {\n  [ "$(cat /etc/hello)" = "Hello world" ]\n}\n',
-        "tests/test_py.py": JUNIT_PY,
-    })
+    write(
+        pytester.path / "images" / "aci-py",
+        {
+            "aci-manifest.yml": "name: example.com/aci-py:1\n",
+            "attributes/a.yml": "default:\n  who: world\n",
+            "templates/etc/hello.tmpl": "Hello {{ who }}\n",
+            "tests/a.bats": '@test "hello is rendered" {\n  [ "$(cat /etc/hello)" = "Hello world" ]\n}\n',
+            "tests/test_py.py": JUNIT_PY,
+        },
+    )
     report = pytester.path / "junit.xml"
     result = run(pytester, home, f"--junitxml={report}", *xdist_args)
     result.assert_outcomes(passed=5)
@@ -155,7 +173,7 @@ def test_python_tests_and_junit_names(pytester: pytest.Pytester, home: Path, xdi
     }
 
 
-COUNTING_RUNLEVEL = "#!/dgr/bin/busybox sh\necho \"$ACI_NAME\" >> /counter/builds\n"
+COUNTING_RUNLEVEL = '#!/dgr/bin/busybox sh\necho "$ACI_NAME" >> /counter/builds\n'
 
 
 def test_many_images_in_parallel_build_once(pytester: pytest.Pytester, home: Path, tmp_path: Path) -> None:
@@ -167,12 +185,15 @@ def test_many_images_in_parallel_build_once(pytester: pytest.Pytester, home: Pat
         deps = ""
         if name in ("aci-img1", "aci-img2"):
             deps = "aci:\n  dependencies:\n    - example.com/aci-img0:1\n"
-        write(pytester.path / name, {
-            "aci-manifest.yml": f"name: example.com/{name}:1\n{mount}{deps}",
-            "runlevels/build/10.count.sh": COUNTING_RUNLEVEL,
-            "files/etc/" + name: name + "\n",
-            "tests/t.bats": f'@test "{name} has its file" {{\n  [ "$(cat /etc/{name})" = {name} ]\n}}\n',
-        })
+        write(
+            pytester.path / name,
+            {
+                "aci-manifest.yml": f"name: example.com/{name}:1\n{mount}{deps}",
+                "runlevels/build/10.count.sh": COUNTING_RUNLEVEL,
+                "files/etc/" + name: name + "\n",
+                "tests/t.bats": f'@test "{name} has its file" {{\n  [ "$(cat /etc/{name})" = {name} ]\n}}\n',
+            },
+        )
     # the dependents also see their dependency's file
     for name in ("aci-img1", "aci-img2"):
         with open(pytester.path / name / "tests" / "t.bats", "a") as f:
@@ -184,15 +205,22 @@ def test_many_images_in_parallel_build_once(pytester: pytest.Pytester, home: Pat
 
 
 def test_dependency_failing_fails_its_dependents(pytester: pytest.Pytester, home: Path) -> None:
-    write(pytester.path / "aci-base", {
-        "aci-manifest.yml": "name: example.com/aci-base:1\n",
-        "runlevels/build/10.fail.sh": "#!/dgr/bin/busybox sh\nexit 1\n",
-    })
+    write(
+        pytester.path / "aci-base",
+        {
+            "aci-manifest.yml": "name: example.com/aci-base:1\n",
+            "runlevels/build/10.fail.sh": "#!/dgr/bin/busybox sh\nexit 1\n",
+        },
+    )
     for name in ("aci-dep1", "aci-dep2"):
-        write(pytester.path / name, {
-            "aci-manifest.yml": (f"name: example.com/{name}:1\n"
-                                 "aci:\n  dependencies:\n    - example.com/aci-base:1\n"),
-        })
+        write(
+            pytester.path / name,
+            {
+                "aci-manifest.yml": (
+                    f"name: example.com/{name}:1\naci:\n  dependencies:\n    - example.com/aci-base:1\n"
+                ),
+            },
+        )
     result = run(pytester, home, "-n", "2", "-rA")
     result.assert_outcomes(failed=6)
     result.stdout.fnmatch_lines(["*aci-dep1*dependency example.com/aci-base:1*failed to build*"])
@@ -202,21 +230,33 @@ def test_dgr_init_then_dgr_test(home: Path, tmp_path: Path) -> None:
     project = tmp_path / "aci-init"
     env = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1"}
     subprocess.run([str(DGR), "-W", str(project), "init"], check=True, env=env)
-    done = subprocess.run([str(DGR), "-H", str(home), "-W", str(project), "test"], env=env,
-                          capture_output=True, text=True, timeout=600)
+    done = subprocess.run(
+        [str(DGR), "-H", str(home), "-W", str(project), "test"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert done.returncode == 0, done.stdout + done.stderr
     assert "4 passed" in done.stdout
 
 
 def test_dgr_test_exit_code_and_install(home: Path, tmp_path: Path) -> None:
-    project = write(tmp_path / "aci-inst", {
-        "aci-manifest.yml": "name: example.com/aci-inst:1\n",
-        "tests/a.bats": '@test "fails" {\n  false\n}\n',
-    })
+    project = write(
+        tmp_path / "aci-inst",
+        {
+            "aci-manifest.yml": "name: example.com/aci-inst:1\n",
+            "tests/a.bats": '@test "fails" {\n  false\n}\n',
+        },
+    )
 
     def dgr(*args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([str(DGR), "-H", str(home), "-W", str(project), *args],
-                              capture_output=True, text=True, timeout=600)
+        return subprocess.run(
+            [str(DGR), "-H", str(home), "-W", str(project), *args],
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
 
     failed = dgr("test")
     assert failed.returncode == 1
@@ -233,7 +273,12 @@ def test_dgr_test_exit_code_and_install(home: Path, tmp_path: Path) -> None:
 @pytest.mark.slow
 def test_example_aci_hello(home: Path) -> None:
     env = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1"}
-    done = subprocess.run([str(DGR), "-H", str(home), "-W", str(REPO / "examples" / "aci-hello"), "test"],
-                          capture_output=True, text=True, timeout=600, env=env)
+    done = subprocess.run(
+        [str(DGR), "-H", str(home), "-W", str(REPO / "examples" / "aci-hello"), "test"],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env=env,
+    )
     assert done.returncode == 0, done.stdout + done.stderr
     assert "10 passed" in done.stdout

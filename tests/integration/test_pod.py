@@ -122,8 +122,10 @@ def read(container: Container, path: str) -> str | None:
 
 
 def test_build_writes_app_images_and_a_valid_pod_manifest(built: PodBuild, repo: Path) -> None:
-    assert [str(a.result.name) for a in built.apps] == ["example.com/pod-pair-server:1",
-                                                       "example.com/pod-pair-client:1"]
+    assert [str(a.result.name) for a in built.apps] == [
+        "example.com/pod-pair-server:1",
+        "example.com/pod-pair-client:1",
+    ]
     # an app folder is the app's project; an app without one gets a generated folder
     assert built.app("server").result.workspace.target == repo / "pod-pair" / "aci-server" / "target"
     assert built.app("client").result.workspace.target.is_relative_to(built.target)
@@ -171,28 +173,65 @@ def test_apps_share_one_network_namespace_and_leave_nothing(built: PodBuild, opt
 
 
 def test_dgr_test_runs_the_pod_items(repo: Path, built: PodBuild) -> None:
-    done = subprocess.run([str(DGR), "-H", str(repo / ".home"), "-W", str(repo / "pod-pair"), "test",
-                           "--", "-p", "no:cacheprovider", "-v"],
-                          capture_output=True, text=True, timeout=600)
+    done = subprocess.run(
+        [
+            str(DGR),
+            "-H",
+            str(repo / ".home"),
+            "-W",
+            str(repo / "pod-pair"),
+            "test",
+            "--",
+            "-p",
+            "no:cacheprovider",
+            "-v",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert done.returncode == 0, done.stdout + done.stderr
-    for item in ("::build PASSED", "::templates[server] PASSED", "::templates[client] PASSED",
-                 "pair.bats::the client fetched", "test_pair.py::test_apps_share_loopback PASSED"):
+    for item in (
+        "::build PASSED",
+        "::templates[server] PASSED",
+        "::templates[client] PASSED",
+        "pair.bats::the client fetched",
+        "test_pair.py::test_apps_share_loopback PASSED",
+    ):
         assert item in done.stdout, done.stdout
     assert "5 passed" in done.stdout
 
 
-def test_sigkill_of_dgr_run_leaves_no_process_or_namespace(repo: Path, built: PodBuild,
-                                                            tmp_path: Path) -> None:
+def test_sigkill_of_dgr_run_leaves_no_process_or_namespace(
+    repo: Path, built: PodBuild, tmp_path: Path
+) -> None:
     env = {**os.environ, "TMPDIR": str(tmp_path)}
-    proc = subprocess.Popen([str(DGR), "-H", str(repo / ".home"), "-W", str(repo / "pod-pair"), "run"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+    proc = subprocess.Popen(
+        [str(DGR), "-H", str(repo / ".home"), "-W", str(repo / "pod-pair"), "run"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env=env,
+    )
     try:
+
         def served() -> int | None:
             for child in _children(proc.pid):
                 for inner in _children(child):
-                    probe = subprocess.run(["nsenter", f"--net=/proc/{inner}/ns/net", "busybox", "wget",
-                                            "-q", "-O", "-", "http://127.0.0.1:8081/got.html"],
-                                           capture_output=True, text=True, check=False)
+                    probe = subprocess.run(
+                        [
+                            "nsenter",
+                            f"--net=/proc/{inner}/ns/net",
+                            "busybox",
+                            "wget",
+                            "-q",
+                            "-O",
+                            "-",
+                            "http://127.0.0.1:8081/got.html",
+                        ],
+                        capture_output=True,
+                        text=True,
+                        check=False,
+                    )
                     if probe.stdout.strip() == "pod app-override image":
                         return os.stat(f"/proc/{inner}/ns/net").st_ino
             return None
@@ -221,7 +260,9 @@ def test_kube_export_runs_under_podman(built: PodBuild, tmp_path: Path) -> None:
 
         assert wait_for(copied) == "pod app-override image"
         # the server is the client's localhost too, from podman's side as well
-        page = podman.podman("exec", "pod-pair-client", BB, "wget", "-q", "-O", "-", "http://127.0.0.1:8080/")
+        page = podman.podman(
+            "exec", "pod-pair-client", BB, "wget", "-q", "-O", "-", "http://127.0.0.1:8080/"
+        )
         assert page.output.strip() == "pod app-override image"
         own = podman.podman("exec", "pod-pair-client", BB, "cat", "/srv/index.html").output.strip()
         assert own == "pod pod image"  # the client's own page: no app folder, no override

@@ -54,14 +54,20 @@ def layout_digest(layout: Path) -> str:
 
 
 def remote_digest(reference: str, *extra: str) -> str:
-    out = subprocess.run(["skopeo", "inspect", "--tls-verify=false", *extra, f"docker://{reference}"],
-                         capture_output=True, text=True, check=True, timeout=60).stdout
+    out = subprocess.run(
+        ["skopeo", "inspect", "--tls-verify=false", *extra, f"docker://{reference}"],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+    ).stdout
     digest: str = json.loads(out)["Digest"]
     return digest
 
 
-def test_push_to_an_anonymous_registry(tmp_path: Path, cache_dir: Path, registry: Registry,
-                                       capsys: pytest.CaptureFixture[str]) -> None:
+def test_push_to_an_anonymous_registry(
+    tmp_path: Path, cache_dir: Path, registry: Registry, capsys: pytest.CaptureFixture[str]
+) -> None:
     proj = project(tmp_path)
     cfg = home(tmp_path, cache_dir, oci_target(registry))
     assert main(["-H", str(cfg), "-W", str(proj), "push"]) == 0
@@ -73,13 +79,18 @@ def test_push_to_an_anonymous_registry(tmp_path: Path, cache_dir: Path, registry
     assert remote_digest(reference) == local
     # pulled back, the image is the same manifest, config and layers
     pulled = tmp_path / "pulled"
-    subprocess.run(["skopeo", "copy", "--src-tls-verify=false", f"docker://{reference}", f"oci:{pulled}:1"],
-                   capture_output=True, check=True, timeout=60)
+    subprocess.run(
+        ["skopeo", "copy", "--src-tls-verify=false", f"docker://{reference}", f"oci:{pulled}:1"],
+        capture_output=True,
+        check=True,
+        timeout=60,
+    )
     assert layout_digest(pulled) == local
 
 
-def test_basic_auth_right_and_wrong_password(tmp_path: Path, cache_dir: Path,
-                                             capsys: pytest.CaptureFixture[str]) -> None:
+def test_basic_auth_right_and_wrong_password(
+    tmp_path: Path, cache_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     proj = project(tmp_path)
     with running_registry(tmp_path / "registry", {"alice": "Right-pw-42"}) as registry:
         creds = "    username: alice\n    password: {}\n"
@@ -101,8 +112,9 @@ def test_basic_auth_right_and_wrong_password(tmp_path: Path, cache_dir: Path,
         assert remote_digest(reference, "--creds", "alice:Right-pw-42") == local
 
 
-def test_plain_http_needs_the_insecure_opt_out(tmp_path: Path, cache_dir: Path, registry: Registry,
-                                               capsys: pytest.CaptureFixture[str]) -> None:
+def test_plain_http_needs_the_insecure_opt_out(
+    tmp_path: Path, cache_dir: Path, registry: Registry, capsys: pytest.CaptureFixture[str]
+) -> None:
     proj = project(tmp_path)
     cfg = home(tmp_path, cache_dir, oci_target(registry, insecure=False))
     assert main(["-H", str(cfg), "-W", str(proj), "push"]) == 1
@@ -123,20 +135,28 @@ def test_appc_push_with_signature_through_discovery(tmp_path: Path, cache_dir: P
     server = AcServer(tmp_path / "acis", username="pusher", password="Pw-appc-9", unsigned=False).start()
     try:
         proj = project(tmp_path, "acserver.test/aci-pushed:1.0")
-        cfg = home(tmp_path, cache_dir, (
-            "push:\n  - type: appc\n    username: pusher\n    password: Pw-appc-9\n"
-            f"discovery: {{hosts: {{acserver.test: '127.0.0.1:{server.port}'}}}}\n"
-            "insecureOptions: ['http:127.0.0.1']\n"
-            f"sign:\n  - keyring: {gpg.keyring}\n"
-        ))
+        cfg = home(
+            tmp_path,
+            cache_dir,
+            (
+                "push:\n  - type: appc\n    username: pusher\n    password: Pw-appc-9\n"
+                f"discovery: {{hosts: {{acserver.test: '127.0.0.1:{server.port}'}}}}\n"
+                "insecureOptions: ['http:127.0.0.1']\n"
+                f"sign:\n  - keyring: {gpg.keyring}\n"
+            ),
+        )
         assert main(["-H", str(cfg), "-W", str(proj), "push"]) == 0
         aci = proj / "target" / "image.aci"
         stored = server.stored("acserver.test/aci-pushed", "1.0")
         assert stored.read_bytes() == aci.read_bytes()
         signature = (proj / "target" / "image.aci.asc").read_bytes()
         assert stored.with_name(stored.name + ".asc").read_bytes() == signature
-        subprocess.run(["gpg", "--batch", "--verify", str(stored) + ".asc", str(stored)], env=gpg.env,
-                       check=True, capture_output=True)
+        subprocess.run(
+            ["gpg", "--batch", "--verify", str(stored) + ".asc", str(stored)],
+            env=gpg.env,
+            check=True,
+            capture_output=True,
+        )
         assert server.completions == [{"success": True}]
     finally:
         server.stop()
@@ -145,8 +165,9 @@ def test_appc_push_with_signature_through_discovery(tmp_path: Path, cache_dir: P
 FAILING_BATS = '#!/usr/bin/env bats\n\n@test "fails" {\n  [ 1 = 2 ]\n}\n'
 
 
-def test_push_with_tests_refuses_when_a_test_fails(tmp_path: Path, cache_dir: Path, registry: Registry,
-                                                    capsys: pytest.CaptureFixture[str]) -> None:
+def test_push_with_tests_refuses_when_a_test_fails(
+    tmp_path: Path, cache_dir: Path, registry: Registry, capsys: pytest.CaptureFixture[str]
+) -> None:
     proj = project(tmp_path)
     (proj / "tests" / "failing.bats").write_text(FAILING_BATS)
     cfg = home(tmp_path, cache_dir, oci_target(registry))
@@ -155,22 +176,37 @@ def test_push_with_tests_refuses_when_a_test_fails(tmp_path: Path, cache_dir: Pa
     assert registry.catalog() == []
 
 
-def test_dgr_push_option_pushes_passing_images_once(pytester: pytest.Pytester, tmp_path: Path,
-                                                    cache_dir: Path, registry: Registry) -> None:
+def test_dgr_push_option_pushes_passing_images_once(
+    pytester: pytest.Pytester, tmp_path: Path, cache_dir: Path, registry: Registry
+) -> None:
     good = project(pytester.path, "aci.example.com/aci-good:1", "aci-good")
     bad = project(pytester.path, "aci.example.com/aci-bad:1", "aci-bad")
     (bad / "tests" / "failing.bats").write_text(FAILING_BATS)
     cfg = home(tmp_path, cache_dir, oci_target(registry))
-    result = pytester.run(sys.executable, "-m", "pytest", "-p", "no:cacheprovider", f"--dgr-home={cfg}",
-                          "--dgr-push", "-n", "2", str(good), str(bad), timeout=600)
+    result = pytester.run(
+        sys.executable,
+        "-m",
+        "pytest",
+        "-p",
+        "no:cacheprovider",
+        f"--dgr-home={cfg}",
+        "--dgr-push",
+        "-n",
+        "2",
+        str(good),
+        str(bad),
+        timeout=600,
+    )
     assert result.ret == 1, result.stdout.str()
     assert registry.catalog() == ["test/aci-good"]
     assert len(registry.requests_matching("PUT", "/v2/test/aci-good/manifests/")) == 1
-    result.stdout.fnmatch_lines([
-        "*dgr push*",
-        f"*not pushed (tests failed): {bad}*",
-        f"*pushed aci.example.com/aci-good:1 to {registry.host}/test/aci-good:1 sha256:*",
-    ])
+    result.stdout.fnmatch_lines(
+        [
+            "*dgr push*",
+            f"*not pushed (tests failed): {bad}*",
+            f"*pushed aci.example.com/aci-good:1 to {registry.host}/test/aci-good:1 sha256:*",
+        ]
+    )
 
 
 def test_bearer_token_auth(tmp_path: Path, cache_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:

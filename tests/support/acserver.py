@@ -94,10 +94,14 @@ class AcServer:
             number = len(self.uploads) + 1
             self.uploads[number] = Upload()
         p = self.url
-        return {"aci_push_version": "0.0.1", "multipart": False,
-                "upload_manifest_url": f"{p}/manifest/{number}",
-                "upload_signature_url": f"{p}/signature/{number}",
-                "upload_aci_url": f"{p}/aci/{number}", "completed_url": f"{p}/complete/{number}"}
+        return {
+            "aci_push_version": "0.0.1",
+            "multipart": False,
+            "upload_manifest_url": f"{p}/manifest/{number}",
+            "upload_signature_url": f"{p}/signature/{number}",
+            "upload_aci_url": f"{p}/aci/{number}",
+            "completed_url": f"{p}/complete/{number}",
+        }
 
     def complete(self, number: int, body: dict[str, Any]) -> dict[str, Any]:
         upload = self.uploads.pop(number)

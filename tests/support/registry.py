@@ -31,8 +31,11 @@ class Registry:
         return list(response.json().get("repositories") or []) if response.status_code == 200 else []
 
     def requests_matching(self, method: str, fragment: str) -> list[str]:
-        return [line for line in self.log.read_text(errors="replace").splitlines()
-                if f'"{method} ' in line and fragment in line]
+        return [
+            line
+            for line in self.log.read_text(errors="replace").splitlines()
+            if f'"{method} ' in line and fragment in line
+        ]
 
 
 def free_port() -> int:
@@ -42,8 +45,9 @@ def free_port() -> int:
 
 
 @contextmanager
-def running_registry(folder: Path, users: dict[str, str] | None = None,
-                     auth: str | None = None) -> Iterator[Registry]:
+def running_registry(
+    folder: Path, users: dict[str, str] | None = None, auth: str | None = None
+) -> Iterator[Registry]:
     """docker-registry serving from `folder` (basic auth when `users` maps names to passwords;
     `auth` is another `auth:` section, e.g. a token server's)."""
     binary = shutil.which("docker-registry")
@@ -61,8 +65,11 @@ def running_registry(folder: Path, users: dict[str, str] | None = None,
         htpasswd = folder / "htpasswd"
         lines = []
         for user, password in users.items():
-            lines.append(subprocess.run(["htpasswd", "-Bin", user], input=password, text=True,
-                                        capture_output=True, check=True).stdout.strip())
+            lines.append(
+                subprocess.run(
+                    ["htpasswd", "-Bin", user], input=password, text=True, capture_output=True, check=True
+                ).stdout.strip()
+            )
         htpasswd.write_text("\n".join(lines) + "\n")
         config.append(f"auth: {{ htpasswd: {{ realm: test, path: {htpasswd} }} }}")
     if auth:
@@ -70,8 +77,12 @@ def running_registry(folder: Path, users: dict[str, str] | None = None,
     (folder / "config.yml").write_text("\n".join(config) + "\n")
     log = folder / "registry.log"
     with open(log, "w") as out:
-        proc = subprocess.Popen([binary, "serve", str(folder / "config.yml")], stdout=out,
-                                stderr=subprocess.STDOUT, start_new_session=True)
+        proc = subprocess.Popen(
+            [binary, "serve", str(folder / "config.yml")],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
     try:
         deadline = time.monotonic() + 20
         while True:

@@ -53,9 +53,27 @@ class TokenServer:
 
     def start(self) -> TokenServer:
         self.folder.mkdir(parents=True, exist_ok=True)
-        subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(self.key),
-                        "-out", str(self.cert), "-days", "1", "-subj", "/CN=test-token-issuer"],
-                       check=True, capture_output=True, timeout=60)
+        subprocess.run(
+            [
+                "openssl",
+                "req",
+                "-x509",
+                "-newkey",
+                "rsa:2048",
+                "-nodes",
+                "-keyout",
+                str(self.key),
+                "-out",
+                str(self.cert),
+                "-days",
+                "1",
+                "-subj",
+                "/CN=test-token-issuer",
+            ],
+            check=True,
+            capture_output=True,
+            timeout=60,
+        )
         server = self
 
         class Handler(_Handler):
@@ -73,24 +91,42 @@ class TokenServer:
 
     def registry_auth(self) -> str:
         """The `auth:` section of the registry's config.yml."""
-        return (f"auth: {{ token: {{ realm: '{self.realm}', service: {SERVICE}, issuer: {ISSUER}, "
-                f"rootcertbundle: {self.cert} }} }}")
+        return (
+            f"auth: {{ token: {{ realm: '{self.realm}', service: {SERVICE}, issuer: {ISSUER}, "
+            f"rootcertbundle: {self.cert} }} }}"
+        )
 
     def token(self, scopes: list[str]) -> str:
-        der = subprocess.run(["openssl", "x509", "-in", str(self.cert), "-outform", "DER"],
-                             check=True, capture_output=True, timeout=60).stdout
+        der = subprocess.run(
+            ["openssl", "x509", "-in", str(self.cert), "-outform", "DER"],
+            check=True,
+            capture_output=True,
+            timeout=60,
+        ).stdout
         header = {"typ": "JWT", "alg": "RS256", "x5c": [base64.b64encode(der).decode()]}
         now = int(time.time())
         access = []
         for scope in scopes:
             kind, name, actions = scope.split(":", 2) if scope.count(":") >= 2 else (scope, "", "")
             access.append({"type": kind, "name": name, "actions": [a for a in actions.split(",") if a]})
-        claims = {"iss": ISSUER, "sub": self.username, "aud": SERVICE, "exp": now + 300, "nbf": now - 10,
-                  "iat": now, "jti": uuid.uuid4().hex, "access": access}
+        claims = {
+            "iss": ISSUER,
+            "sub": self.username,
+            "aud": SERVICE,
+            "exp": now + 300,
+            "nbf": now - 10,
+            "iat": now,
+            "jti": uuid.uuid4().hex,
+            "access": access,
+        }
         signing_input = f"{_b64(json.dumps(header).encode())}.{_b64(json.dumps(claims).encode())}"
-        signature = subprocess.run(["openssl", "dgst", "-sha256", "-sign", str(self.key)],
-                                   input=signing_input.encode(), check=True, capture_output=True,
-                                   timeout=60).stdout
+        signature = subprocess.run(
+            ["openssl", "dgst", "-sha256", "-sign", str(self.key)],
+            input=signing_input.encode(),
+            check=True,
+            capture_output=True,
+            timeout=60,
+        ).stdout
         return f"{signing_input}.{_b64(signature)}"
 
 

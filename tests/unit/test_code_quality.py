@@ -26,3 +26,12 @@ def test_ruff() -> None:
         [ruff, "check", "dgr", "pytest_dgr", "tests", "bench"], cwd=REPO, capture_output=True, text=True
     )
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_ruff_format() -> None:
+    ruff = shutil.which("ruff", path=str(Path(sys.executable).parent)) or shutil.which("ruff")
+    if ruff is None:
+        pytest.skip("ruff is not installed")
+    paths = ["dgr", "pytest_dgr", "tests", "bench"]
+    result = subprocess.run([ruff, "format", "--check", *paths], cwd=REPO, capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr

@@ -113,8 +113,9 @@ def test_discovery_urls_https_first_http_only_when_insecure() -> None:
 
 
 def test_discovery_settings_checked(tmp_path: Path) -> None:
-    settings = discovery_settings(config(tmp_path, discovery={"hosts": {"Example.test": "127.0.0.1:1"},
-                                                              "timeout": 3}))
+    settings = discovery_settings(
+        config(tmp_path, discovery={"hosts": {"Example.test": "127.0.0.1:1"}, "timeout": 3})
+    )
     assert settings.hosts == {"example.test": "127.0.0.1:1"} and settings.timeout == 3
     for bad in ({"hots": {}}, {"hosts": {"a": "http://x"}}, {"timeout": "soon"}, {"newerVersionCheck": 1}):
         with pytest.raises(DgrError):
@@ -128,10 +129,15 @@ def test_session_refuses_plain_http_for_a_secure_host() -> None:
 
 
 def test_sign_entry_for_domain_then_domainless_fallback(tmp_path: Path) -> None:
-    cfg = config(tmp_path, sign=[{"domains": ["a.test"], "keyring": "a.gpg"},
-                                 {"domains": ["b.test"], "disabled": True},
-                                 {"keyring": "/keys/any.gpg"},
-                                 {"keyring": "/keys/last.gpg"}])
+    cfg = config(
+        tmp_path,
+        sign=[
+            {"domains": ["a.test"], "keyring": "a.gpg"},
+            {"domains": ["b.test"], "disabled": True},
+            {"keyring": "/keys/any.gpg"},
+            {"keyring": "/keys/last.gpg"},
+        ],
+    )
     a = sign_entry_for("a.test", cfg)
     assert a is not None and a.keyring == tmp_path / "a.gpg"
     b = sign_entry_for("b.test", cfg)
@@ -147,8 +153,11 @@ def test_sign_entry_for_domain_then_domainless_fallback(tmp_path: Path) -> None:
 
 def test_check_manifest_name_and_labels() -> None:
     name = ImageName("example.test/app", "1.0")
-    good = {"acKind": "ImageManifest", "name": "example.test/app",
-            "labels": [{"name": "version", "value": "1.0"}, {"name": "os", "value": "linux"}]}
+    good = {
+        "acKind": "ImageManifest",
+        "name": "example.test/app",
+        "labels": [{"name": "version", "value": "1.0"}, {"name": "os", "value": "linux"}],
+    }
     check_manifest(good, name, {**LABELS, "version": "1.0"}, "u")
     with pytest.raises(FetchError, match="not 'example.test/app'"):
         check_manifest({**good, "name": "example.test/evil"}, name, LABELS, "u")
@@ -157,13 +166,20 @@ def test_check_manifest_name_and_labels() -> None:
     check_manifest(good, name.with_version(""), {**LABELS, "version": "latest"}, "u")
 
 
-@pytest.mark.parametrize(("name", "path", "expected"), [
-    ("aci.awired.net/aci-glibc", "/aci.awired.net/aci-glibc/aci-glibc-2.21-1-linux-amd64.aci", "2.21-1"),
-    ("aci.awired.net/aci-glibc", "/aci.awired.net/aci-glibc/aci-gli.aci", None),
-    ("example.test/aci-debian", "/nexus/content/linux/amd64/aci-debian/8.8-6/aci-debian-8.8-6.aci", "8.8-6"),
-    ("example.test/aci-go1", "/images/example.test/aci-go1-2.0-linux-amd64.aci", "2.0"),
-    ("example.test/aci-go1", "/images/example.test/aci-go1-latest-linux-amd64.aci", None),
-])
+@pytest.mark.parametrize(
+    ("name", "path", "expected"),
+    [
+        ("aci.awired.net/aci-glibc", "/aci.awired.net/aci-glibc/aci-glibc-2.21-1-linux-amd64.aci", "2.21-1"),
+        ("aci.awired.net/aci-glibc", "/aci.awired.net/aci-glibc/aci-gli.aci", None),
+        (
+            "example.test/aci-debian",
+            "/nexus/content/linux/amd64/aci-debian/8.8-6/aci-debian-8.8-6.aci",
+            "8.8-6",
+        ),
+        ("example.test/aci-go1", "/images/example.test/aci-go1-2.0-linux-amd64.aci", "2.0"),
+        ("example.test/aci-go1", "/images/example.test/aci-go1-latest-linux-amd64.aci", None),
+    ],
+)
 def test_version_in_redirect_url(name: str, path: str, expected: str | None) -> None:
     assert version_in_url("https://h" + path, ImageName(name), "linux", "amd64") == expected
 
@@ -175,8 +191,15 @@ class _Recorder(requests.adapters.BaseAdapter):
         super().__init__()
         self.verify: list[object] = []
 
-    def send(self, request: requests.PreparedRequest, stream: bool = False, timeout: object = None,
-             verify: object = True, cert: object = None, proxies: object = None) -> requests.Response:
+    def send(
+        self,
+        request: requests.PreparedRequest,
+        stream: bool = False,
+        timeout: object = None,
+        verify: object = True,
+        cert: object = None,
+        proxies: object = None,
+    ) -> requests.Response:
         self.verify.append(verify)
         response = requests.Response()
         response.status_code, response.url, response.request = 200, request.url or "", request

@@ -150,8 +150,12 @@ def test_colour_helpers_colour_a_terminal(helper: str, colour: str) -> None:
     assert BUSYBOX is not None
     main, terminal = pty.openpty()
     try:
-        subprocess.run([BUSYBOX, "sh", "-c", f'. "$1"\n{helper} hello world', "sh", str(FUNCTIONS)],
-                       stdout=terminal, timeout=30, check=True)
+        subprocess.run(
+            [BUSYBOX, "sh", "-c", f'. "$1"\n{helper} hello world', "sh", str(FUNCTIONS)],
+            stdout=terminal,
+            timeout=30,
+            check=True,
+        )
         output = os.read(main, 1024).decode()
     finally:
         os.close(main)

@@ -62,8 +62,10 @@ def test_full_pod() -> None:
     assert app.overridden == {"exec", "environment"}
     assert app.app.exec == ("/bin/web",)
     assert app.mounts[0].volume == "data"
-    assert [(v.name, v.kind, v.mode, v.uid) for v in pod.volumes] == [("data", "empty", "0700", 5),
-                                                                       ("conf", "host", "0755", 0)]
+    assert [(v.name, v.kind, v.mode, v.uid) for v in pod.volumes] == [
+        ("data", "empty", "0700", 5),
+        ("conf", "host", "0755", 0),
+    ]
     assert pod.volumes[1].read_only
     assert (pod.ports[0].name, pod.ports[0].host_port, pod.ports[0].host_ip) == ("http", 8080, "127.0.0.1")
     assert pod.annotations == (NameValue("team", "core"),)
@@ -73,19 +75,41 @@ def test_full_pod() -> None:
 @pytest.mark.parametrize(
     ("text", "key", "line"),
     [
-        ("name: example.com/p\npod:\n  apps:\n    - dependencies: [example.com/a]\n      bogus: 1\n",
-         "pod.apps[0].bogus", 5),
+        (
+            "name: example.com/p\npod:\n  apps:\n    - dependencies: [example.com/a]\n      bogus: 1\n",
+            "pod.apps[0].bogus",
+            5,
+        ),
         ("name: example.com/p\npods: {}\n", "pods", 2),
-        ("name: example.com/p\npod:\n  apps:\n    - dependencies: [example.com/a]\n      app:\n"
-         "        workingDir: /x\n", "pod.apps[0].app.workingDir", 6),
-        ("name: example.com/p\npod:\n  apps:\n    - name: My_App\n      dependencies: [example.com/a]\n",
-         "pod.apps[0].name", 4),
-        ("name: example.com/p\npod:\n  apps:\n    - dependencies: [example.com/a]\n"
-         "      inheritDependencyPolicy: middle\n", "pod.apps[0].inheritDependencyPolicy", 5),
-        ("name: example.com/p\npod:\n  apps:\n    - dependencies: [example.com/a]\n"
-         "    - dependencies: [example.com/a]\n", "pod.apps[1].name", 5),
-        ("name: example.com/p\npod:\n  apps: [{dependencies: [example.com/a]}]\n"
-         "  volumes:\n    - name: v\n      kind: nfs\n", "pod.volumes[0]", 6),
+        (
+            "name: example.com/p\npod:\n  apps:\n    - dependencies: [example.com/a]\n      app:\n"
+            "        workingDir: /x\n",
+            "pod.apps[0].app.workingDir",
+            6,
+        ),
+        (
+            "name: example.com/p\npod:\n  apps:\n    - name: My_App\n      dependencies: [example.com/a]\n",
+            "pod.apps[0].name",
+            4,
+        ),
+        (
+            "name: example.com/p\npod:\n  apps:\n    - dependencies: [example.com/a]\n"
+            "      inheritDependencyPolicy: middle\n",
+            "pod.apps[0].inheritDependencyPolicy",
+            5,
+        ),
+        (
+            "name: example.com/p\npod:\n  apps:\n    - dependencies: [example.com/a]\n"
+            "    - dependencies: [example.com/a]\n",
+            "pod.apps[1].name",
+            5,
+        ),
+        (
+            "name: example.com/p\npod:\n  apps: [{dependencies: [example.com/a]}]\n"
+            "  volumes:\n    - name: v\n      kind: nfs\n",
+            "pod.volumes[0]",
+            6,
+        ),
     ],
 )
 def test_errors_name_key_file_and_line(text: str, key: str, line: int) -> None:
@@ -147,8 +171,9 @@ def test_merge_app_keeps_inherited_fields_and_merges_environment() -> None:
         "        exec: [/bin/other]\n"
         "        environment: [{name: B, value: pod}, {name: C, value: new}]\n"
     )
-    inherited = App(exec=("/bin/web",), user="100",
-                    environment=(NameValue("A", "1"), NameValue("B", "image")))
+    inherited = App(
+        exec=("/bin/web",), user="100", environment=(NameValue("A", "1"), NameValue("B", "image"))
+    )
     merged = merge_app(inherited, pod.apps[0])
     assert merged.exec == ("/bin/other",)
     assert merged.user == "100"  # not set by the pod: inherited

@@ -18,9 +18,14 @@ from tests.support.acserver import AcServer
 
 NAME = ImageName("acserver.test/aci-unit", "1.2")
 MANIFEST = {
-    "acKind": "ImageManifest", "acVersion": "0.8.11", "name": NAME.name,
-    "labels": [{"name": "version", "value": "1.2"}, {"name": "os", "value": "linux"},
-               {"name": "arch", "value": "amd64"}],
+    "acKind": "ImageManifest",
+    "acVersion": "0.8.11",
+    "name": NAME.name,
+    "labels": [
+        {"name": "version", "value": "1.2"},
+        {"name": "os", "value": "linux"},
+        {"name": "arch", "value": "amd64"},
+    ],
 }
 
 
@@ -47,8 +52,13 @@ def image(tmp_path: Path) -> tuple[Path, Path]:
 AUTHED = {"type": "appc", "username": "pusher", "password": "s3cret-pw"}
 
 
-def config(tmp_path: Path, target: dict[str, Any], *, insecure: tuple[str, ...] = ("http:127.0.0.1",),
-           discovery: dict[str, Any] | None = None) -> Config:
+def config(
+    tmp_path: Path,
+    target: dict[str, Any],
+    *,
+    insecure: tuple[str, ...] = ("http:127.0.0.1",),
+    discovery: dict[str, Any] | None = None,
+) -> Config:
     raw: dict[str, Any] = {"push": [target]}
     if discovery:
         raw["discovery"] = discovery
@@ -59,8 +69,9 @@ def target_of(cfg: Config) -> Any:
     return push_targets(cfg)[0]
 
 
-def test_push_with_url_auth_and_signature(tmp_path: Path, server: AcServer, image: tuple[Path, Path],
-                                          caplog: pytest.LogCaptureFixture) -> None:
+def test_push_with_url_auth_and_signature(
+    tmp_path: Path, server: AcServer, image: tuple[Path, Path], caplog: pytest.LogCaptureFixture
+) -> None:
     aci, sig = image
     cfg = config(tmp_path, AUTHED | {"url": server.url})
     caplog.set_level(5, logger="dgr")
@@ -77,8 +88,11 @@ def test_push_with_url_auth_and_signature(tmp_path: Path, server: AcServer, imag
 
 def test_push_endpoint_from_discovery(tmp_path: Path, server: AcServer, image: tuple[Path, Path]) -> None:
     aci, _ = image
-    cfg = config(tmp_path, {"type": "appc", "username": "pusher", "password": "s3cret-pw"},
-                 discovery={"hosts": {"acserver.test": f"127.0.0.1:{server.port}"}})
+    cfg = config(
+        tmp_path,
+        {"type": "appc", "username": "pusher", "password": "s3cret-pw"},
+        discovery={"hosts": {"acserver.test": f"127.0.0.1:{server.port}"}},
+    )
     sent = push_appc(aci, None, NAME, target_of(cfg), cfg)
     assert sent.initiate_url == f"{server.url}/{NAME.name}-1.2-linux-amd64.aci/startupload"
     assert ("GET", "/?ac-discovery=1") in server.requests
@@ -87,15 +101,17 @@ def test_push_endpoint_from_discovery(tmp_path: Path, server: AcServer, image: t
 
 def test_credentials_from_an_auth_file(tmp_path: Path, server: AcServer, image: tuple[Path, Path]) -> None:
     auth = tmp_path / "auth.json"
-    auth.write_text(json.dumps({"auths": {f"127.0.0.1:{server.port}": {"username": "pusher",
-                                                                       "password": "s3cret-pw"}}}))
+    auth.write_text(
+        json.dumps({"auths": {f"127.0.0.1:{server.port}": {"username": "pusher", "password": "s3cret-pw"}}})
+    )
     cfg = config(tmp_path, {"type": "appc", "url": server.url, "authFile": "auth.json"})
     push_appc(image[0], None, NAME, target_of(cfg), cfg)
     assert server.stored(NAME.name, "1.2").exists()
 
 
-def test_wrong_password_is_refused_without_showing_it(tmp_path: Path, server: AcServer,
-                                                      image: tuple[Path, Path]) -> None:
+def test_wrong_password_is_refused_without_showing_it(
+    tmp_path: Path, server: AcServer, image: tuple[Path, Path]
+) -> None:
     cfg = config(tmp_path, {"type": "appc", "url": server.url, "username": "pusher", "password": "nope-pw"})
     with pytest.raises(PushError) as raised:
         push_appc(image[0], None, NAME, target_of(cfg), cfg)
@@ -109,8 +125,9 @@ def test_no_credentials_gives_401_hint(tmp_path: Path, server: AcServer, image: 
         push_appc(image[0], None, NAME, target_of(cfg), cfg)
 
 
-def test_server_refusal_in_json_fails_the_push(tmp_path: Path, server: AcServer,
-                                               image: tuple[Path, Path]) -> None:
+def test_server_refusal_in_json_fails_the_push(
+    tmp_path: Path, server: AcServer, image: tuple[Path, Path]
+) -> None:
     server.unsigned = False  # the server wants a signature; HTTP 200 with success: false
     cfg = config(tmp_path, AUTHED | {"url": server.url})
     with pytest.raises(PushError, match="signature wasn't uploaded"):
@@ -118,8 +135,9 @@ def test_server_refusal_in_json_fails_the_push(tmp_path: Path, server: AcServer,
     assert not server.stored(NAME.name, "1.2").exists()
 
 
-def test_failed_upload_is_aborted(tmp_path: Path, server: AcServer, image: tuple[Path, Path],
-                                  monkeypatch: pytest.MonkeyPatch) -> None:
+def test_failed_upload_is_aborted(
+    tmp_path: Path, server: AcServer, image: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
     original = server.start_upload
 
     def broken_aci_url() -> dict[str, Any]:

@@ -21,16 +21,36 @@ def cfg(tmp_path: Path, push: Any, insecure: tuple[str, ...] = ()) -> Config:
 
 
 def test_targets_of_both_types(tmp_path: Path) -> None:
-    oci, appc = push_targets(cfg(tmp_path, [
-        {"type": "oci", "registry": "Registry.example.com:5000", "namespace": "/team/",
-         "authFile": "a.json"},
-        {"type": "appc", "url": "https://aci.example.com/", "username": "u", "password": "p",
-         "domains": ["Example.com"]},
-    ]))
-    assert (oci.registry, oci.namespace, oci.auth_file) == ("registry.example.com:5000", "team",
-                                                            tmp_path / "a.json")
-    assert (appc.url, appc.credentials, appc.domains) == ("https://aci.example.com", Credentials("u", "p"),
-                                                          ("example.com",))
+    oci, appc = push_targets(
+        cfg(
+            tmp_path,
+            [
+                {
+                    "type": "oci",
+                    "registry": "Registry.example.com:5000",
+                    "namespace": "/team/",
+                    "authFile": "a.json",
+                },
+                {
+                    "type": "appc",
+                    "url": "https://aci.example.com/",
+                    "username": "u",
+                    "password": "p",
+                    "domains": ["Example.com"],
+                },
+            ],
+        )
+    )
+    assert (oci.registry, oci.namespace, oci.auth_file) == (
+        "registry.example.com:5000",
+        "team",
+        tmp_path / "a.json",
+    )
+    assert (appc.url, appc.credentials, appc.domains) == (
+        "https://aci.example.com",
+        Credentials("u", "p"),
+        ("example.com",),
+    )
     assert appc.applies_to("example.com") and not appc.applies_to("other.org") and oci.applies_to("x")
 
 
@@ -39,15 +59,18 @@ def test_one_mapping_is_one_target(tmp_path: Path) -> None:
     assert target.url == "" and target.describe() == "acserver (ac-push-discovery)"
 
 
-@pytest.mark.parametrize("push, message", [
-    ([{"type": "docker"}], "type must be oci or appc"),
-    ([{"type": "oci", "registry": "r", "token": "x"}], "unknown key 'token' in push[0]"),
-    ([{"type": "oci", "registry": "https://r"}], "must be HOST[:PORT]"),
-    ([{"type": "oci", "registry": "r", "username": "u"}], "username and password go together"),
-    ([{"type": "appc", "url": "ftp://x"}], "http:// or https://"),
-    ([{"type": "appc", "username": "u", "password": "p", "authFile": "f"}], "not both"),
-    ("oci", "push must be a list"),
-])
+@pytest.mark.parametrize(
+    "push, message",
+    [
+        ([{"type": "docker"}], "type must be oci or appc"),
+        ([{"type": "oci", "registry": "r", "token": "x"}], "unknown key 'token' in push[0]"),
+        ([{"type": "oci", "registry": "https://r"}], "must be HOST[:PORT]"),
+        ([{"type": "oci", "registry": "r", "username": "u"}], "username and password go together"),
+        ([{"type": "appc", "url": "ftp://x"}], "http:// or https://"),
+        ([{"type": "appc", "username": "u", "password": "p", "authFile": "f"}], "not both"),
+        ("oci", "push must be a list"),
+    ],
+)
 def test_bad_push_sections(tmp_path: Path, push: Any, message: str) -> None:
     with pytest.raises(PushError, match=message.replace("[", r"\[").replace("]", r"\]")):
         push_targets(cfg(tmp_path, push))
@@ -59,10 +82,16 @@ def test_password_never_in_repr() -> None:
 
 def test_auth_file_entries(tmp_path: Path) -> None:
     path = tmp_path / "auth.json"
-    path.write_text(json.dumps({"auths": {
-        "https://reg.example.com:5000/v1/": {"auth": base64.b64encode(b"alice:pa:ss").decode()},
-        "other.example.com": {"username": "bob", "password": "pw"},
-    }}))
+    path.write_text(
+        json.dumps(
+            {
+                "auths": {
+                    "https://reg.example.com:5000/v1/": {"auth": base64.b64encode(b"alice:pa:ss").decode()},
+                    "other.example.com": {"username": "bob", "password": "pw"},
+                }
+            }
+        )
+    )
     assert credentials_from_auth_file(path, "reg.example.com:5000") == Credentials("alice", "pa:ss")
     assert credentials_from_auth_file(path, "other.example.com") == Credentials("bob", "pw")
     assert credentials_from_auth_file(path, "nowhere") is None
@@ -75,13 +104,17 @@ def test_bad_auth_file(tmp_path: Path) -> None:
     with pytest.raises(PushError, match="does not exist"):
         credentials_from_auth_file(tmp_path / "missing.json", "h")
     (tmp_path / "a.json").write_text("{}")
-    with pytest.raises(PushError, match="no \"auths\""):
+    with pytest.raises(PushError, match='no "auths"'):
         credentials_from_auth_file(tmp_path / "a.json", "h")
 
 
 def test_oci_reference(tmp_path: Path) -> None:
-    with_ns, bare = push_targets(cfg(tmp_path, [{"type": "oci", "registry": "r:5000", "namespace": "ns"},
-                                                 {"type": "oci", "registry": "r"}]))
+    with_ns, bare = push_targets(
+        cfg(
+            tmp_path,
+            [{"type": "oci", "registry": "r:5000", "namespace": "ns"}, {"type": "oci", "registry": "r"}],
+        )
+    )
     name = ImageName("aci.example.com/group/app", "1.0-2")
     assert f"{repository(name, with_ns)}:{tag(name)}" == "r:5000/ns/group/app:1.0-2"
     assert repository(name, bare) == "r/group/app"
@@ -103,10 +136,24 @@ def test_tls_is_verified_unless_the_host_opts_out(tmp_path: Path) -> None:
 
 
 def test_skopeo_arguments_hold_no_secret(tmp_path: Path) -> None:
-    args = skopeo_arguments(tmp_path / "oci", "1", "r/app:1", verify=True, auth_file=tmp_path / "auth.json",
-                            policy=tmp_path / "p.json", digest_file=tmp_path / "d")
+    args = skopeo_arguments(
+        tmp_path / "oci",
+        "1",
+        "r/app:1",
+        verify=True,
+        auth_file=tmp_path / "auth.json",
+        policy=tmp_path / "p.json",
+        digest_file=tmp_path / "d",
+    )
     assert "--dest-authfile" in args and "--dest-tls-verify=true" in args
     assert not any("creds" in a for a in args)
-    anonymous = skopeo_arguments(tmp_path / "oci", "1", "r/app:1", verify=False, auth_file=None,
-                                 policy=tmp_path / "p.json", digest_file=tmp_path / "d")
+    anonymous = skopeo_arguments(
+        tmp_path / "oci",
+        "1",
+        "r/app:1",
+        verify=False,
+        auth_file=None,
+        policy=tmp_path / "p.json",
+        digest_file=tmp_path / "d",
+    )
     assert "--dest-no-creds" in anonymous and "--dest-tls-verify=false" in anonymous

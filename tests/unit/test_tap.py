@@ -120,13 +120,17 @@ def test_result_for_falls_back_to_names() -> None:
     [
         ([], [], {}),
         ([("A", "app")], [], {"A": "app"}),
-        ([("A", "app"), ("B", "app")], [("B", "tester"), ("C", "tester")],
-         {"A": "app", "B": "tester", "C": "tester"}),
+        (
+            [("A", "app"), ("B", "app")],
+            [("B", "tester"), ("C", "tester")],
+            {"A": "app", "B": "tester", "C": "tester"},
+        ),
     ],
     ids=["no-env", "app-only", "tester-wins"],
 )
-def test_tester_environment(tmp_path: Path, app: list[tuple[str, str]], tester: list[tuple[str, str]],
-                            expected: dict[str, str]) -> None:
+def test_tester_environment(
+    tmp_path: Path, app: list[tuple[str, str]], tester: list[tuple[str, str]], expected: dict[str, str]
+) -> None:
     from dgr.manifest import load_manifest
 
     lines = ["name: example.com/env:1"]
