@@ -186,7 +186,7 @@ def write_aci(layer_dir: Path | Sequence[Path], manifest_json: Mapping[str, Any]
     top = layer_dir if isinstance(layer_dir, Path) else layer_dir[-1]
     mtime = int(os.lstat(top).st_mtime)
     with atomic_file(dest) as out:
-        sink = TarSink(out, hashes=("sha512",))
+        sink = TarSink(out, hashes=("sha512",), label=dest.name)
         writer = TarWriter(sink)
         writer.add_bytes(MANIFEST, data, mtime=mtime)
         report = writer.add_tree(layer_dir, prefix=ROOTFS, whiteouts=Whiteouts.DROP)

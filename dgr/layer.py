@@ -40,9 +40,11 @@ from pathlib import Path, PurePosixPath
 from typing import IO, BinaryIO
 
 from dgr.errors import BuildError, DgrError
+from dgr.log import log
 
 BLOCK = 512
 CHUNK = 1 << 20  # unit of hashing, writing and parallel compression
+PROGRESS_STEP = 256 << 20  # a progress line per 256 MiB of tar stream, for long packaging
 WINDOW = 32 * 1024  # deflate history carried from one compressed chunk into the next
 GZIP_LEVEL = 1
 OVERLAY_XATTRS = "trusted.overlay."
@@ -118,8 +120,11 @@ class TarSink:
         gzip: bool = False,
         hashes: Collection[str] = ("sha256",),
         threads: int | None = None,
+        label: str | None = None,
     ) -> None:
         self._out = out
+        self._label = label  # when set, progress is logged every PROGRESS_STEP bytes
+        self._next_progress = PROGRESS_STEP
         self._buffer = bytearray()
         self._hashers = {name: hashlib.new(name) for name in hashes}
         self._size = 0
@@ -152,6 +157,9 @@ class TarSink:
 
     def _take(self, chunk: bytes) -> None:
         self._size += len(chunk)
+        if self._label is not None and self._size >= self._next_progress:
+            log.info("%s: %d MiB packed", self._label, self._size >> 20)
+            self._next_progress += PROGRESS_STEP
         for hasher in self._hashers.values():
             hasher.update(chunk)
         if self._pool is None:

@@ -258,7 +258,7 @@ class BlobCache:
         """
 
         def produce(out: IO[bytes]) -> StreamDigests:
-            sink = TarSink(out, gzip=True, hashes=("sha256",))
+            sink = TarSink(out, gzip=True, hashes=("sha256",), label="OCI layer")
             try:
                 writer = TarWriter(sink)
                 writer.add_tree(source, whiteouts=Whiteouts.OCI)
@@ -274,7 +274,7 @@ class BlobCache:
         """The gzip blob of an uncompressed (or gzip) layer tar, bytes unchanged."""
 
         def produce(out: IO[bytes]) -> StreamDigests:
-            sink = TarSink(out, gzip=True, hashes=("sha256",))
+            sink = TarSink(out, gzip=True, hashes=("sha256",), label="OCI layer")
             try:
                 with _open_maybe_gzip(tar) as handle:
                     while chunk := handle.read(1 << 20):
@@ -290,7 +290,7 @@ class BlobCache:
         """The gzip OCI layer of an ACI's rootfs: its entries re-rooted at `/`, manifest left out."""
 
         def produce(out: IO[bytes]) -> StreamDigests:
-            sink = TarSink(out, gzip=True, hashes=("sha256",))
+            sink = TarSink(out, gzip=True, hashes=("sha256",), label="OCI layer")
             try:
                 writer = TarWriter(sink)
                 with tarfile.open(aci, mode="r|*") as archive:

@@ -425,3 +425,21 @@ def test_atomic_file_keeps_the_previous_file_on_failure(tmp_path: Path) -> None:
         out.write(b"new")
     assert dest.read_bytes() == b"new"
     assert stat.S_IMODE(dest.stat().st_mode) == 0o644
+
+
+def test_long_packaging_logs_progress(
+    caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import io
+    import logging
+
+    from dgr import layer
+
+    monkeypatch.setattr(layer, "PROGRESS_STEP", 2 * layer.CHUNK)
+    monkeypatch.setattr(layer.log, "propagate", True)
+    sink = layer.TarSink(io.BytesIO(), label="image.aci")
+    with caplog.at_level(logging.INFO, logger="dgr"):
+        sink.write(b"\0" * (5 * layer.CHUNK))
+        sink.close()
+    lines = [r.getMessage() for r in caplog.records]
+    assert lines == ["image.aci: 2 MiB packed", "image.aci: 4 MiB packed"]
