@@ -35,7 +35,7 @@ def project(args: argparse.Namespace) -> Path:
         raise DgrError(
             f"dgr {getattr(args, 'command', None) or 'this command'} does not work on a pod",
             path=path,
-            hint="on a pod: build, clean, try, test, install, run, graph, kube",
+            hint="on a pod: build, clean, try, test, install, push, run, graph, kube",
         )
     return path
 
@@ -283,12 +283,19 @@ def push(args: argparse.Namespace) -> int:
 
     opts = options(args)
     push_targets(opts.config)  # a bad push section fails before any build or test
+    pod = pod_folder(args)
     if getattr(args, "test", False) and test(args) != 0:
-        raise DgrError("tests failed: image not pushed", path=project(args))
-    result = build_image(project(args), opts)
-    signature = prepare_signature(result, opts.config)
-    for pushed in push_image(result, opts.config, signature=signature):
-        print(f"{pushed.location} {pushed.digest}".rstrip())
+        raise DgrError("tests failed: nothing pushed", path=pod or project(args))
+    if pod is not None:
+        from dgr.pod import build_pod
+
+        results = [app.result for app in build_pod(pod, opts).apps]
+    else:
+        results = [build_image(project(args), opts)]
+    for result in results:
+        signature = prepare_signature(result, opts.config)
+        for pushed in push_image(result, opts.config, signature=signature):
+            print(f"{pushed.location} {pushed.digest}".rstrip())
     return 0
 
 

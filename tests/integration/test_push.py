@@ -224,3 +224,24 @@ def test_bearer_token_auth(tmp_path: Path, cache_dir: Path, capsys: pytest.Captu
             assert remote_digest(reference, "--creds", "bob:Token-pw-5") == local
     finally:
         tokens.stop()
+
+
+def test_push_of_a_pod_pushes_every_app(
+    tmp_path: Path, cache_dir: Path, registry: Registry, capsys: pytest.CaptureFixture[str]
+) -> None:
+    project(tmp_path, name="example.com/aci-base:1", folder="aci-base")
+    pod = tmp_path / "pod-two"
+    pod.mkdir()
+    (pod / "pod-manifest.yml").write_text(
+        "name: example.com/pod-two:1\n"
+        "pod:\n  apps:\n"
+        "    - name: one\n      dependencies: [example.com/aci-base:1]\n"
+        "    - name: two\n      dependencies: [example.com/aci-base:1]\n"
+    )
+    cfg = home(tmp_path, cache_dir, oci_target(registry))
+    assert main(["-H", str(cfg), "-W", str(pod), "push"]) == 0
+    out = capsys.readouterr().out.split()
+    references = [f"{registry.host}/test/pod-two-one:1", f"{registry.host}/test/pod-two-two:1"]
+    assert out[0::2] == references
+    for reference, digest in zip(references, out[1::2], strict=True):
+        assert remote_digest(reference) == digest
