@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 
 import dgr
-from dgr.build import BuildOptions
+from dgr.build import BuildOptions, BuildResult
 from dgr.config import load_config
 from dgr.errors import DgrError
 from dgr.log import level_name, log, parse_level
@@ -35,7 +35,7 @@ def project(args: argparse.Namespace) -> Path:
         raise DgrError(
             f"dgr {getattr(args, 'command', None) or 'this command'} does not work on a pod",
             path=path,
-            hint="on a pod: build, clean, try, test, install, push, run, graph, kube",
+            hint="on a pod: build, clean, try, test, install, push, sign, run, graph, kube",
         )
     return path
 
@@ -256,13 +256,24 @@ def install(args: argparse.Namespace) -> int:
     return 0
 
 
-def sign(args: argparse.Namespace) -> int:
+def built_images(args: argparse.Namespace, opts: BuildOptions) -> list[BuildResult]:
+    """The image of `-W`, or every app image of the pod of `-W`, built if needed."""
     from dgr.build import build as build_image
+
+    pod = pod_folder(args)
+    if pod is None:
+        return [build_image(project(args), opts)]
+    from dgr.pod import build_pod
+
+    return [app.result for app in build_pod(pod, opts).apps]
+
+
+def sign(args: argparse.Namespace) -> int:
     from dgr.sign import sign_image
 
     opts = options(args)
-    result = build_image(project(args), opts)
-    sign_image(result.workspace.aci, result.name, opts.config)
+    for result in built_images(args, opts):
+        sign_image(result.workspace.aci, result.name, opts.config)
     return 0
 
 
@@ -278,21 +289,13 @@ def cp(args: argparse.Namespace) -> int:
 
 def push(args: argparse.Namespace) -> int:
     """`dgr push [-t]`: build if needed, (test,) sign when configured, push to every target."""
-    from dgr.build import build as build_image
     from dgr.push import prepare_signature, push_image, push_targets
 
     opts = options(args)
     push_targets(opts.config)  # a bad push section fails before any build or test
-    pod = pod_folder(args)
     if getattr(args, "test", False) and test(args) != 0:
-        raise DgrError("tests failed: nothing pushed", path=pod or project(args))
-    if pod is not None:
-        from dgr.pod import build_pod
-
-        results = [app.result for app in build_pod(pod, opts).apps]
-    else:
-        results = [build_image(project(args), opts)]
-    for result in results:
+        raise DgrError("tests failed: nothing pushed", path=Path(args.work_path).absolute())
+    for result in built_images(args, opts):
         signature = prepare_signature(result, opts.config)
         for pushed in push_image(result, opts.config, signature=signature):
             print(f"{pushed.location} {pushed.digest}".rstrip())

@@ -61,3 +61,30 @@ def test_disabled_signing_makes_no_signature(tmp_path: Path, cache_dir: Path, ca
     assert main(["-H", str(home), "-W", str(project), "sign"]) == 0
     assert not (project / "target" / "image.aci.asc").exists()
     assert "signing is disabled" in capsys.readouterr().err
+
+
+def test_sign_on_a_pod_signs_every_app(tmp_path: Path, cache_dir: Path, gpg: Gpg) -> None:
+    from dgr.build import BuildOptions
+    from dgr.config import load_config
+    from dgr.pod import build_pod
+
+    home, project = setup(tmp_path, cache_dir, f"sign:\n  - keyring: {gpg.keyring}\n")
+    (project / "aci-manifest.yml").write_text("name: example.com/aci-base:1\n")
+    pod = tmp_path / "pod-signed"
+    pod.mkdir()
+    (pod / "pod-manifest.yml").write_text(
+        "name: example.com/pod-signed:1\npod:\n  apps:\n"
+        "    - name: one\n      dependencies: [example.com/aci-base:1]\n"
+        "    - name: two\n      dependencies: [example.com/aci-base:1]\n"
+    )
+    assert main(["-H", str(home), "-W", str(pod), "sign"]) == 0
+    apps = build_pod(pod, BuildOptions(config=load_config(home))).apps
+    assert [a.name for a in apps] == ["one", "two"]
+    for app in apps:
+        aci = app.result.workspace.aci
+        subprocess.run(
+            ["gpg", "--batch", "--verify", f"{aci}.asc", str(aci)],
+            env=gpg.env,
+            check=True,
+            capture_output=True,
+        )
