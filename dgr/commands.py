@@ -279,7 +279,7 @@ def sign(args: argparse.Namespace) -> int:
 
 def cp(args: argparse.Namespace) -> int:
     from dgr.build import build as build_image
-    from dgr.layer import copy_from_aci
+    from dgr.extract import copy_from_aci
 
     result = build_image(project(args), options(args))
     dest = copy_from_aci(result.workspace.aci, args.path, Path(args.host_dir))

@@ -131,7 +131,7 @@ class Store:
             if layer is not None:
                 shutil.copytree(layer, tmp / "layer", symlinks=True)
             else:
-                from dgr.layer import extract_aci_rootfs
+                from dgr.extract import extract_aci_rootfs
 
                 extract_aci_rootfs(aci, tmp / "layer")
             (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from dgr.aci import image_manifest, write_aci
-from dgr.layer import extract_layer
+from dgr.extract import extract_layer
 from dgr.manifest import Manifest, parse_manifest
 from dgr.oci import BlobCache, LayerBlob, image_config, write_oci_layout
 from dgr.process import run

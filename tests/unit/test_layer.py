@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from dgr.errors import BuildError
+from dgr.extract import extract_aci_rootfs, extract_layer
 from dgr.layer import (
     CHUNK,
     OPAQUE_MARKER,
@@ -21,8 +22,6 @@ from dgr.layer import (
     TarWriter,
     Whiteouts,
     atomic_file,
-    extract_aci_rootfs,
-    extract_layer,
     write_layer,
 )
 
