@@ -21,13 +21,11 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import pytest
 
 from dgr.errors import DgrError
+from dgr.tap import BatsResult, BatsRun, bats_tests
 from dgr.tester import (
-    BatsResult,
-    BatsRun,
     TesterContainer,
     TesterOptions,
     bats_files,
-    bats_tests,
     check_templates,
     start_test_container,
 )

@@ -172,7 +172,7 @@ def test_push_with_tests_refuses_when_a_test_fails(
     (proj / "tests" / "failing.bats").write_text(FAILING_BATS)
     cfg = home(tmp_path, cache_dir, oci_target(registry))
     assert main(["-H", str(cfg), "-W", str(proj), "push", "-t"]) == 1
-    assert "tests failed: image not pushed" in capsys.readouterr().err
+    assert "tests failed: nothing pushed" in capsys.readouterr().err
     assert registry.catalog() == []
 
 

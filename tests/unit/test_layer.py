@@ -426,19 +426,28 @@ def test_atomic_file_keeps_the_previous_file_on_failure(tmp_path: Path) -> None:
     assert stat.S_IMODE(dest.stat().st_mode) == 0o644
 
 
-def test_long_packaging_logs_progress(
-    caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_long_packaging_logs_progress(monkeypatch: pytest.MonkeyPatch) -> None:
     import io
     import logging
 
     from dgr import layer
 
+    class Collect(logging.Handler):
+        def __init__(self) -> None:
+            super().__init__(logging.INFO)
+            self.lines: list[str] = []
+
+        def emit(self, record: logging.LogRecord) -> None:
+            self.lines.append(record.getMessage())
+
     monkeypatch.setattr(layer, "PROGRESS_STEP", 2 * layer.CHUNK)
-    monkeypatch.setattr(layer.log, "propagate", True)
-    sink = layer.TarSink(io.BytesIO(), label="image.aci")
-    with caplog.at_level(logging.INFO, logger="dgr"):
+    collect = Collect()
+    layer.log.addHandler(collect)
+    monkeypatch.setattr(layer.log, "level", logging.INFO)
+    try:
+        sink = layer.TarSink(io.BytesIO(), label="image.aci")
         sink.write(b"\0" * (5 * layer.CHUNK))
         sink.close()
-    lines = [r.getMessage() for r in caplog.records]
-    assert lines == ["image.aci: 2 MiB packed", "image.aci: 4 MiB packed"]
+    finally:
+        layer.log.removeHandler(collect)
+    assert collect.lines == ["image.aci: 2 MiB packed", "image.aci: 4 MiB packed"]

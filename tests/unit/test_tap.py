@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from dgr.tester import BatsRun, app_test_environment, bats_test_names, list_bats_tests, parse_tap
+from dgr.tap import BatsRun, bats_test_names, list_bats_tests, parse_tap
+from dgr.tester import app_test_environment
 
 BATS_OUTPUT = """\
 1..4
