@@ -42,7 +42,6 @@ ACI_HOME = "/dgr/aci-home"
 BUILDER_ATTRIBUTES = "/dgr/builder/attributes"
 STAGES_IN_IMAGE = "/dgr/builder/stages"
 STAGES = ("inherit", "project")  # staged folders copied into the image, in this order
-RUNLEVELS = ("prestart-early", "prestart-late", "inherit-build-early", "inherit-build-late")
 
 
 @dataclass(frozen=True)

@@ -36,7 +36,6 @@ MAX_REDIRECTS = 10
 MAX_PAGE_BYTES = 1 << 20  # a discovery page is small; do not read an endless one
 DEFAULT_TIMEOUT = 30.0
 DEFAULT_NEWER_CACHE_SECONDS = 3600
-META_KINDS = ("ac-discovery", "ac-discovery-pubkeys", "ac-push-discovery")
 _UNRESOLVED = re.compile(r"\{[^{}]*\}")
 
 

@@ -13,6 +13,7 @@ image): callers put them in a scaffold layer (see :func:`make_scaffold`).
 
 from __future__ import annotations
 
+import functools
 import os
 import subprocess
 from collections.abc import Mapping, Sequence
@@ -112,6 +113,7 @@ class Sandbox:
         return args
 
     def prepare(self) -> None:
+        check_host()
         for overlay in self.overlays:
             overlay.prepare()
 
@@ -138,18 +140,23 @@ def make_scaffold(directory: Path, dirs: Sequence[str] = (), files: Sequence[str
     return directory
 
 
+@functools.cache
 def check_host() -> None:
     """Fail early, with a hint, when the host cannot run sandboxes (not root, no overlayfs)."""
     if os.geteuid() != 0:
-        raise ToolError("building and running images needs root", hint="run dgr with sudo")
-    try:
-        filesystems = Path("/proc/filesystems").read_text()
-    except OSError:
-        filesystems = ""
-    if "\toverlay\n" not in filesystems and not filesystems.endswith("\toverlay"):
+        raise ToolError("building and running images needs root", hint="run dgr as root (e.g. with sudo)")
+    if not _has_overlay():
         try:
             run(["modprobe", "overlay"], check=False)
         except ToolError:
             pass
-        if "\toverlay" not in Path("/proc/filesystems").read_text():
+        if not _has_overlay():
             raise ToolError("Overlay filesystem is required", hint="modprobe overlay")
+
+
+def _has_overlay() -> bool:
+    try:
+        lines = Path("/proc/filesystems").read_text().splitlines()
+    except OSError:
+        return False
+    return any(line.split() == ["nodev", "overlay"] for line in lines)
