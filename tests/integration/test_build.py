@@ -266,3 +266,14 @@ def test_cp_copies_from_the_image(dgr, tmp_path: Path) -> None:  # type: ignore[
     assert (out / "templates" / "etc" / "templated.tmpl").exists()
     assert dgr("-W", str(p), "cp", "/not/there", str(out)) == 1
     assert not list((p / "target").glob(".cp-*"))
+
+
+def test_aci_version_and_config(dgr, dgr_home: Path, tmp_path: Path, capsys) -> None:  # type: ignore[no-untyped-def]
+    p = project(tmp_path, {"aci-manifest.yml": "name: example.com/aci-v:2.1-3\n"})
+    assert dgr("-W", str(p), "build") == 0
+    capsys.readouterr()
+    assert dgr("aci-version", str(p / "target" / "image.aci")) == 0
+    assert capsys.readouterr().out == "2.1-3\n"
+    assert dgr("config", "storePath") == 0
+    assert capsys.readouterr().out == f"{tmp_path / 'store'}\n"
+    assert dgr("config", "nope") == 1
