@@ -134,7 +134,7 @@ class Container:
         bwrap = os.path.realpath(require_tool("bwrap", "bubblewrap"))
         while time.monotonic() < deadline:
             # Until the mounts are made, the process is a shell whose children are `mount`s.
-            children = _children(proc.pid) if _exe(proc.pid) == bwrap else []
+            children = child_pids(proc.pid) if _exe(proc.pid) == bwrap else []
             if children and _exe(children[0]) == bwrap:
                 self._init_pid = children[0]
                 return self._init_pid
@@ -255,7 +255,8 @@ def _exe(pid: int) -> str:
         return ""
 
 
-def _children(pid: int) -> list[int]:
+def child_pids(pid: int) -> list[int]:
+    """The PIDs of `pid`'s children (empty when it is gone)."""
     try:
         with open(f"/proc/{pid}/task/{pid}/children") as f:
             return [int(x) for x in f.read().split()]

@@ -18,7 +18,7 @@ import pytest
 
 from dgr.build import BuildOptions
 from dgr.config import load_config
-from dgr.container import Container
+from dgr.container import Container, child_pids
 from dgr.pod import PodBuild, build_pod, start_pod, start_test_pod
 from dgr.process import run
 from tests.support.podman import Podman
@@ -215,8 +215,8 @@ def test_sigkill_of_dgr_run_leaves_no_process_or_namespace(
     try:
 
         def served() -> int | None:
-            for child in _children(proc.pid):
-                for inner in _children(child):
+            for child in child_pids(proc.pid):
+                for inner in child_pids(child):
                     probe = subprocess.run(
                         [
                             "nsenter",
@@ -268,21 +268,13 @@ def test_kube_export_runs_under_podman(built: PodBuild, tmp_path: Path) -> None:
         assert own == "pod pod image"  # the client's own page: no app folder, no override
 
 
-def _children(pid: int) -> list[int]:
-    try:
-        with open(f"/proc/{pid}/task/{pid}/children") as f:
-            return [int(x) for x in f.read().split()]
-    except OSError:
-        return []
-
-
 def _descendants(pid: int) -> list[int]:
     found: list[int] = []
-    todo = _children(pid)
+    todo = child_pids(pid)
     while todo:
         child = todo.pop()
         found.append(child)
-        todo.extend(_children(child))
+        todo.extend(child_pids(child))
     return found
 
 
