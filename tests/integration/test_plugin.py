@@ -18,12 +18,9 @@ DGR = Path(sys.executable).with_name("dgr")
 
 
 @pytest.fixture
-def home(cache_dir: Path, tmp_path: Path) -> Path:
+def home(dgr_home: Path) -> Path:
     """A dgr configuration folder sharing the session's cache, with a private store."""
-    path = tmp_path / "dgr-home"
-    path.mkdir()
-    (path / "config.yml").write_text(f"cachePath: {cache_dir}\nstorePath: {tmp_path / 'store'}\n")
-    return path
+    return dgr_home
 
 
 @pytest.fixture(params=["no-xdist", "xdist"])
