@@ -109,6 +109,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="bind HOSTDIR on a mount point (its name or its path); repeatable",
     )
     p.add_argument(
+        "--publish",
+        action="append",
+        default=[],
+        metavar="[HOSTIP:]HOSTPORT:PORT",
+        help="publish a TCP port of the container on the host (PORT: a number or a port name); repeatable",
+    )
+    p.add_argument(
         "--net",
         choices=("none", "host"),
         default="none",

@@ -162,6 +162,7 @@ def run(args: argparse.Namespace) -> int:
         volumes=args.volume,
         host_network=args.net == "host",
         exec_=exec_,
+        ports=args.publish,
     )
 
 

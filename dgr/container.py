@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING
 
 from dgr.errors import ContainerError
 from dgr.log import log
+from dgr.ports import PortMapping, forward, parse_ports, stop
 from dgr.process import Result, require_tool, run
 from dgr.sandbox import DEFAULT_PATH, Bind, Overlay, Sandbox, make_scaffold
 
@@ -115,14 +116,26 @@ class Container:
         finally:
             self.remove()
 
-    def run_attached(self) -> int:
-        """Run the container with our stdin/stdout/stderr (for `dgr run`); its exit code."""
+    def run_attached(self, ports: Sequence[PortMapping] = ()) -> int:
+        """Run the container with our stdin/stdout/stderr (for `dgr run`), its `ports`
+        published on the host; returns its exit code."""
         self.state.mkdir(parents=True, exist_ok=True)
         sandbox = self.sandbox()
         sandbox.prepare()
+        listeners: list[subprocess.Popen[bytes]] = []
         try:
-            return subprocess.run(sandbox.command(self.argv()), check=False).returncode
+            with subprocess.Popen(sandbox.command(self.argv())) as proc:
+                self.proc = proc
+                try:
+                    if ports:
+                        pid = self.init_pid()
+                        listeners = [forward(mapping, pid) for mapping in ports]
+                    return proc.wait()
+                except BaseException:
+                    proc.kill()
+                    raise
         finally:
+            stop(listeners)
             self.remove()
 
     def init_pid(self, timeout: float = 10.0) -> int:
@@ -322,6 +335,7 @@ def run_image(
     volumes: Sequence[str] = (),
     host_network: bool = False,
     exec_: Sequence[str] | None = None,
+    ports: Sequence[str] = (),
 ) -> int:
     """Run a built image attached to our terminal; returns the container's exit code."""
     environment = dict(env or {})
@@ -334,4 +348,7 @@ def run_image(
         exec_=exec_,
         host_network=host_network,
     )
-    return Container(spec).run_attached()
+    mappings = parse_ports(ports, result.manifest.aci.app.ports)
+    if mappings and host_network:
+        raise ContainerError("-p publishes ports of a container's own network: not with --net host")
+    return Container(spec).run_attached(mappings)

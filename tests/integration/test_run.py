@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 import time
 from pathlib import Path
 
@@ -133,3 +134,44 @@ def test_manifest_missing_value_fails_the_build(tmp_path: Path, options: BuildOp
     with pytest.raises(DgrError, match="version"):
         build(project, options)
     assert not (project / "target" / "image.aci").exists()
+
+
+def test_run_publishes_a_port_on_the_host(tmp_path: Path, dgr_home: Path) -> None:
+    import signal
+    import socket
+    import subprocess
+    import sys
+    import urllib.request
+
+    project = tmp_path / "aci-web"
+    (project / "files" / "srv").mkdir(parents=True)
+    (project / "files" / "srv" / "index.html").write_text("published\n")
+    (project / "aci-manifest.yml").write_text(
+        "name: example.com/aci-web:1\n"
+        "aci:\n  app:\n"
+        "    exec: [/dgr/bin/busybox, httpd, -f, -p, '8080', -h, /srv]\n"
+        "    ports: [{name: http, port: 8080}]\n"
+    )
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        host_port = probe.getsockname()[1]
+    argv = [sys.executable, "-m", "dgr.cli", "-H", str(dgr_home), "-W", str(project), "run",
+            "--publish", f"{host_port}:http"]  # fmt: skip
+    proc = subprocess.Popen(
+        argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{host_port}/", timeout=5) as page:
+                    assert page.read() == b"published\n"
+                    break
+            except OSError:
+                assert proc.poll() is None and time.monotonic() < deadline
+                time.sleep(0.1)
+    finally:
+        os.kill(proc.pid, signal.SIGINT)
+        assert proc.wait(timeout=30) == 130
+    with socket.socket() as probe, pytest.raises(ConnectionRefusedError):
+        probe.connect(("127.0.0.1", host_port))
