@@ -18,6 +18,7 @@ from typing import IO
 
 from dgr.errors import BuildError, DgrError
 from dgr.layer import CHUNK, OPAQUE_MARKER, OVERLAY_XATTRS, WHITEOUT_PREFIX
+from dgr.process import run
 
 
 class _Extractor:
@@ -247,11 +248,8 @@ def copy_from_aci(aci: Path, path: str, host_dir: Path) -> Path:
         if not source.exists() and not source.is_symlink():
             raise DgrError(f"cp: {path} is not in {aci} (only this image's own layer can be copied)")
         host_dir.mkdir(parents=True, exist_ok=True)
-        dest = host_dir / rel.name
-        if source.is_dir() and not source.is_symlink():
-            shutil.copytree(source, dest, symlinks=True, dirs_exist_ok=True)
-        else:
-            shutil.copy2(source, dest, follow_symlinks=False)
-        return dest
+        # cp -a, as the original: modes, owners, times, links and device nodes kept.
+        run(["cp", "-a", "--", str(source), str(host_dir)], what=f"copying {path}")
+        return host_dir / rel.name
     finally:
         shutil.rmtree(scratch, ignore_errors=True)

@@ -28,6 +28,7 @@ from filelock import FileLock
 
 from dgr.errors import DgrError
 from dgr.names import ImageName, compare_versions
+from dgr.process import run
 
 
 def appc_arch() -> str:
@@ -129,7 +130,9 @@ class Store:
             if signature is not None:
                 shutil.copyfile(signature, tmp / "image.aci.asc")
             if layer is not None:
-                shutil.copytree(layer, tmp / "layer", symlinks=True)
+                # cp -a keeps what a layer holds beyond plain files: overlay whiteouts (0/0
+                # devices) and opaque xattrs, devices, hard links, owners.
+                run(["cp", "-a", "--", str(layer), str(tmp / "layer")], what="copying the layer")
             else:
                 from dgr.extract import extract_aci_rootfs
 

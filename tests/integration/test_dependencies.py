@@ -156,3 +156,18 @@ def test_dependency_templates_are_inherited_and_the_image_wins(chain) -> None:  
     script = "cat /etc/from-base /etc/overridden"
     result = Container(image_spec(app, exec_=["/bin/sh", "-c", script])).run(timeout=60)
     assert result.output.splitlines()[-2:] == ["base template sees middle", "from app"]
+
+
+def test_install_keeps_the_layer_whiteouts(chain) -> None:  # type: ignore[no-untyped-def]
+    import stat
+
+    from dgr.cli import main
+    from dgr.names import ImageName
+    from dgr.store import Store
+
+    repo, _ = chain
+    assert main(["-H", str(repo / ".home"), "-W", str(repo / "aa-middle"), "install"]) == 0
+    stored = Store(repo / ".store").find(ImageName("example.com/aa-middle", "1"))
+    assert stored is not None
+    whiteout = (stored.layer / "etc" / "to-delete").lstat()
+    assert stat.S_ISCHR(whiteout.st_mode) and whiteout.st_rdev == 0
