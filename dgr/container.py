@@ -132,6 +132,10 @@ class Container:
                         listeners = [forward(mapping, pid) for mapping in ports]
                     return proc.wait()
                 except BaseException:
+                    # The container's init first: were bwrap killed while starting it, the
+                    # init could miss its parent-death signal and outlive us.
+                    for pid in child_pids(proc.pid):
+                        _kill(pid)
                     proc.kill()
                     raise
         finally:
@@ -275,6 +279,13 @@ def child_pids(pid: int) -> list[int]:
             return [int(x) for x in f.read().split()]
     except OSError:
         return []
+
+
+def _kill(pid: int) -> None:
+    try:
+        os.kill(pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
 
 
 def _signal_group(pgid: int, sig: signal.Signals) -> None:

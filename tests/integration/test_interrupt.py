@@ -30,6 +30,18 @@ def sleepers() -> list[int]:
     return found
 
 
+def app_started() -> bool:
+    """Whether the container's app (busybox sleep MARK, not a command line naming it) runs."""
+    for pid in sleepers():
+        try:
+            argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if argv[0].endswith(b"busybox") and argv[1:3] == [b"sleep", MARK.encode()]:
+            return True
+    return False
+
+
 def mounts_under(path: Path) -> list[str]:
     with open("/proc/self/mountinfo") as f:
         return [line.split()[4] for line in f if line.split()[4].startswith(str(path))]
@@ -119,7 +131,7 @@ def test_terminated_run_removes_its_container(tmp_path: Path, cache_dir: Path) -
         env={**os.environ, "TMPDIR": str(state)},
     )
     deadline = time.monotonic() + 120
-    while not sleepers():
+    while not app_started():
         assert proc.poll() is None and time.monotonic() < deadline
         time.sleep(0.05)
     os.kill(proc.pid, signal.SIGTERM)
