@@ -11,6 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.podman import mounts_under
+
 pytestmark = pytest.mark.integration
 
 # The sleep's argument identifies this test's processes (xdist runs tests side by side).
@@ -40,11 +42,6 @@ def app_started() -> bool:
         if argv[0].endswith(b"busybox") and argv[1:3] == [b"sleep", MARK.encode()]:
             return True
     return False
-
-
-def mounts_under(path: Path) -> list[str]:
-    with open("/proc/self/mountinfo") as f:
-        return [line.split()[4] for line in f if line.split()[4].startswith(str(path))]
 
 
 def start_slow_build(tmp_path: Path, cache_dir: Path) -> tuple[subprocess.Popen[bytes], Path]:
