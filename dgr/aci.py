@@ -26,6 +26,7 @@ from dgr.layer import TarSink, TarWriter, Whiteouts, atomic_file
 from dgr.log import log
 from dgr.manifest import App, Manifest, NameValue
 from dgr.names import ImageName
+from dgr.userns import IDENTITY, IdMap
 
 AC_VERSION = "0.8.11"
 PRESTART = "/dgr/bin/prestart"
@@ -171,7 +172,12 @@ def manifest_bytes(manifest: Mapping[str, Any]) -> bytes:
     return (json.dumps(manifest, indent=2, ensure_ascii=False) + "\n").encode("utf-8")
 
 
-def write_aci(layer_dir: Path | Sequence[Path], manifest_json: Mapping[str, Any] | bytes, dest: Path) -> str:
+def write_aci(
+    layer_dir: Path | Sequence[Path],
+    manifest_json: Mapping[str, Any] | bytes,
+    dest: Path,
+    ids: IdMap = IDENTITY,
+) -> str:
     """Write the ACI `dest` from `layer_dir` (the rootfs layer) and return its image ID.
 
     `layer_dir` may be several directories (lowest first), merged as overlayfs stacks them
@@ -181,13 +187,14 @@ def write_aci(layer_dir: Path | Sequence[Path], manifest_json: Mapping[str, Any]
     dict or its exact bytes. The file appears only when complete: it is written next to `dest`
     and renamed into place, so a failure keeps any previous `dest` and leaves no temporary.
     Overlay whiteouts in `layer_dir` are dropped (appc cannot express them) and logged.
+    Owners are written as the sandboxes saw them (`ids`, see dgr/userns.py).
     """
     data = manifest_json if isinstance(manifest_json, bytes) else manifest_bytes(manifest_json)
     top = layer_dir if isinstance(layer_dir, Path) else layer_dir[-1]
     mtime = int(os.lstat(top).st_mtime)
     with atomic_file(dest) as out:
         sink = TarSink(out, hashes=("sha512",), label=dest.name)
-        writer = TarWriter(sink)
+        writer = TarWriter(sink, ids)
         writer.add_bytes(MANIFEST, data, mtime=mtime)
         report = writer.add_tree(layer_dir, prefix=ROOTFS, whiteouts=Whiteouts.DROP)
         writer.close()

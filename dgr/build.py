@@ -25,6 +25,7 @@ from typing import IO, Any
 from filelock import FileLock
 
 import dgr
+from dgr import userns
 from dgr.builder_root import busybox_root
 from dgr.buildkey import build_key, up_to_date
 from dgr.cache import cached_folder
@@ -34,7 +35,13 @@ from dgr.log import level_name, log, step
 from dgr.manifest import Manifest, load_manifest
 from dgr.names import ImageName, generate_version
 from dgr.sandbox import Bind, Overlay, Sandbox, make_scaffold
-from dgr.staging import has_scripts, inside_project, stage_inherit_runlevels, stage_project
+from dgr.staging import (
+    has_scripts,
+    inside_project,
+    stage_build_runlevels,
+    stage_inherit_runlevels,
+    stage_project,
+)
 from dgr.workspace import Workspace, target_dir
 
 ROOTFS_IN_BUILDER = "/rootfs"
@@ -113,6 +120,7 @@ class _Build:
     builder_deps: tuple[Dependency, ...]
     log_file: IO[str]
     extra_attributes: tuple[tuple[str, Path], ...] = ()
+    runlevels: Path | None = None  # the staged build runlevels (staging.stage_build_runlevels)
 
     @property
     def project(self) -> Path:
@@ -156,9 +164,11 @@ class _Build:
 
     def common_binds(self) -> list[Bind]:
         binds = [
-            Bind(self.project, ACI_HOME, read_only=False),
+            Bind(self.project, ACI_HOME),
             Bind(self.ws.scratch("builder-attributes"), BUILDER_ATTRIBUTES, read_only=False),
         ]
+        if self.runlevels is not None:
+            binds.append(Bind(self.runlevels, f"{ACI_HOME}/runlevels"))
         if Path("/etc/resolv.conf").exists():
             binds.append(Bind(Path("/etc/resolv.conf"), "/etc/resolv.conf"))
         return binds
@@ -199,14 +209,17 @@ class _Build:
 def host_mount_source(source: str, project: Path) -> Path:
     """A mount `from`: `~/x` is in the invoking user's home, relative paths in the project.
 
-    A missing source directory is created (the original's behaviour, issue #202).
+    A missing source directory is created (the original's behaviour, issue #202), owned by
+    the sandboxes' root so that scripts can write into it (e.g. a download cache).
     """
     if source.startswith("~/"):
         home = Path(os.path.expanduser("~" + os.environ.get("SUDO_USER", "")))
         path = home / source[2:]
     else:
         path = (project / source).resolve()
-    path.mkdir(parents=True, exist_ok=True)
+    if not path.exists():
+        path.mkdir(parents=True)
+        userns.current().give(path)
     return path
 
 
@@ -227,7 +240,9 @@ def _scaffold(b: _Build) -> None:
         dirs=[*targets, ROOTFS_IN_BUILDER, *(m.to for m in b.manifest.builder.mount_points)],
         files=["/etc/resolv.conf"],
     )
-    b.ws.scratch("builder-attributes").mkdir()
+    attributes = b.ws.scratch("builder-attributes")
+    attributes.mkdir()
+    userns.current().give(attributes)  # scripts write the build-time attributes here
 
 
 _ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
@@ -322,16 +337,19 @@ def run_steps(b: _Build, sandbox: Sandbox, steps: list[Step]) -> None:
 
 
 def internals_layer(cache: Path) -> Path:
-    """dgr's internals as a layer (a folder holding `dgr/`), shared by every build."""
+    """dgr's internals as a layer (a folder holding `dgr/`), shared by every build and
+    owned by the sandboxes' root (a copy per id map, so no inode is shared between maps)."""
     from dgr.internals import build_internals
 
     tree = build_internals(cache)
+    ids = userns.current()
 
     def produce(layer: Path) -> None:
         layer.chmod(0o755)
-        shutil.copytree(tree, layer / "dgr", symlinks=True, copy_function=os.link)
+        shutil.copytree(tree, layer / "dgr", symlinks=True)
+        ids.give_tree(layer)
 
-    return cached_folder(tree.with_name(tree.name + ".layer"), produce)
+    return cached_folder(tree.with_name(f"{tree.name}.layer-{ids.tag()}"), produce)
 
 
 # --- attributes and the final manifest ----------------------------------------------------
@@ -413,7 +431,10 @@ def build(
         ws.reset_work()
         ws.key_file.unlink(missing_ok=True)
         with open(ws.log, "w", encoding="utf-8") as log_file:
-            b = _Build(manifest, ws, options, internals, deps, builder_deps, log_file, extra_attributes)
+            runlevels = stage_build_runlevels(manifest.project, ws.scratch("stages/runlevels"))
+            b = _Build(
+                manifest, ws, options, internals, deps, builder_deps, log_file, extra_attributes, runlevels
+            )
             try:
                 result = _run_pipeline(b)
             finally:
@@ -492,6 +513,9 @@ def _make_tmp(upper: Path) -> None:
     tmp = upper / "tmp"
     tmp.mkdir(parents=True, exist_ok=True)
     os.chmod(tmp, 0o1777)
+    ids = userns.current()
+    ids.give(upper)
+    ids.give(tmp)
 
 
 def _drop_tmp(upper: Path) -> None:
@@ -532,13 +556,14 @@ def package(b: _Build, manifest: Manifest) -> str:
     image_manifest = aci.image_manifest(
         manifest, version=name.version, dependencies=deps, dgr_version=dgr.__version__, build_date=build_date
     )
+    ids = userns.current()
     with step("packaging image.aci"):
-        image_id = aci.write_aci([b.internals, upper], image_manifest, b.ws.aci)
+        image_id = aci.write_aci([b.internals, upper], image_manifest, b.ws.aci, ids)
     with step("writing the OCI layout"):
         layers = [oci.LayerSource(d.layer, key=d.image_id) for d in flatten(b.aci_deps)]
         layers.append(oci.LayerSource(b.internals, key=f"dgr-internals-{b.internals.name}"))
         layers.append(oci.LayerSource(upper))
-        cache = oci.BlobCache(b.options.config.cache_path / "blobs")
+        cache = oci.BlobCache(b.options.config.cache_path / "blobs", ids)
         oci.export_image(
             b.ws.oci, manifest, version=name.version, created=build_date, layers=layers, cache=cache
         )

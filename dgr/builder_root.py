@@ -11,6 +11,7 @@ import os
 import shutil
 from pathlib import Path
 
+from dgr import userns
 from dgr.cache import cached_folder
 from dgr.internals import BUSYBOX_PACKAGE, find_busybox
 from dgr.process import require_tool, run
@@ -39,5 +40,7 @@ def busybox_root(cache: Path) -> Path:
         (etc / "group").write_text("root:x:0:\n")
         (root / "root").mkdir(mode=0o700)
         root.chmod(0o755)
+        ids.give_tree(root)
 
-    return cached_folder(cache / "builder-busybox" / _digest(busybox), produce)
+    ids = userns.current()
+    return cached_folder(cache / "builder-busybox" / f"{_digest(busybox)}-{ids.tag()}", produce)

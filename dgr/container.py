@@ -22,6 +22,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING
 
+from dgr import userns
 from dgr.errors import ContainerError
 from dgr.log import log
 from dgr.ports import PortMapping, forward, parse_ports, stop
@@ -216,10 +217,13 @@ class Container:
         pid = self.init_pid()
         nsenter = require_tool("nsenter", "util-linux")
         environment = {**self.environment(), **(env or {})}
+        # A container with a user namespace of its own (root mode) is entered as its root.
+        user = ["-U"] if userns.other_namespace(f"/proc/{pid}/ns/user") else []
         command = [
             nsenter,
             "-t",
             str(pid),
+            *user,
             "-m",
             "-u",
             "-i",

@@ -4,6 +4,10 @@ Entries that are absolute, contain `..`, would be written through a symlink that
 outside the destination, or hard-link to something outside it are refused with a BuildError
 naming them. OCI whiteouts are applied when asked (`.wh.NAME`, `.wh..wh..opq`). Used for
 dependencies fetched into the store, for `dgr cp`, and by the tests as an independent reader.
+
+Layers hold no device nodes (the runtime provides /dev): they are dropped. From an image
+that is not trusted (unsigned, not opted in), setuid/setgid bits and file capabilities are
+dropped too. Each kind of drop is logged once per layer.
 """
 
 from __future__ import annotations
@@ -18,17 +22,26 @@ from typing import IO
 
 from dgr.errors import BuildError, DgrError
 from dgr.layer import CHUNK, OPAQUE_MARKER, OVERLAY_XATTRS, WHITEOUT_PREFIX
+from dgr.log import log
 from dgr.process import run
+from dgr.userns import IDENTITY, IdMap
+
+CAPABILITY_XATTR = "security.capability"
 
 
 class _Extractor:
     """Applies one layer tar onto `dest`, refusing anything that would land outside it."""
 
-    def __init__(self, dest: Path, source: str, strip: str, whiteouts: bool) -> None:
+    def __init__(
+        self, dest: Path, source: str, strip: str, whiteouts: bool, ids: IdMap, trusted: bool
+    ) -> None:
         self.dest = os.path.realpath(dest)
         self.source = source
         self.strip = strip.strip("/")
         self.whiteouts = whiteouts
+        self.ids = ids
+        self.trusted = trusted
+        self.dropped: dict[str, list[str]] = {}
         self.written: set[str] = set()
         self.opaque: list[str] = []
         self.directories: list[tuple[str, tarfile.TarInfo]] = []
@@ -128,12 +141,47 @@ class _Extractor:
         elif member.islnk():
             self.hardlink(member, target)
             return  # a hard link shares the metadata of its target
-        elif member.ischr() or member.isblk() or member.isfifo():
-            kind = stat.S_IFCHR if member.ischr() else stat.S_IFBLK if member.isblk() else stat.S_IFIFO
-            os.mknod(target, kind | 0o600, os.makedev(member.devmajor, member.devminor))
+        elif member.ischr() or member.isblk():
+            self.drop("device nodes", member.name)
+            return
+        elif member.isfifo():
+            os.mkfifo(target, 0o600)
         else:
             raise self.refuse(member.name, f"unsupported entry type {member.type!r}")
-        _apply_metadata(target, member)
+        self.apply_metadata(target, member)
+
+    def drop(self, what: str, name: str) -> None:
+        self.dropped.setdefault(what, []).append(name)
+
+    def apply_metadata(self, target: str, member: tarfile.TarInfo) -> None:
+        os.chown(target, self.ids.host_uid(member.uid), self.ids.host_gid(member.gid), follow_symlinks=False)
+        for key, value in sorted(member.pax_headers.items()):
+            if not key.startswith("SCHILY.xattr.") or key[13:].startswith(OVERLAY_XATTRS):
+                continue
+            if key[13:] == CAPABILITY_XATTR and not self.trusted:
+                self.drop("file capabilities", member.name)
+                continue
+            raw = value.encode("utf-8", "surrogateescape")
+            os.setxattr(target, key[13:], raw, follow_symlinks=False)
+        if not member.issym():
+            mode = member.mode
+            if mode & (stat.S_ISUID | stat.S_ISGID) and not self.trusted and not member.isdir():
+                self.drop("setuid/setgid bits", member.name)
+                mode &= ~(stat.S_ISUID | stat.S_ISGID)
+            os.chmod(target, mode)  # after chown, which clears set-id bits
+        os.utime(target, (member.mtime, member.mtime), follow_symlinks=False)
+
+    def report(self) -> None:
+        for what, names in self.dropped.items():
+            shown = ", ".join(names[:5]) + (" ..." if len(names) > 5 else "")
+            log.warning(
+                "%s: dropped %s of %d entr%s: %s",
+                self.source,
+                what,
+                len(names),
+                "y" if len(names) == 1 else "ies",
+                shown,
+            )
 
     def write_file(self, archive: tarfile.TarFile, member: tarfile.TarInfo, target: str) -> None:
         data = archive.extractfile(member)
@@ -163,7 +211,8 @@ class _Extractor:
         for folder in self.opaque:
             self.clear_lower(folder, keep)
         for target, member in sorted(self.directories, key=lambda item: item[0], reverse=True):
-            _apply_metadata(target, member)
+            self.apply_metadata(target, member)
+        self.report()
 
     def clear_lower(self, folder: str, keep: set[str]) -> None:
         """Remove what is under `folder` except `keep`: what this layer wrote and their parents."""
@@ -187,30 +236,29 @@ def _remove(path: str) -> None:
         os.unlink(path)
 
 
-def _apply_metadata(target: str, member: tarfile.TarInfo) -> None:
-    os.chown(target, member.uid, member.gid, follow_symlinks=False)
-    for key, value in sorted(member.pax_headers.items()):
-        if key.startswith("SCHILY.xattr.") and not key[13:].startswith(OVERLAY_XATTRS):
-            raw = value.encode("utf-8", "surrogateescape")
-            os.setxattr(target, key[13:], raw, follow_symlinks=False)
-    if not member.issym():
-        os.chmod(target, member.mode)  # after chown, which clears set-id bits
-    os.utime(target, (member.mtime, member.mtime), follow_symlinks=False)
-
-
-def extract_layer(tar: Path | IO[bytes], dest: Path, *, strip: str = "", whiteouts: bool = True) -> None:
+def extract_layer(
+    tar: Path | IO[bytes],
+    dest: Path,
+    *,
+    strip: str = "",
+    whiteouts: bool = True,
+    ids: IdMap = IDENTITY,
+    trusted: bool = True,
+) -> None:
     """Apply the layer `tar` (a path or a stream; raw, gzip, bzip2 or xz) onto directory `dest`.
 
     With `whiteouts`, OCI whiteouts are applied (`.wh.NAME` deletes NAME, `.wh..wh..opq`
     hides what lower layers put in the directory). With `strip`, only entries under that
     top-level directory are extracted, re-rooted at `dest`. Entries are refused with a
     BuildError naming them when they are absolute, contain `..`, would be written through a
-    symlink that leads outside `dest`, or hard-link to something outside it. Ownership,
-    modes, mtimes and xattrs (except `trusted.overlay.*`) are restored.
+    symlink that leads outside `dest`, or hard-link to something outside it. Ownership
+    (shifted to the host ids of `ids`), modes, mtimes and xattrs (except `trusted.overlay.*`)
+    are restored; device nodes are dropped, and so are setuid/setgid bits and file
+    capabilities unless the layer is `trusted`.
     """
     dest.mkdir(parents=True, exist_ok=True)
     name = os.fspath(tar) if isinstance(tar, Path) else getattr(tar, "name", "<stream>")
-    extractor = _Extractor(dest, str(name), strip, whiteouts)
+    extractor = _Extractor(dest, str(name), strip, whiteouts, ids, trusted)
     try:
         if isinstance(tar, Path):
             archive = tarfile.open(tar, mode="r|*")
@@ -227,9 +275,9 @@ def extract_layer(tar: Path | IO[bytes], dest: Path, *, strip: str = "", whiteou
     extractor.finish()
 
 
-def extract_aci_rootfs(aci: Path, dest: Path) -> None:
+def extract_aci_rootfs(aci: Path, dest: Path, *, ids: IdMap = IDENTITY, trusted: bool = True) -> None:
     """Extract the `rootfs/` of the ACI `aci` into `dest` (no whiteouts: appc has none)."""
-    extract_layer(aci, dest, strip="rootfs", whiteouts=False)
+    extract_layer(aci, dest, strip="rootfs", whiteouts=False, ids=ids, trusted=trusted)
 
 
 def copy_from_aci(aci: Path, path: str, host_dir: Path) -> Path:

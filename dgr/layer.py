@@ -40,6 +40,7 @@ from typing import IO, BinaryIO
 
 from dgr.errors import BuildError
 from dgr.log import log
+from dgr.userns import IDENTITY, IdMap
 
 BLOCK = 512
 CHUNK = 1 << 20  # unit of hashing, writing and parallel compression
@@ -278,8 +279,10 @@ class TarWriter:
     give the same bytes.
     """
 
-    def __init__(self, sink: TarSink) -> None:
+    def __init__(self, sink: TarSink, ids: IdMap = IDENTITY) -> None:
+        """`ids` maps the tree's host owners back to the ids its sandboxes saw."""
         self._sink = sink
+        self._ids = ids
         self._links: dict[tuple[int, int], str] = {}
         self._whiteouts = Whiteouts.OCI
         self._report = LayerReport()
@@ -376,8 +379,8 @@ class TarWriter:
         info = tarfile.TarInfo(arcname)
         info.type = kind
         info.mode = stat.S_IMODE(st.st_mode)
-        info.uid = st.st_uid
-        info.gid = st.st_gid
+        info.uid = self._ids.container_uid(st.st_uid)
+        info.gid = self._ids.container_gid(st.st_gid)
         info.mtime = int(st.st_mtime)
         if path is not None:
             info.pax_headers = _xattrs(path, arcname)
@@ -477,6 +480,7 @@ def write_layer(
     gzip: bool = False,
     hashes: Collection[str] = ("sha256",),
     threads: int | None = None,
+    ids: IdMap = IDENTITY,
 ) -> tuple[StreamDigests, LayerReport]:
     """Write the directory `source` to `out` as a complete tar (see the module docstring).
 
@@ -485,7 +489,7 @@ def write_layer(
     """
     sink = TarSink(out, gzip=gzip, hashes=hashes, threads=threads)
     try:
-        writer = TarWriter(sink)
+        writer = TarWriter(sink, ids)
         report = writer.add_tree(source, prefix=prefix, whiteouts=whiteouts)
         writer.close()
         return sink.close(), report

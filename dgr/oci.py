@@ -38,6 +38,7 @@ from dgr.aci import check_rfc3339
 from dgr.errors import BuildError, DgrError
 from dgr.layer import StreamDigests, TarSink, TarWriter, Whiteouts, atomic_file
 from dgr.manifest import App, Manifest
+from dgr.userns import IDENTITY, IdMap
 
 MEDIA_LAYER_GZIP = "application/vnd.oci.image.layer.v1.tar+gzip"
 MEDIA_CONFIG = "application/vnd.oci.image.config.v1+json"
@@ -200,8 +201,9 @@ class BlobCache:
     the same blob write the same bytes.
     """
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, ids: IdMap = IDENTITY) -> None:
         self.root = root
+        self.ids = ids  # owners of the directories it packs, as the sandboxes saw them
         self.blobs = root / "blobs" / "sha256"
         self.keys = root / "keys"
 
@@ -260,7 +262,7 @@ class BlobCache:
         def produce(out: IO[bytes]) -> StreamDigests:
             sink = TarSink(out, gzip=True, hashes=("sha256",), label="OCI layer")
             try:
-                writer = TarWriter(sink)
+                writer = TarWriter(sink, self.ids)
                 writer.add_tree(source, whiteouts=Whiteouts.OCI)
                 writer.close()
                 return sink.close()

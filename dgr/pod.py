@@ -36,6 +36,7 @@ from typing import IO, TYPE_CHECKING, Any
 
 from filelock import FileLock
 
+from dgr import userns
 from dgr.errors import BuildError, ContainerError, DgrError, ManifestError
 from dgr.log import level_name, log, step
 from dgr.manifest import (
@@ -448,7 +449,8 @@ def runtime_volumes(pod: PodManifest, app: AppBuild, state: Path) -> tuple[Volum
             if not source.exists():
                 source.mkdir(parents=True)
                 os.chmod(source, int(volume.mode, 8))
-                os.chown(source, volume.uid, volume.gid)
+                ids = userns.current()
+                os.chown(source, ids.host_uid(volume.uid), ids.host_gid(volume.gid))
         volumes.append(Volume(source, path, read_only))
     return tuple(volumes)
 
@@ -615,6 +617,7 @@ def start_test_pod(built: PodBuild, options: BuildOptions, tester: TesterOptions
         TesterOptions,
         bats_layer,
         files_layer,
+        make_status_dir,
         start_test_container,
     )
 
@@ -626,14 +629,14 @@ def start_test_pod(built: PodBuild, options: BuildOptions, tester: TesterOptions
     internals = internals_layer(options.config.cache_path)
     try:
         files = files_layer(pod.project / "tests", run_dir / "layer", (internals,))
-        (run_dir / "status").mkdir()
+        status = make_status_dir(run_dir)
         env = {"TESTER": "TRUE", "LOG_LEVEL": level_name(options.log_level), **tester.extra_env}
         spec = ContainerSpec(
             name=pod.ac_name,
             layers=(internals, bats_layer(options.config.cache_path), files),
             exec=(BUSYBOX, "sh", "-c", KEEPER, "keeper", BUSYBOX, "true"),
             env=env,
-            volumes=(Volume(run_dir / "status", STATUS_IN_IMAGE),),
+            volumes=(Volume(status, STATUS_IN_IMAGE),),
             prestart=False,
         )
         container = Container(spec, state_dir=run_dir / "container", keep=tester.keep)

@@ -7,11 +7,11 @@ resolve inside the image. Paths of the project that lead outside it are refused.
 
 from __future__ import annotations
 
-import os
 import shutil
 from collections.abc import Sequence
 from pathlib import Path
 
+from dgr import userns
 from dgr.errors import BuildError
 
 ATTRIBUTE_SUFFIXES = (".yml", ".yaml")
@@ -74,7 +74,7 @@ def stage_project(
         _copy_tree(templates, stage / "dgr" / "templates")
     (stage / "dgr" / "attributes").mkdir(parents=True, exist_ok=True)
     write_order_file(stage / "dgr" / "attributes", order)
-    _chown_tree(stage)
+    userns.current().give_tree(stage)  # the image's root owns them, whoever owns the project
     return stage
 
 
@@ -88,7 +88,36 @@ def stage_inherit_runlevels(project: Path, stage: Path) -> Path | None:
             found = True
     if not found:
         return None
-    _chown_tree(stage)
+    userns.current().give_tree(stage)  # the image's root owns them, whoever owns the project
+    return stage
+
+
+BUILD_RUNLEVELS = ("builder", "build", "build-late")
+
+
+def stage_build_runlevels(project: Path, stage: Path) -> Path | None:
+    """Stage the scripts of the `builder`, `build` and `build-late` runlevels, executable.
+
+    The sandboxes see them at `$ACI_HOME/runlevels/` (read-only, over the project's): their
+    root cannot chmod the project's files, and needs no right on them beyond reading.
+    """
+    found = False
+    for runlevel in BUILD_RUNLEVELS:
+        src = inside_project(project, f"runlevels/{runlevel}")
+        if src is None or not src.is_dir():
+            continue
+        dest = stage / runlevel
+        dest.mkdir(parents=True)
+        for script in sorted(src.iterdir()):
+            if script.name.startswith(".") or not script.is_file():
+                continue
+            inside_project(project, f"runlevels/{runlevel}/{script.name}")
+            shutil.copyfile(script, dest / script.name)
+            (dest / script.name).chmod(0o755)
+            found = True
+    if not found:
+        return None
+    userns.current().give_tree(stage)
     return stage
 
 
@@ -107,10 +136,3 @@ def _hidden(path: Path, root: Path) -> bool:
 
 def _copy_tree(src: Path, dest: Path) -> None:
     shutil.copytree(src, dest, symlinks=True, dirs_exist_ok=True)
-
-
-def _chown_tree(root: Path) -> None:
-    for dirpath, dirnames, filenames in os.walk(root):
-        for name in (*dirnames, *filenames):
-            os.lchown(os.path.join(dirpath, name), 0, 0)
-    os.lchown(root, 0, 0)

@@ -26,6 +26,7 @@ from typing import Any
 
 from filelock import FileLock
 
+from dgr import userns
 from dgr.errors import DgrError
 from dgr.names import ImageName, compare_versions
 from dgr.process import run
@@ -112,8 +113,13 @@ class Store:
         layer: Path | None = None,
         signature: Path | None = None,
         image_id: str | None = None,
+        trusted: bool = True,
     ) -> StoredImage:
-        """Put `aci` (with its unpacked `layer` when known) into the store; idempotent."""
+        """Put `aci` (with its unpacked `layer` when known) into the store; idempotent.
+
+        The layer is stored owned by the host ids of dgr's sandboxes (dgr/userns.py); from an
+        image that is not `trusted`, setuid/setgid bits and file capabilities are dropped.
+        """
         from dgr.aci import read_aci_manifest
 
         image_id = image_id or image_id_of(aci)
@@ -136,7 +142,7 @@ class Store:
             else:
                 from dgr.extract import extract_aci_rootfs
 
-                extract_aci_rootfs(aci, tmp / "layer")
+                extract_aci_rootfs(aci, tmp / "layer", ids=userns.current(), trusted=trusted)
             (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
             with self._lock():
                 if dest.exists():

@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from dgr import userns
 from dgr.cache import cached_folder
 from dgr.container import Container, ContainerSpec, Volume
 from dgr.errors import ContainerError, DgrError, ToolError
@@ -138,8 +139,12 @@ def bats_layer(cache: Path) -> Path:
         # bats' own launcher finds BATS_ROOT from its path and defines what libexec/bats needs.
         _copy_script(wrapper, bin_dir / "bats", f"{TESTER_BIN}/bash")
         os.chmod(bin_dir / "bats", 0o755)
+        ids.give_tree(layer)
 
-    layer = cached_folder(cache / "tester" / f"bats-{_sources_key(wrapper, root, bash)}", produce)
+    ids = userns.current()
+    layer = cached_folder(
+        cache / "tester" / f"bats-{_sources_key(wrapper, root, bash)}-{ids.tag()}", produce
+    )
     log.debug("bats layer ready in %s", layer)
     return layer
 
@@ -165,6 +170,14 @@ def _addable(layers: Sequence[Path], rel: str) -> bool:
 FALLBACKS = {"bin/sh": BUSYBOX, "bin/bash": f"{TESTER_BIN}/bash", "usr/bin/env": BUSYBOX}
 
 
+def make_status_dir(run_dir: Path) -> Path:
+    """The host folder where a test container writes its status (owned by its root)."""
+    status = run_dir / "status"
+    status.mkdir()
+    userns.current().give(status)
+    return status
+
+
 def files_layer(tests_dir: Path, dest: Path, image_layers: Sequence[Path]) -> Path:
     """A layer with the files of `tests_dir` (depth 1) in /dgr/tests, plus shell fallbacks."""
     tests = dest / TESTS_IN_IMAGE.lstrip("/")
@@ -180,6 +193,7 @@ def files_layer(tests_dir: Path, dest: Path, image_layers: Sequence[Path]) -> Pa
             path = dest / rel
             path.parent.mkdir(parents=True, exist_ok=True)
             os.symlink(target, path)
+    userns.current().give_tree(dest)
     return dest
 
 
@@ -472,8 +486,7 @@ def start_test_container(
     run_dir = Path(tempfile.mkdtemp(prefix="run-", dir=base))
     try:
         files = files_layer(manifest.project / "tests", run_dir / "layer", layers)
-        status = run_dir / "status"
-        status.mkdir()
+        status = make_status_dir(run_dir)
         env = app_test_environment(manifest)
         env.update(TESTER="TRUE", LOG_LEVEL=level_name(options.log_level))
         env.update(tester.extra_env)

@@ -48,8 +48,11 @@ def start_slow_build(tmp_path: Path, cache_dir: Path) -> tuple[subprocess.Popen[
     project = tmp_path / "aci-slow"
     script = project / "runlevels" / "build" / "10.slow.sh"
     script.parent.mkdir(parents=True)
-    (project / "aci-manifest.yml").write_text("name: example.com/aci-slow:1\n")
-    script.write_text(f"#!/dgr/bin/busybox sh\ntouch /dgr/aci-home/started\n/dgr/bin/busybox sleep {MARK}\n")
+    # The project is read-only in the sandbox: the script signals through a mount point.
+    (project / "aci-manifest.yml").write_text(
+        "name: example.com/aci-slow:1\nbuild:\n  mountPoints: [{from: signal, to: /signal}]\n"
+    )
+    script.write_text(f"#!/dgr/bin/busybox sh\ntouch /signal/started\n/dgr/bin/busybox sleep {MARK}\n")
     home = tmp_path / "home"
     home.mkdir()
     (home / "config.yml").write_text(f"cachePath: {cache_dir}\n")
@@ -60,7 +63,7 @@ def start_slow_build(tmp_path: Path, cache_dir: Path) -> tuple[subprocess.Popen[
         start_new_session=True,
     )
     deadline = time.monotonic() + 120
-    while not (project / "started").exists():
+    while not (project / "signal" / "started").exists():
         assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
         assert time.monotonic() < deadline, "the build script never started"
         time.sleep(0.05)

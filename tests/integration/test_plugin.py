@@ -176,6 +176,7 @@ COUNTING_RUNLEVEL = '#!/dgr/bin/busybox sh\necho "$ACI_NAME" >> /counter/builds\
 def test_many_images_in_parallel_build_once(pytester: pytest.Pytester, home: Path, tmp_path: Path) -> None:
     counter = tmp_path / "counter"
     counter.mkdir()
+    counter.chmod(0o777)  # an existing host folder keeps its owner: the sandbox's root is not root here
     mount = f"build:\n  mountPoints:\n    - {{from: {counter}, to: /counter}}\n"
     names = [f"aci-img{i}" for i in range(8)]
     for name in names:

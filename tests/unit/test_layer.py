@@ -266,7 +266,8 @@ def test_roundtrip_keeps_metadata(tmp_path: Path) -> None:
     assert os.lstat(dest / "bin/tool").st_ino == os.lstat(dest / "bin/tool-again").st_ino
     assert os.readlink(dest / "bin/sh") == "tool"
     assert stat.S_ISFIFO(os.lstat(dest / "fifo").st_mode)
-    assert os.lstat(dest / "null").st_rdev == os.makedev(1, 3)
+    assert not os.path.lexists(dest / "null")  # images hold no device nodes: the runtime makes /dev
+    (tree / "null").unlink()
     assert pack(dest)[0] == pack(tree)[0]
 
 
@@ -406,7 +407,7 @@ def test_extract_aci_rootfs_strips_the_prefix(tmp_path: Path) -> None:
         writer.close()
         sink.close()
     extract_aci_rootfs(aci, tmp_path / "rootfs")
-    assert sorted(os.listdir(tmp_path / "rootfs")) == ["bin", "etc", "fifo", "null"]
+    assert sorted(os.listdir(tmp_path / "rootfs")) == ["bin", "etc", "fifo"]
     assert (
         os.lstat(tmp_path / "rootfs/bin/tool").st_ino == os.lstat(tmp_path / "rootfs/bin/tool-again").st_ino
     )
