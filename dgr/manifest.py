@@ -337,20 +337,21 @@ class ManifestReader:
         )
 
 
-def parse_manifest(text: str, path: Path) -> Manifest:
-    """Validate rendered manifest `text` (YAML) read from `path`."""
+def parse_manifest(text: str, path: Path, *, version_unknown: bool = False) -> Manifest:
+    """Validate rendered manifest `text` (YAML) read from `path`; with `version_unknown`
+    (before the build, see load_manifest) the version of `name` is left out."""
     reader = ManifestReader(path)
     with reader.locating():
-        return _parse_manifest(text, path, reader)
+        return _parse_manifest(text, path, reader, version_unknown)
 
 
-def _parse_manifest(text: str, path: Path, reader: ManifestReader) -> Manifest:
+def _parse_manifest(text: str, path: Path, reader: ManifestReader, version_unknown: bool) -> Manifest:
     data = parse_yaml(text, path, ManifestError, lines=True)
     data = reader.mapping(data, "", {"name", "builder", "build", "tester", "aci"})
     raw_name = reader.string(data.get("name"), "name")
     if not raw_name.strip():
         raise ManifestError("name is mandatory in manifest", path=path, key="name")
-    if NO_VALUE in raw_name:
+    if version_unknown:
         # The version depends on an attribute a build script has not written yet.
         raw_name = raw_name.split(":", 1)[0]
     name = ImageName.parse(raw_name, source=path)
@@ -381,13 +382,24 @@ def read_manifest_text(project: Path) -> tuple[Path, str]:
 def load_manifest(project: Path, attributes: dict[str, Any] | None = None) -> Manifest:
     """Load `project`'s manifest, rendered with `attributes`.
 
-    With `attributes=None` (before the build) a missing attribute renders as `<no value>` and
-    a version holding it is dropped; with attributes, a missing one is an error.
+    With `attributes=None` (before the build) the attributes that build scripts write are
+    unknown: a version that depends on one is dropped (see render_before_build); with
+    attributes, a missing one is an error.
     """
     path, text = read_manifest_text(project)
-    if is_templated(text):
-        text = render_manifest(text, path, attributes)
-    return parse_manifest(text, path)
+    if not is_templated(text):
+        return parse_manifest(text, path)
+    if attributes is not None:
+        return parse_manifest(render_manifest(text, path, attributes), path)
+    rendered = render_before_build(text, path)
+    if rendered.name_unknown:
+        raise ManifestError(
+            "the image name depends on an attribute that build scripts write: only its version may",
+            path=path,
+            key="name",
+            hint="write the name itself in the manifest, e.g. name: example.com/app:{{ version }}",
+        )
+    return parse_manifest(rendered.text, path, version_unknown=rendered.version_unknown)
 
 
 def detect_project(work_path: Path) -> str:
@@ -403,32 +415,206 @@ def detect_project(work_path: Path) -> str:
     )
 
 
-def render_manifest(text: str, path: Path, attributes: dict[str, Any] | None) -> str:
-    """Render the manifest template (see load_manifest for the meaning of `attributes=None`)."""
-    if attributes is not None:
-        from dgr.templater import render_string
+def render_manifest(text: str, path: Path, attributes: dict[str, Any]) -> str:
+    """Render the manifest template with `attributes`: a missing one is an error."""
+    from dgr.templater import render_string
 
-        return render_string(text, attributes, name=str(path))
-    import jinja2
+    return render_string(text, attributes, name=str(path))
 
-    from dgr.templater import format_value, make_environment
 
-    class _NoValue(jinja2.Undefined):
-        def __str__(self) -> str:
-            return NO_VALUE
+# --- the render before the build ----------------------------------------------------------------
+#
+# Before the build, the attributes that build scripts write to /dgr/builder/attributes are
+# unknown. They are rendered as an `Unknown`: printed, it is `<no value>`; any function or
+# filter given one returns it unchanged, so `replace`, `trimSuffix`, `x.split('-')[0]` work
+# on it. Whether the output depends on one is found by rendering twice: once with every
+# unknown attribute absent (tests and `if` say no, `default()` gives its fallback: the text
+# that is used), once with every one present (tests and `if` say yes, `default()` keeps the
+# unknown). Where the two `name`s differ, or one holds `<no value>`, the version is unknown
+# before the build and dropped, as the original dropped a version holding `<no value>`.
 
-        def __iter__(self):  # type: ignore[no-untyped-def]
-            return iter(())
 
-    def finalize(value: Any) -> str:
-        return NO_VALUE if isinstance(value, jinja2.Undefined) else format_value(value)
+class _Touched(Exception):  # noqa: N818 - a signal, caught by the function wrappers
+    """A function looked at an unknown value (more than asking whether it exists)."""
 
-    env = make_environment()
-    env.undefined = _NoValue
-    env.finalize = finalize
+
+@dataclass(frozen=True)
+class BeforeBuild:
+    """The manifest rendered before the build (see the comment above)."""
+
+    text: str  # rendered with every build-time attribute absent
+    version_unknown: bool  # the version in `name` depends on a build-time attribute
+    name_unknown: bool  # so does the name itself, which is an error
+
+
+def render_before_build(text: str, path: Path) -> BeforeBuild:
+    """Render the manifest template before the build, with no attribute known yet."""
+    template = _UnknownTemplate(text, path)
+    absent = template.render(present=False)
+    if not template.used_unknown:
+        return BeforeBuild(absent, version_unknown=False, name_unknown=False)
     try:
-        return env.from_string(text).render()
-    except jinja2.TemplateSyntaxError as exc:
-        raise ManifestError(f"template error: {exc.message}", path=path, line=exc.lineno) from None
-    except Exception as exc:  # a function failing on <no value>: the build-time render decides
-        raise ManifestError(f"template error: {exc}", path=path) from None
+        present = template.render(present=True)
+    except ManifestError:
+        present = ""  # cannot tell: take the version as unknown
+    name_absent, version_absent = _name_parts(absent)
+    name_present, version_present = _name_parts(present)
+    name_unknown = NO_VALUE in name_absent or (bool(present) and name_absent != name_present)
+    version_unknown = NO_VALUE in version_absent or (name_absent, version_absent) != (
+        name_present,
+        version_present,
+    )
+    return BeforeBuild(absent, version_unknown, name_unknown)
+
+
+def _name_parts(text: str) -> tuple[str, str]:
+    """The name and version of the rendered manifest `text` ('' when it cannot tell)."""
+    try:
+        data = parse_yaml(text, "", ManifestError)
+    except ManifestError:
+        return "", ""
+    name = data.get("name") if isinstance(data, dict) else None
+    if not isinstance(name, str):
+        return "", ""
+    base, _, version = name.strip().partition(":")
+    return base, version
+
+
+class _UnknownTemplate:
+    """The manifest template compiled once, rendered with every attribute unknown, taken as
+    absent or as present (see the comment above)."""
+
+    def __init__(self, text: str, path: Path) -> None:
+        import functools
+
+        import jinja2
+
+        from dgr.templater import format_value, make_environment
+
+        self.path = path
+
+        class Unknown(jinja2.Undefined):
+            __slots__ = ()
+            present = False  # which of the two renders runs
+            created = False  # whether the template used an attribute
+            strict = 0  # > 0 while a function runs on it in the absent render
+
+            def __init__(self, *args: Any, **kwargs: Any) -> None:
+                type(self).created = True
+                super().__init__(*args, **kwargs)
+
+            def _touch(self, *_args: Any, **_kwargs: Any) -> Any:
+                if Unknown.strict:
+                    raise _Touched
+                return self
+
+            _fail_with_undefined_error = _touch
+
+            def __getattr__(self, name: str) -> Any:
+                if name[:2] == "__":
+                    raise AttributeError(name)
+                return self._touch()
+
+            def __str__(self) -> str:
+                self._touch()
+                return NO_VALUE
+
+            def __bool__(self) -> bool:
+                self._touch()
+                return Unknown.present
+
+            def __len__(self) -> int:
+                self._touch()
+                return 1 if Unknown.present else 0
+
+            def __iter__(self) -> Iterator[Any]:
+                self._touch()
+                return iter((self,) if Unknown.present else ())
+
+            def __contains__(self, _item: Any) -> bool:
+                self._touch()
+                return Unknown.present
+
+            __add__ = __radd__ = __sub__ = __rsub__ = __mul__ = __rmul__ = _touch
+            __truediv__ = __rtruediv__ = __floordiv__ = __rfloordiv__ = __mod__ = __rmod__ = _touch
+            __pos__ = __neg__ = __pow__ = __rpow__ = __call__ = __getitem__ = _touch
+            __lt__ = __le__ = __gt__ = __ge__ = __eq__ = __ne__ = _touch
+            __hash__ = jinja2.Undefined.__hash__
+
+        def unknown_in(args: tuple[Any, ...], kwargs: dict[str, Any]) -> Unknown | None:
+            for value in (*args, *kwargs.values()):
+                if isinstance(value, Unknown):
+                    return value
+                if isinstance(value, (list, tuple)):
+                    found = next((v for v in value if isinstance(v, Unknown)), None)
+                    if found is not None:
+                        return found
+            return None
+
+        def tolerant(fn: Any) -> Any:
+            """`fn`, returning the unknown it was given instead of failing on it. In the
+            absent render it runs first: functions that test for absence (default, orDef...)
+            answer."""
+
+            @functools.wraps(fn)
+            def call(*args: Any, **kwargs: Any) -> Any:
+                unknown = unknown_in(args, kwargs)
+                if unknown is None:
+                    return fn(*args, **kwargs)
+                if Unknown.present:
+                    return unknown
+                Unknown.strict += 1
+                try:
+                    return fn(*args, **kwargs)
+                except Exception:
+                    return unknown
+                finally:
+                    Unknown.strict -= 1
+
+            return call
+
+        def answer(test: Any, name: str) -> Any:
+            """In the present render, every test on an unknown says yes (`undefined`: no)."""
+
+            @functools.wraps(test)
+            def check(value: Any, *args: Any) -> Any:
+                if Unknown.present and isinstance(value, Unknown):
+                    return name != "undefined"
+                return test(value, *args)
+
+            return check
+
+        def finalize(value: Any) -> str:
+            if isinstance(value, jinja2.Undefined):
+                return NO_VALUE
+            try:
+                return format_value(value)
+            except _Touched:
+                return NO_VALUE
+
+        env = make_environment()
+        env.undefined = Unknown
+        env.finalize = finalize
+        for table in (env.filters, env.globals):
+            for key, fn in list(table.items()):
+                if callable(fn) and not isinstance(fn, type):
+                    table[key] = tolerant(fn)
+        for key, test in list(env.tests.items()):
+            env.tests[key] = answer(test, key)
+        self.unknown = Unknown
+        try:
+            self.template = env.from_string(text)
+        except jinja2.TemplateSyntaxError as exc:
+            raise ManifestError(f"template error: {exc.message}", path=path, line=exc.lineno) from None
+
+    @property
+    def used_unknown(self) -> bool:
+        """Whether a render so far used an attribute."""
+        return bool(self.unknown.created)
+
+    def render(self, *, present: bool) -> str:
+        self.unknown.present = present
+        try:
+            return self.template.render()
+        except Exception as exc:
+            raise ManifestError(f"template error: {exc}", path=self.path) from None
