@@ -184,7 +184,10 @@ def test_version_known_before_the_build_is_kept(
 
 
 def test_defaults_of_other_keys_apply_before_the_build(tmp_path: Path) -> None:
-    write(tmp_path, "name: example.com/a\naci: {app: {ports: [{name: http, port: {{ port | default(80) }}}]}}\n")
+    write(
+        tmp_path,
+        "name: example.com/a\naci: {app: {ports: [{name: http, port: {{ port | default(80) }}}]}}\n",
+    )
     assert load_manifest(tmp_path).aci.app.ports[0].port == 80
     assert load_manifest(tmp_path, {"port": 8080}).aci.app.ports[0].port == 8080
 
