@@ -8,6 +8,7 @@ Unknown keys are an error that names the key, the file and the line.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -485,123 +486,21 @@ class _UnknownTemplate:
     absent or as present (see the comment above)."""
 
     def __init__(self, text: str, path: Path) -> None:
-        import functools
-
         import jinja2
 
-        from dgr.templater import format_value, make_environment
+        from dgr.templater import make_environment
 
         self.path = path
-
-        class Unknown(jinja2.Undefined):
-            __slots__ = ()
-            present = False  # which of the two renders runs
-            created = False  # whether the template used an attribute
-            strict = 0  # > 0 while a function runs on it in the absent render
-
-            def __init__(self, *args: Any, **kwargs: Any) -> None:
-                type(self).created = True
-                super().__init__(*args, **kwargs)
-
-            def _touch(self, *_args: Any, **_kwargs: Any) -> Any:
-                if Unknown.strict:
-                    raise _Touched
-                return self
-
-            _fail_with_undefined_error = _touch
-
-            def __getattr__(self, name: str) -> Any:
-                if name[:2] == "__":
-                    raise AttributeError(name)
-                return self._touch()
-
-            def __str__(self) -> str:
-                self._touch()
-                return NO_VALUE
-
-            def __bool__(self) -> bool:
-                self._touch()
-                return Unknown.present
-
-            def __len__(self) -> int:
-                self._touch()
-                return 1 if Unknown.present else 0
-
-            def __iter__(self) -> Iterator[Any]:
-                self._touch()
-                return iter((self,) if Unknown.present else ())
-
-            def __contains__(self, _item: Any) -> bool:
-                self._touch()
-                return Unknown.present
-
-            __add__ = __radd__ = __sub__ = __rsub__ = __mul__ = __rmul__ = _touch
-            __truediv__ = __rtruediv__ = __floordiv__ = __rfloordiv__ = __mod__ = __rmod__ = _touch
-            __pos__ = __neg__ = __pow__ = __rpow__ = __call__ = __getitem__ = _touch
-            __lt__ = __le__ = __gt__ = __ge__ = __eq__ = __ne__ = _touch
-            __hash__ = jinja2.Undefined.__hash__
-
-        def unknown_in(args: tuple[Any, ...], kwargs: dict[str, Any]) -> Unknown | None:
-            for value in (*args, *kwargs.values()):
-                if isinstance(value, Unknown):
-                    return value
-                if isinstance(value, (list, tuple)):
-                    found = next((v for v in value if isinstance(v, Unknown)), None)
-                    if found is not None:
-                        return found
-            return None
-
-        def tolerant(fn: Any) -> Any:
-            """`fn`, returning the unknown it was given instead of failing on it. In the
-            absent render it runs first: functions that test for absence (default, orDef...)
-            answer."""
-
-            @functools.wraps(fn)
-            def call(*args: Any, **kwargs: Any) -> Any:
-                unknown = unknown_in(args, kwargs)
-                if unknown is None:
-                    return fn(*args, **kwargs)
-                if Unknown.present:
-                    return unknown
-                Unknown.strict += 1
-                try:
-                    return fn(*args, **kwargs)
-                except Exception:
-                    return unknown
-                finally:
-                    Unknown.strict -= 1
-
-            return call
-
-        def answer(test: Any, name: str) -> Any:
-            """In the present render, every test on an unknown says yes (`undefined`: no)."""
-
-            @functools.wraps(test)
-            def check(value: Any, *args: Any) -> Any:
-                if Unknown.present and isinstance(value, Unknown):
-                    return name != "undefined"
-                return test(value, *args)
-
-            return check
-
-        def finalize(value: Any) -> str:
-            if isinstance(value, jinja2.Undefined):
-                return NO_VALUE
-            try:
-                return format_value(value)
-            except _Touched:
-                return NO_VALUE
-
+        self.unknown = unknown = _unknown_class()
         env = make_environment()
-        env.undefined = Unknown
-        env.finalize = finalize
+        env.undefined = unknown
+        env.finalize = functools.partial(_finalize, unknown)
         for table in (env.filters, env.globals):
             for key, fn in list(table.items()):
                 if callable(fn) and not isinstance(fn, type):
-                    table[key] = tolerant(fn)
+                    table[key] = _tolerant(fn, unknown)
         for key, test in list(env.tests.items()):
-            env.tests[key] = answer(test, key)
-        self.unknown = Unknown
+            env.tests[key] = _answering(test, key, unknown)
         try:
             self.template = env.from_string(text)
         except jinja2.TemplateSyntaxError as exc:
@@ -618,3 +517,119 @@ class _UnknownTemplate:
             return self.template.render()
         except Exception as exc:
             raise ManifestError(f"template error: {exc}", path=self.path) from None
+
+
+def _unknown_class() -> Any:
+    """A new class for unknown values (Jinja's Undefined for missing attributes), holding
+    the state of one template: which render runs, whether one was used."""
+    import jinja2
+
+    class Unknown(jinja2.Undefined):
+        __slots__ = ()
+        present = False  # which of the two renders runs
+        created = False  # whether the template used an attribute
+        strict = 0  # > 0 while a function runs on it in the absent render (see _tolerant)
+
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            Unknown.created = True
+            super().__init__(*args, **kwargs)
+
+        def _touch(self, *_args: Any, **_kwargs: Any) -> Any:
+            if Unknown.strict:
+                raise _Touched
+            return self
+
+        _fail_with_undefined_error = _touch
+
+        def __getattr__(self, name: str) -> Any:
+            if name[:2] == "__":
+                raise AttributeError(name)
+            return self._touch()
+
+        def __str__(self) -> str:
+            self._touch()
+            return NO_VALUE
+
+        def __bool__(self) -> bool:
+            self._touch()
+            return Unknown.present
+
+        def __len__(self) -> int:
+            self._touch()
+            return 1 if Unknown.present else 0
+
+        def __iter__(self) -> Iterator[Any]:
+            self._touch()
+            return iter((self,) if Unknown.present else ())
+
+        def __contains__(self, _item: Any) -> bool:
+            self._touch()
+            return Unknown.present
+
+        __add__ = __radd__ = __sub__ = __rsub__ = __mul__ = __rmul__ = _touch
+        __truediv__ = __rtruediv__ = __floordiv__ = __rfloordiv__ = __mod__ = __rmod__ = _touch
+        __pos__ = __neg__ = __pow__ = __rpow__ = __call__ = __getitem__ = _touch
+        __lt__ = __le__ = __gt__ = __ge__ = __eq__ = __ne__ = _touch
+        __hash__ = jinja2.Undefined.__hash__
+
+    return Unknown
+
+
+def _unknown_in(unknown: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    """The first unknown among the arguments (or in a list argument), else None."""
+    for value in (*args, *kwargs.values()):
+        if isinstance(value, unknown):
+            return value
+        if isinstance(value, (list, tuple)):
+            found = next((v for v in value if isinstance(v, unknown)), None)
+            if found is not None:
+                return found
+    return None
+
+
+def _tolerant(fn: Any, unknown: Any) -> Any:
+    """`fn`, returning the unknown it was given instead of failing on it. In the absent render
+    it runs first, so that functions that test for absence (default, orDef...) answer."""
+
+    @functools.wraps(fn)
+    def call(*args: Any, **kwargs: Any) -> Any:
+        given = _unknown_in(unknown, args, kwargs)
+        if given is None:
+            return fn(*args, **kwargs)
+        if unknown.present:
+            return given
+        unknown.strict += 1
+        try:
+            return fn(*args, **kwargs)
+        except Exception:
+            return given
+        finally:
+            unknown.strict -= 1
+
+    return call
+
+
+def _answering(test: Any, name: str, unknown: Any) -> Any:
+    """`test`; in the present render, every test on an unknown says yes (`undefined`: no)."""
+
+    @functools.wraps(test)
+    def check(value: Any, *args: Any) -> Any:
+        if unknown.present and isinstance(value, unknown):
+            return name != "undefined"
+        return test(value, *args)
+
+    return check
+
+
+def _finalize(unknown: Any, value: Any) -> str:
+    from dgr.templater import format_value
+
+    if isinstance(value, unknown):
+        return NO_VALUE
+    unknown.strict += 1
+    try:
+        return format_value(value)
+    except _Touched:  # a list or map holding an unknown
+        return NO_VALUE
+    finally:
+        unknown.strict -= 1

@@ -152,6 +152,7 @@ def test_list_item_errors_name_the_list_line(tmp_path: Path) -> None:
         "{{ version | upper }}",
         "{{ '%s-1' | format(version) }}",
         "{{ version ~ '-1' }}",
+        "{{ [version, 1] | join('.') }}",
         "{{ nginx.version }}-1",
         "{{ version | default('0.0.0') }}",  # a placeholder would be a wrong version
         "{{ orDef(version, '0') }}",
@@ -181,6 +182,11 @@ def test_version_known_before_the_build_is_kept(
 ) -> None:
     monkeypatch.setenv("DGR_TEST_VERSION", "3+1")
     assert str(load_manifest(write(tmp_path, text + "\n")).name) == name
+
+
+def test_unknown_values_print_as_no_value(tmp_path: Path) -> None:
+    write(tmp_path, 'name: example.com/a:1\naci: {annotations: [{name: x, value: "{{ [version, 1] }}"}]}\n')
+    assert load_manifest(tmp_path).aci.annotations[0].value == "<no value>"
 
 
 def test_defaults_of_other_keys_apply_before_the_build(tmp_path: Path) -> None:
