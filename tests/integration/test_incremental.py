@@ -10,6 +10,7 @@ import pytest
 
 from dgr.cli import main
 from dgr.errors import BuildError
+from tests.support.files import write_tree
 
 pytestmark = pytest.mark.integration
 
@@ -33,10 +34,7 @@ Dgr = Callable[..., tuple[int, str]]
 def repo(tmp_path: Path) -> Path:
     root = tmp_path / "repo"
     for folder, files in PROJECTS.items():
-        for rel, text in files.items():
-            path = root / folder / rel
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text(text)
+        write_tree(root / folder, files)
     return root
 
 

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from dgr.cli import main
+from tests.support.files import write_tree
 from tests.support.registry import running_registry
 
 pytestmark = pytest.mark.integration
@@ -24,14 +25,6 @@ WRITE_VERSION = (
 )
 
 
-def write(root: Path, files: dict[str, str]) -> Path:
-    for rel, text in files.items():
-        path = root / rel
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(text)
-    return root
-
-
 def skopeo_inspect(reference: str, *extra: str) -> dict[str, object]:
     out = subprocess.run(
         ["skopeo", "inspect", *extra, reference], capture_output=True, text=True, check=True, timeout=60
@@ -42,7 +35,7 @@ def skopeo_inspect(reference: str, *extra: str) -> dict[str, object]:
 
 def test_a_debian_version_is_kept_and_tagged(tmp_path: Path, dgr_home: Path) -> None:
     repo = tmp_path / "repo"
-    base = write(
+    base = write_tree(
         repo / "aci-nginx",
         {
             # default() must not give this image a wrong version before the build
@@ -50,7 +43,7 @@ def test_a_debian_version_is_kept_and_tagged(tmp_path: Path, dgr_home: Path) -> 
             "runlevels/builder/10.version.sh": WRITE_VERSION,
         },
     )
-    top = write(
+    top = write_tree(
         repo / "aci-site",
         {
             "aci-manifest.yml": (
@@ -86,7 +79,7 @@ def test_a_debian_version_is_kept_and_tagged(tmp_path: Path, dgr_home: Path) -> 
 
 
 def test_template_functions_on_build_time_attributes(tmp_path: Path, dgr_home: Path) -> None:
-    project = write(
+    project = write_tree(
         tmp_path / "aci-fn",
         {
             "aci-manifest.yml": (

@@ -11,6 +11,7 @@ from dgr.buildkey import BuildKey, _has_word, build_key
 from dgr.config import load_config
 from dgr.manifest import load_manifest
 from dgr.names import ImageName
+from tests.support.files import write_tree
 
 
 @pytest.mark.parametrize(
@@ -37,16 +38,8 @@ def key_of(project: Path, set_env: dict[str, str], deps: tuple[Dependency, ...] 
     return build_key(load_manifest(project), options, internals, deps, (), project / "target")
 
 
-def write(root: Path, files: dict[str, str]) -> Path:
-    for rel, text in files.items():
-        path = root / rel
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(text)
-    return root
-
-
 def test_only_the_values_a_build_reads_are_inputs(tmp_path: Path) -> None:
-    project = write(
+    project = write_tree(
         tmp_path / "p",
         {
             "aci-manifest.yml": (
@@ -66,8 +59,8 @@ def test_only_the_values_a_build_reads_are_inputs(tmp_path: Path) -> None:
 
 
 def test_dependencies_inherit_scripts_read_values_too(tmp_path: Path) -> None:
-    project = write(tmp_path / "p", {"aci-manifest.yml": "name: example.com/p:1\n"})
-    layer = write(tmp_path / "layer", {"dgr/runlevels/inherit-build-early/10.sh": "echo $BASE_OPT\n"})
+    project = write_tree(tmp_path / "p", {"aci-manifest.yml": "name: example.com/p:1\n"})
+    layer = write_tree(tmp_path / "layer", {"dgr/runlevels/inherit-build-early/10.sh": "echo $BASE_OPT\n"})
     base = Dependency(ImageName("example.com/base", "1"), "sha512-b", layer)
     top = Dependency(ImageName("example.com/middle", "1"), "sha512-m", tmp_path / "empty", (base,))
     assert list(key_of(project, {"BASE_OPT": "1"}, (top,)).env) == ["BASE_OPT"]
