@@ -429,7 +429,6 @@ def build(
             image_id = (ws.target / "image.id").read_text().strip()
             return BuildResult(manifest, final, ws, image_id, deps, internals, up_to_date=True)
         ws.reset_work()
-        ws.key_file.unlink(missing_ok=True)
         with open(ws.log, "w", encoding="utf-8") as log_file:
             runlevels = stage_build_runlevels(manifest.project, ws.scratch("stages/runlevels"))
             b = _Build(
@@ -440,7 +439,7 @@ def build(
             finally:
                 if not options.keep:
                     shutil.rmtree(ws.work, ignore_errors=True)
-        ws.key_file.write_text(key)
+        ws.key_file.write_text(key.text())
         return result
 
 
@@ -549,6 +548,9 @@ def package(b: _Build, manifest: Manifest) -> str:
     """Write image.aci, manifest.json, version, oci/ and layer/ from this build's layer."""
     from dgr import aci, oci
 
+    # Until here a failed build left the previous outputs and their key as they were; from
+    # here the outputs change one by one, and the old key no longer describes them.
+    b.ws.key_file.unlink(missing_ok=True)
     upper = b.ws.scratch("upper")
     name = manifest.name
     build_date = aci.rfc3339_now()

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 import yaml
 
-from dgr.names import ImageName
+from dgr.names import ImageName, oci_tag
 from dgr.oci import START
 
 if TYPE_CHECKING:
@@ -33,8 +33,9 @@ _ANNOTATION_KEY = re.compile(
 
 
 def image_reference(name: ImageName, registry: str = DEFAULT_REGISTRY) -> str:
-    """The reference of an app image for a container engine: `<registry>/<name>:<version>`."""
-    return f"{registry.rstrip('/')}/{name.name}:{name.version or 'latest'}"
+    """The reference of an app image for a container engine: `<registry>/<name>:<tag>`, the
+    tag being the version as an OCI tag (dgr.names.oci_tag)."""
+    return f"{registry.rstrip('/')}/{name.name}:{oci_tag(name.version)}"
 
 
 def _numeric(value: str) -> int | None:
@@ -102,7 +103,7 @@ def kube_pod(built: PodBuild, registry: str = DEFAULT_REGISTRY) -> dict[str, Any
         "name": pod.ac_name[:63].rstrip("-"),
         "labels": {
             "app.kubernetes.io/name": pod.ac_name[:63].rstrip("-"),
-            "app.kubernetes.io/version": built.version[:63],
+            "app.kubernetes.io/version": oci_tag(built.version)[:63].strip("._-"),
         },
     }
     annotations = {a.name: a.value for a in pod.annotations if _ANNOTATION_KEY.match(a.name)}

@@ -13,8 +13,12 @@ from dgr.errors import ManifestError
 # Strict spec regexes (actool is looser; we generate and accept only these).
 AC_IDENTIFIER = re.compile(r"^[a-z0-9]+([-._~/][a-z0-9]+)*$")
 AC_NAME = re.compile(r"^[a-z0-9]+(-[a-z0-9]+)*$")
-# A version must also be a valid OCI tag, since the OCI export is tagged with it.
-VERSION = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._-]{0,127}$")
+# A version (the appc `version` label): what Debian, semver and dgr's own generated versions
+# use. The OCI tag of an image is its version with OCI_TAG_MAP applied (docs/manifest.md).
+VERSION = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._+~-]{0,127}$")
+# The characters of a version that an OCI tag does not take ('+' of `1.22.1-9+deb12u9`,
+# '~' of `2.0~rc1`), and what they become in the tag.
+OCI_TAG_MAP = str.maketrans({"+": "_", "~": "_"})
 
 
 def is_ac_identifier(text: str) -> bool:
@@ -56,7 +60,8 @@ class ImageName:
             )
         if version and not VERSION.match(version):
             raise ManifestError(
-                f"invalid version {version!r} in {text!r}: use letters, digits, '.', '_' and '-'",
+                f"invalid version {version!r} in {text!r}: use letters, digits, '.', '_', '-', '+' "
+                "and '~' (at most 128, not starting with '.', '-', '+' or '~')",
                 path=source,
                 key=key,
             )
@@ -86,6 +91,15 @@ class ImageName:
 
     def with_version(self, version: str) -> ImageName:
         return ImageName(self.name, version)
+
+
+def oci_tag(version: str) -> str:
+    """The OCI tag for an image `version`: `+` and `~` become `_`; no version is `latest`.
+
+    A valid version (VERSION) gives a valid tag (`[A-Za-z0-9_][A-Za-z0-9._-]{0,127}`): the
+    first character and the length are already the tag's.
+    """
+    return version.translate(OCI_TAG_MAP) if version else "latest"
 
 
 def generate_version(directory: Path) -> str:

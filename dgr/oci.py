@@ -38,6 +38,7 @@ from dgr.aci import check_rfc3339
 from dgr.errors import BuildError, DgrError
 from dgr.layer import StreamDigests, TarSink, TarWriter, Whiteouts, atomic_file
 from dgr.manifest import App, Manifest
+from dgr.names import oci_tag
 from dgr.userns import IDENTITY, IdMap
 
 MEDIA_LAYER_GZIP = "application/vnd.oci.image.layer.v1.tar+gzip"
@@ -499,7 +500,7 @@ def export_image(
 
     `layers` are bottom first (dependencies, then shared layers, this build's layer last);
     each is a ready blob or a :class:`LayerSource` packed through `cache`. The tag is `ref`
-    (default: `version`, else `latest`).
+    (default: the OCI tag of `version`, see dgr.names.oci_tag).
     """
     blobs = [layer if isinstance(layer, LayerBlob) else _pack(layer, cache) for layer in layers]
     config = image_config(
@@ -509,7 +510,7 @@ def export_image(
         created=created,
         labels=labels,
     )
-    return write_oci_layout(dest, blobs, config, ref or version or "latest")
+    return write_oci_layout(dest, blobs, config, ref or oci_tag(version))
 
 
 def _pack(source: LayerSource, cache: BlobCache) -> LayerBlob:

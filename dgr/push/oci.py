@@ -1,9 +1,10 @@
 """Push the OCI layout of a build to a registry with skopeo (SPEC §10).
 
-`skopeo copy oci:<target>/oci:<version> docker://<registry>[/<namespace>]/<path>:<version>`,
+`skopeo copy oci:<target>/oci:<tag> docker://<registry>[/<namespace>]/<path>:<tag>`,
 where `<path>` is the image name without its domain (`aci.example.com/group/app` →
-`group/app`). skopeo speaks the distribution API, including the bearer-token dance that a
-registry asks for in `WWW-Authenticate`.
+`group/app`) and `<tag>` its version as an OCI tag (dgr.names.oci_tag: `1.0+b1` → `1.0_b1`).
+skopeo speaks the distribution API, including the bearer-token dance that a registry asks
+for in `WWW-Authenticate`.
 
 - Credentials reach skopeo in a temporary auth.json (mode 0600, in a private temporary
   folder), never in its arguments; without any configured credentials skopeo is told
@@ -27,7 +28,7 @@ from pathlib import Path
 from dgr.config import Config
 from dgr.discovery import host_policy
 from dgr.log import log
-from dgr.names import ImageName
+from dgr.names import ImageName, oci_tag
 from dgr.process import require_tool, run
 from dgr.push.targets import PushError, Target, auth_file_json, read_auth_file
 
@@ -61,13 +62,14 @@ def repository(name: ImageName, target: Target) -> str:
 
 
 def tag(name: ImageName) -> str:
-    version = name.version or "latest"
-    if not _TAG.match(version):
+    """The registry tag of `name`: its version mapped to an OCI tag (dgr.names.oci_tag)."""
+    mapped = oci_tag(name.version)
+    if not _TAG.match(mapped):
         raise PushError(
-            f"cannot push {name}: version {version!r} is not a valid OCI tag",
+            f"cannot push {name}: version {name.version!r} is not a valid OCI tag",
             hint="tags take letters, digits, '_', '.' and '-' (at most 128)",
         )
-    return version
+    return mapped
 
 
 def tls_verify(target: Target, config: Config) -> bool:
@@ -147,7 +149,7 @@ def push_oci(layout: Path, name: ImageName, target: Target, config: Config) -> O
         result = run(
             skopeo_arguments(
                 layout,
-                name.version or "latest",
+                tag(name),
                 destination,
                 verify=verify,
                 auth_file=auth_file,

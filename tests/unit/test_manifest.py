@@ -133,3 +133,73 @@ def test_list_item_errors_name_the_list_line(tmp_path: Path) -> None:
     with pytest.raises(ManifestError) as err:
         load_manifest(tmp_path)
     assert err.value.line == 3
+
+
+# Before the build, the attributes that build scripts write are unknown: every function and
+# filter accepts them, and a version that depends on one is dropped, not guessed.
+@pytest.mark.parametrize(
+    "version",
+    [
+        "{{ version }}",
+        "{{ version }}-1",
+        "{{ version | replace('+', '_') }}",
+        "{{ replace(version, '+', '_') }}",
+        "{{ version | trimSuffix('+deb12u9') }}",
+        "{{ trimSuffix(version, '+deb12u9') }}",
+        "{{ version.split('-')[0] }}",
+        "{{ split(version, '-')[0] }}",
+        "{{ version | regexReplaceAll('^[0-9]+:', '') }}",
+        "{{ version | upper }}",
+        "{{ '%s-1' | format(version) }}",
+        "{{ version ~ '-1' }}",
+        "{{ [version, 1] | join('.') }}",
+        "{{ nginx.version }}-1",
+        "{{ version | default('0.0.0') }}",  # a placeholder would be a wrong version
+        "{{ orDef(version, '0') }}",
+        "{{ version if version is defined else '1' }}",
+        "{% if flavour == 'slim' %}1-slim{% else %}1{% endif %}",
+        "1.0{% for p in parts %}-{{ p }}{% endfor %}",
+    ],
+)
+def test_version_from_build_attributes_is_unknown_before_the_build(tmp_path: Path, version: str) -> None:
+    write(tmp_path, f"name: example.com/aci-test:{version}\n")
+    assert str(load_manifest(tmp_path).name) == "example.com/aci-test"
+    # after the build, with the attributes scripts wrote, every function works as usual
+    attributes = {"version": "1.22.1-9+deb12u9", "nginx": {"version": "1.22"}, "flavour": "slim"}
+    assert load_manifest(tmp_path, {**attributes, "parts": ["a"]}).name.version
+
+
+@pytest.mark.parametrize(
+    "text, name",
+    [
+        ("name: example.com/a:1.0", "example.com/a:1.0"),
+        ("name: example.com/a:{{ 1 + 1 }}", "example.com/a:2"),
+        ("name: example.com/a:{{ getenv('DGR_TEST_VERSION') | replace('+', '.') }}", "example.com/a:3.1"),
+    ],
+)
+def test_version_known_before_the_build_is_kept(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, text: str, name: str
+) -> None:
+    monkeypatch.setenv("DGR_TEST_VERSION", "3+1")
+    assert str(load_manifest(write(tmp_path, text + "\n")).name) == name
+
+
+def test_unknown_values_print_as_no_value(tmp_path: Path) -> None:
+    write(tmp_path, 'name: example.com/a:1\naci: {annotations: [{name: x, value: "{{ [version, 1] }}"}]}\n')
+    assert load_manifest(tmp_path).aci.annotations[0].value == "<no value>"
+
+
+def test_defaults_of_other_keys_apply_before_the_build(tmp_path: Path) -> None:
+    write(
+        tmp_path,
+        "name: example.com/a\naci: {app: {ports: [{name: http, port: {{ port | default(80) }}}]}}\n",
+    )
+    assert load_manifest(tmp_path).aci.app.ports[0].port == 80
+    assert load_manifest(tmp_path, {"port": 8080}).aci.app.ports[0].port == 8080
+
+
+def test_name_depending_on_build_attributes_is_an_error(tmp_path: Path) -> None:
+    write(tmp_path, "name: example.com/{{ flavour }}:1\n")
+    with pytest.raises(ManifestError, match="the image name depends on an attribute") as err:
+        load_manifest(tmp_path)
+    assert err.value.key == "name"

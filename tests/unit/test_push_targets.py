@@ -119,6 +119,7 @@ def test_oci_reference(tmp_path: Path) -> None:
     assert f"{repository(name, with_ns)}:{tag(name)}" == "r:5000/ns/group/app:1.0-2"
     assert repository(name, bare) == "r/group/app"
     assert tag(ImageName("a.com/b")) == "latest"
+    assert tag(ImageName("a.com/b", "1.22.1-9+deb12u9")) == "1.22.1-9_deb12u9"
     with pytest.raises(PushError, match="not a valid OCI repository path component"):
         repository(ImageName("a.com/odd~name"), bare)
 
