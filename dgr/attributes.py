@@ -323,6 +323,15 @@ def _with_pending(value: Any, path: Path_, sources: dict[Path_, str]) -> Any:
     return value
 
 
+def attribute_templates(value: Any) -> list[str]:
+    """Every string of value (a tree, list or scalar) that is an attribute template."""
+    if isinstance(value, dict):
+        return [source for v in value.values() for source in attribute_templates(v)]
+    if isinstance(value, list):
+        return [source for v in value for source in attribute_templates(v)]
+    return [value] if _is_template(value) else []
+
+
 def _has_template(value: Any) -> bool:
     if isinstance(value, dict):
         return any(_has_template(v) for v in value.values())

@@ -41,6 +41,7 @@ ROOTFS_IN_BUILDER = "/rootfs"
 ACI_HOME = "/dgr/aci-home"
 BUILDER_ATTRIBUTES = "/dgr/builder/attributes"
 STAGES_IN_IMAGE = "/dgr/builder/stages"
+TEMPLATER_INPUTS = "/dgr/builder/templater"  # the image's attributes/templates, copied out
 STAGES = ("inherit", "project")  # staged folders copied into the image, in this order
 
 
@@ -169,6 +170,7 @@ class _Build:
         for mount in self.manifest.build_mount_points:
             binds.append(Bind(host_mount_source(mount.source, self.project), mount.to, read_only=False))
         binds += [Bind(stage, f"{STAGES_IN_IMAGE}/{stage.name}") for stage in stages]
+        binds.append(Bind(self.ws.scratch("templater"), TEMPLATER_INPUTS, read_only=False))
         overlay = self.image_overlay()
         return Sandbox(
             root=overlay.mountpoint,
@@ -218,6 +220,7 @@ def _scaffold(b: _Build) -> None:
         dirs=[
             *targets,
             *(f"{STAGES_IN_IMAGE}/{name}" for name in STAGES),
+            TEMPLATER_INPUTS,
             *(m.to for m in b.manifest.build_mount_points),
         ],
         files=["/etc/resolv.conf"],
@@ -228,6 +231,7 @@ def _scaffold(b: _Build) -> None:
         files=["/etc/resolv.conf"],
     )
     b.ws.scratch("builder-attributes").mkdir()
+    b.ws.scratch("templater").mkdir()
 
 
 _ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
@@ -257,6 +261,7 @@ while [ "$#" -ge 3 ]; do
     runlevel) execute_files "$path" || exit 1 ;;
     copy) $B cp -a "$path/." / || exit 1 ;;
     files) if [ -d "$path" ]; then $B cp -R "$path/." / || exit 1; fi ;;
+    export) if [ -d /dgr/templates ]; then $B cp -a /dgr/attributes /dgr/templates "$path/" || exit 1; fi ;;
   esac
 done
 """
@@ -267,7 +272,7 @@ STEP_MARKER = "### dgr step: "
 class Step:
     """One build step run in a sandbox: a runlevel, or a copy into the image rootfs."""
 
-    kind: str  # runlevel | copy | files
+    kind: str  # runlevel | copy | files | export (/dgr/attributes and /dgr/templates to `path`)
     label: str
     path: str
 
@@ -349,6 +354,21 @@ def attribute_order(deps: tuple[Dependency, ...]) -> list[str]:
             if entry not in order:
                 order.append(entry)
     return order
+
+
+def prepare_templater(b: _Build) -> None:
+    """Store the image's templater run, rendered ahead of time, in its layer (see
+    dgr.templater.prepared), when the image has templates."""
+    from dgr.internals import bundle_identity
+    from dgr.templater.prepared import write_prepared
+
+    inputs = b.ws.scratch("templater")
+    if (inputs / "templates").is_dir():
+        reason = write_prepared(
+            inputs, b.ws.scratch("upper") / "dgr", identity=bundle_identity(b.internals / "dgr")
+        )
+        if reason:
+            log.debug("templater run not prepared (rendered at every start): %s", reason)
 
 
 def final_manifest(b: _Build) -> Manifest:
@@ -441,6 +461,7 @@ def _run_pipeline(b: _Build) -> BuildResult:
         stages = tuple(s for s in (inherit_stage, project_stage) if s is not None)
         run_steps(b, b.image_sandbox(stages), image_steps(b, inherit_stage is not None))
         _drop_tmp(b.ws.scratch("upper"))
+        prepare_templater(b)
         run_steps(b, builder, builder_steps(b, "late"))
         final = final_manifest(b)
         image_id = package(b, final)
@@ -484,6 +505,7 @@ def image_steps(b: _Build, inherits: bool) -> list[Step]:
         steps.append(Step("runlevel", "runlevel build-late", f"{runlevels}/build-late"))
     if inherits or _deps_have(b.aci_deps, "inherit-build-late"):
         steps.append(Step("runlevel", "runlevel inherit-build-late", "/dgr/runlevels/inherit-build-late"))
+    steps.append(Step("export", "reading the templater's inputs", TEMPLATER_INPUTS))
     return steps
 
 

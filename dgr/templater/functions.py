@@ -918,6 +918,12 @@ FUNCTIONS: dict[str, Callable[..., Any]] = {
     "fail": fail,
 }
 
+# Names whose value depends on more than the attributes: the environment, the clock, chance
+# (Jinja2's own `lipsum` global and `random` filter too). A template or attribute template
+# using one is rendered at every container start, never ahead of time (see prepared.py).
+# Add every such function here.
+START_TIME_NAMES = frozenset({"getenv", "env", "expandenv", "datetime", "now", "uuidv4", "lipsum", "random"})
+
 # Functions that make no sense as filters (no subject).
 _NOT_FILTERS = frozenset({"datetime", "now", "uuidv4", "pairs", "list", "dict", "fail", "cat"})
 

@@ -1,0 +1,250 @@
+"""Prepared runs: the templater's work done when the image is built, checked at start.
+
+What a container start writes depends only on the files under ``/dgr/attributes`` and
+``/dgr/templates`` and on the override variables — unless a template asks for the
+environment, the clock or chance (:data:`~dgr.templater.functions.START_TIME_NAMES`). So
+the build renders the image's templates once, the way a start would without an override
+(:func:`prepare`), and stores the outputs in ``/dgr/templater.prepared`` together with an
+exact copy of what they were rendered from: every path, mode and byte under
+``attributes/`` and ``templates/``. At start, :func:`run_prepared` reads the same tree
+again; when it is identical, no override is set and the file was made for this very
+templater (same Python, same bundle), it writes the stored outputs through the same code
+as a normal run (``output.write_outputs``: same files, modes, checkCmd, errors). Anything
+else — an attribute file a prestart-early script or a ConfigMap added, a changed template,
+an override, a symlink, trace logging — and the run renders as usual.
+
+The start-time half imports only modules Python has loaded anyway, plus ``marshal``
+(built in): no Jinja2, PyYAML, pathlib or typing, which together cost ten times the rest of
+a start (docs/internals.md). The file is marshal format 2, which has no back-references,
+so the same inputs always give the same bytes.
+"""
+
+from __future__ import annotations
+
+import marshal
+import os
+import stat
+import sys
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Callable, Mapping
+    from pathlib import Path
+
+    from jinja2 import Environment, nodes
+
+    from dgr.templater.output import Output
+
+FORMAT = 1
+FILE_NAME = "templater.prepared"
+"""The prepared run of DIR is DIR/templater.prepared (``/dgr/templater.prepared``)."""
+IDENTITY_FILE = "identity"
+"""A file next to this module, in the bundle only: the bundle's cache key (see internals)."""
+OVERRIDE_VAR = "TEMPLATER_OVERRIDE"  # as dgr.attributes.OVERRIDE_VAR (a test checks)
+INPUTS = ("attributes", "templates")
+
+Entry = tuple[str, int, bytes]
+"""(path relative to DIR, st_mode or 0 when absent, content of a regular file)."""
+
+
+class NotPrepared(Exception):  # noqa: N818 - a reason, not a failure
+    """Why a run cannot be prepared; it is then rendered at every start."""
+
+
+# --- at start --------------------------------------------------------------------------------
+
+
+def run_prepared(
+    directory: str, target_root: str, env: Mapping[str, str], override_var: str | None = None
+) -> list[str] | None:
+    """Write the outputs prepared for `directory` into target_root, return their paths —
+    or None, writing nothing, when the run must be rendered now (see the module's doc).
+
+    Errors while writing are those of a normal run (TemplateError).
+    """
+    outputs = prepared_outputs(directory, target_root, env, override_var)
+    if outputs is None:
+        return None
+    from dgr.templater.output import write_outputs
+
+    return write_outputs(_join(directory, "templates"), target_root, outputs)
+
+
+def prepared_outputs(
+    directory: str, target_root: str, env: Mapping[str, str], override_var: str | None = None
+) -> list[Output] | None:
+    """The outputs prepared for `directory`, when they are what rendering now would give;
+    else None."""
+    var = override_var or OVERRIDE_VAR
+    if any(env.get(name, "").strip() for name in (var, f"{var}_BASE64")):
+        return None  # (a superset of the variables dgr.attributes.env_override reads)
+    if not (_plain(directory) and _plain(target_root)):
+        return None  # error messages name paths as pathlib prints them: leave it to it
+    try:
+        with open(_join(directory, FILE_NAME), "rb") as file:
+            prepared = marshal.loads(file.read())
+        if (
+            prepared["format"] != FORMAT
+            or prepared["python"] != sys.version
+            or prepared["identity"] != identity()
+            or prepared["outputs"] is None
+            or prepared["inputs"] != snapshot(directory)
+        ):
+            return None
+        templates = _join(directory, "templates")
+        from dgr.templater.output import Output
+
+        return [Output(f"{templates}/{name}", *rest) for name, *rest in prepared["outputs"]]
+    except Exception:  # noqa: BLE001 - missing, unreadable or foreign: render as usual
+        return None
+
+
+def identity() -> str | None:
+    """The identity of the bundle this module runs from (None outside a bundle)."""
+    try:
+        with open(os.path.join(os.path.dirname(__file__), IDENTITY_FILE), encoding="utf-8") as file:
+            return file.read().strip()
+    except OSError:
+        return None
+
+
+def snapshot(directory: str) -> list[Entry] | None:
+    """Every path under DIR/attributes and DIR/templates, sorted, with its st_mode and the
+    content of regular files; None when one is a symlink or a special file (ConfigMap
+    mounts are made of symlinks: they are read at every start)."""
+    entries: list[Entry] = []
+    for top in INPUTS:
+        if not _scan(_join(directory, top), top, entries):
+            return None
+    return entries
+
+
+def _scan(path: str, relative: str, entries: list[Entry]) -> bool:
+    try:
+        mode = os.lstat(path).st_mode
+    except FileNotFoundError:
+        entries.append((relative, 0, b""))
+        return True
+    if stat.S_ISREG(mode):
+        with open(path, "rb") as file:
+            entries.append((relative, mode, file.read()))
+        return True
+    if not stat.S_ISDIR(mode):
+        return False
+    entries.append((relative, mode, b""))
+    return all(_scan(f"{path}/{name}", f"{relative}/{name}", entries) for name in sorted(os.listdir(path)))
+
+
+def _plain(path: str) -> bool:
+    """Whether path is written as ``str(pathlib.Path(path))`` would write it."""
+    parts = path.split("/")
+    if path.startswith("/"):
+        parts = parts[1:] if path != "/" else []
+    return path != "" and not path.startswith("//") and all(part not in ("", ".") for part in parts)
+
+
+def _join(directory: str, name: str) -> str:
+    return f"/{name}" if directory == "/" else f"{directory}/{name}"
+
+
+# --- at build time ---------------------------------------------------------------------------
+
+
+def prepare(directory: str, *, identity: str | None = None) -> tuple[bytes, str | None]:
+    """The content of the prepared-run file for `directory` (laid out as /dgr: attributes/
+    and templates/), and None — or, when the run cannot be prepared, a file that says so
+    (it must still shadow a dependency's) and the reason.
+
+    `identity` is the bundle's (see :func:`identity`) that will run at start.
+    """
+    inputs = snapshot(directory)
+    data = {"format": FORMAT, "python": sys.version, "identity": identity, "inputs": None, "outputs": None}
+    try:
+        if inputs is None:
+            raise NotPrepared("a symlink or special file under attributes/ or templates/")
+        data["outputs"] = _render(directory)
+    except NotPrepared as reason:
+        return marshal.dumps(data, 2), str(reason)
+    data["inputs"] = inputs
+    return marshal.dumps(data, 2), None
+
+
+def write_prepared(directory: Path, destination: Path, *, identity: str | None = None) -> str | None:
+    """Write the prepared run of `directory` (see :func:`prepare`) as destination/FILE_NAME,
+    mode 0644; return why it could not be prepared, or None."""
+    data, reason = prepare(str(directory), identity=identity)
+    destination.mkdir(parents=True, exist_ok=True)
+    target = destination / FILE_NAME
+    target.write_bytes(data)
+    target.chmod(0o644)
+    return reason
+
+
+def _render(directory: str) -> list[tuple[str, str, str, int | None, int | None, int | None, str | None]]:
+    """Render as a start without override would, but into memory; NotPrepared when that
+    fails or depends on more than the files."""
+    from pathlib import Path
+
+    from jinja2 import FileSystemLoader
+
+    from dgr.attributes import (
+        attribute_templates,
+        collect_attribute_files,
+        load_attributes,
+        resolve_attribute_templates,
+    )
+    from dgr.errors import DgrError
+    from dgr.templater.render import make_environment, render_templates
+
+    class RecordingLoader(FileSystemLoader):
+        """Notes the source of every template loaded: rendered, included or imported."""
+
+        def get_source(self, environment: Environment, template: str) -> tuple[str, str, Callable[[], bool]]:
+            source, filename, uptodate = super().get_source(environment, template)
+            loaded[template] = source
+            return source, filename, uptodate
+
+    root = Path(directory)
+    loaded: dict[str, str] = {}
+    try:
+        tree = load_attributes(collect_attribute_files(root / "attributes"), {}, resolve=False)
+        attributes = resolve_attribute_templates(tree)
+        for source in attribute_templates(tree):
+            _check_pure(make_environment().parse(source), "an attribute template")
+        if not (root / "templates").is_dir():
+            return []
+        env = make_environment(root / "templates")
+        env.loader = RecordingLoader(str(root / "templates"))
+        outputs, _ = render_templates(root / "templates", attributes, env=env)
+        for name, source in loaded.items():
+            _check_pure(env.parse(source, name), name)
+    except DgrError as exc:
+        raise NotPrepared(f"rendering fails at build time: {exc}") from None
+    prefix = f"{root / 'templates'}/"
+    return [
+        (
+            item.source.removeprefix(prefix),
+            item.output,
+            item.content,
+            item.uid,
+            item.gid,
+            item.mode,
+            item.check_cmd,
+        )
+        for item in outputs
+    ]
+
+
+def _check_pure(template: nodes.Template, what: str) -> None:
+    """NotPrepared when the template uses a start-time name, or reaches Python internals
+    (a ``__dunder__`` attribute) through which it could read anything."""
+    from jinja2 import nodes
+
+    from dgr.templater.functions import START_TIME_NAMES
+
+    for node in template.find_all((nodes.Name, nodes.Filter, nodes.Test, nodes.Getattr, nodes.Const)):
+        if isinstance(node, (nodes.Name, nodes.Filter, nodes.Test)) and node.name in START_TIME_NAMES:
+            raise NotPrepared(f"{what} uses {node.name}, which is read at start")
+        text = node.attr if isinstance(node, nodes.Getattr) else getattr(node, "value", None)
+        if isinstance(text, str) and text.startswith("__"):
+            raise NotPrepared(f"{what} uses {text}")
