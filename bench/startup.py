@@ -43,7 +43,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from dgr.internals import build_internals, bundle_identity, default_cache_dir, internals_size
+from dgr.internals import MOUNT, build_internals, bundle_identity, default_cache_dir, internals_size
 from dgr.templater.prepared import write_prepared
 
 BWRAP = ["bwrap", "--proc", "/proc", "--dev", "/dev", "--unshare-pid", "--die-with-parent", "--clearenv"]
@@ -187,7 +187,8 @@ def make_rootfs(root: Path, internals: Path, project: Project | None, *, prepare
     if project is not None:
         project(root / "dgr")
     if prepare and (root / "dgr" / "templates").is_dir():
-        reason = write_prepared(root / "dgr", root / "dgr", identity=bundle_identity(internals))
+        identity = bundle_identity(internals)
+        reason = write_prepared(root / "dgr", root / "dgr", identity=identity, directory_at_start=MOUNT)
         if reason is not None:
             raise SystemExit(f"{root}: the run could not be prepared: {reason}")
     return root
@@ -306,17 +307,11 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="dgr-bench-") as tmp:
         for index, (label, project) in enumerate(cases):
             folder = Path(tmp) / str(index)
-            variants = [
-                Variant(
-                    "prepared", make_rootfs(folder / "prepared", internals, project, prepare=True), STARTED
-                )
-            ]
-            if project is not None:
-                variants.append(
-                    Variant(
-                        "override", make_rootfs(folder / "override", internals, project), STARTED, OVERRIDE
-                    )
-                )
+            rootfs = make_rootfs(folder / "prepared", internals, project, prepare=True)
+            variants = [Variant("prepared", rootfs, STARTED)]
+            if project is not None:  # the same image (prepared too), started with an override
+                rootfs = make_rootfs(folder / "override", internals, project, prepare=True)
+                variants.append(Variant("override", rootfs, STARTED, OVERRIDE))
             if before is not None:
                 variants.append(Variant("before", make_rootfs(folder / "before", before, project), STARTED))
             if project is original_project and args.reference is not None:

@@ -357,15 +357,16 @@ def attribute_order(deps: tuple[Dependency, ...]) -> list[str]:
 
 
 def prepare_templater(b: _Build) -> None:
-    """Store the image's templater run, rendered ahead of time, in its layer (see
-    dgr.templater.prepared), when the image has templates."""
-    from dgr.internals import bundle_identity
+    """Store the image's templater run, rendered and compiled ahead of time, in its layer
+    (see dgr.templater.prepared), when the image has templates."""
+    from dgr.internals import MOUNT, bundle_identity
     from dgr.templater.prepared import write_prepared
 
     inputs = b.ws.scratch("templater")
     if (inputs / "templates").is_dir():
+        identity = bundle_identity(b.internals / "dgr")
         reason = write_prepared(
-            inputs, b.ws.scratch("upper") / "dgr", identity=bundle_identity(b.internals / "dgr")
+            inputs, b.ws.scratch("upper") / "dgr", identity=identity, directory_at_start=MOUNT
         )
         if reason:
             log.debug("templater run not prepared (rendered at every start): %s", reason)

@@ -52,6 +52,8 @@ PYTHON_DIR = "python"
 MODULES_DIR = "modules"
 # The bundle's identity, relative to MODULES_DIR (see dgr.templater.prepared.identity).
 IDENTITY = "dgr/templater/identity"
+# Regular expressions compiled ahead of time, relative to MODULES_DIR (dgr.templater.regexes).
+REGEXES = "dgr/templater/regexes.marshal"
 # How the bundled interpreter runs the templater: `python -m dgr.templater` without runpy,
 # which alone costs 5 ms in an image. Same command line after it.
 TEMPLATER_MAIN = ("-c", "import sys; from dgr.templater.__main__ import main; sys.exit(main())")
@@ -327,7 +329,8 @@ def assemble(tree: Path, interpreter: Interpreter, busybox: Path, identity: str)
     for name in ("functions.sh", "start"):
         (bin_dir / name).write_bytes((data / name).read_bytes())
 
-    modules = probe_modules(interpreter)
+    (modules_dir / REGEXES).parent.mkdir(parents=True)
+    modules = probe_modules(interpreter, modules_dir / REGEXES)
     extensions = install_modules(modules, modules_dir, interpreter)
     (modules_dir / IDENTITY).write_text(identity + "\n")
 
@@ -349,13 +352,14 @@ def assemble(tree: Path, interpreter: Interpreter, busybox: Path, identity: str)
     return loader
 
 
-def probe_modules(interpreter: Interpreter) -> list[ProbedModule]:
+def probe_modules(interpreter: Interpreter, regexes: Path) -> list[ProbedModule]:
     """Every module a set of representative templater runs imports, with where it lives.
 
     The runs (in one throwaway process of the base interpreter, without site) render a
     small project using partials, macros, templated attributes, overrides, `.cfg` files and
     trace logging, then hit the error paths (missing attribute, bad YAML, bad override), so
-    that modules imported lazily on those paths are bundled too.
+    that modules imported lazily on those paths are bundled too. What they compiled as
+    regular expressions is recorded into `regexes` (see dgr.templater.regexes).
     """
     search_path = [str(Path(dgr.__file__).parent.parent), *_distribution_roots()]
     with tempfile.TemporaryDirectory(prefix="dgr-probe-") as tmp:
@@ -376,6 +380,7 @@ def probe_modules(interpreter: Interpreter) -> list[ProbedModule]:
                 json.dumps(search_path),
                 json.dumps(EXCLUDED_MODULES),
                 json.dumps(STDLIB_EXTRA),
+                str(regexes),
             ],
             timeout=TIMEOUT,
             error=InternalsError,
@@ -655,11 +660,13 @@ for source, cfile, dfile in json.load(sys.stdin):
 """
 
 # Runs in the probe process: argv = report file, work folder, then JSON lists: sys.path
-# entries to add, modules to block (as if absent), modules to import in any case.
+# entries to add, modules to block (as if absent), modules to import in any case; then
+# where to record the regular expressions the templater runs compiled.
 _PROBE = r"""
 import json, os, runpy, sys
 report, work = sys.argv[1], sys.argv[2]
 search, excluded, extra = (json.loads(a) for a in sys.argv[3:6])
+regexes = sys.argv[6]
 sys.path[:0] = search
 for name in excluded:
     sys.modules[name] = None  # "import name" now raises ImportError, as in the bundle
@@ -686,6 +693,9 @@ with open(os.path.join(project, "attributes", "probe", "bad.yml"), "w") as f:
     f.write("default: [unclosed\n")
 templater(project)
 templater("-L", "nonsense", project)
+
+from dgr.templater import regexes as recorder
+recorder.record(regexes)
 
 import importlib
 for name in extra:

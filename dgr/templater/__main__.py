@@ -120,17 +120,22 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _run(options: Options, env: dict[str, str]) -> Sequence[str | Path]:
     """The prepared run when it applies (not at trace level: that prints the attributes),
-    else render now."""
+    else render now, with what the build compiled."""
     if options.level != "trace":
         from dgr.templater.prepared import run_prepared
 
         written = run_prepared(options.directory, options.target_root, env, options.override_var)
         if written is not None:
             return written
+    from dgr.templater import regexes
+
+    regexes.install()  # before Jinja2 and PyYAML compile theirs
     from pathlib import Path
 
     from dgr.templater import run
+    from dgr.templater.prepared import use_compiled
 
+    use_compiled(options.directory)
     directory = Path(options.directory)
     return run(
         directory / "attributes",

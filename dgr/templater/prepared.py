@@ -30,6 +30,8 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping
     from pathlib import Path
+    from types import CodeType
+    from typing import Any
 
     from jinja2 import Environment, nodes
 
@@ -82,7 +84,7 @@ def prepared_outputs(
         return None  # error messages name paths as pathlib prints them: leave it to it
     try:
         with open(_join(directory, FILE_NAME), "rb") as file:
-            prepared = marshal.loads(file.read())
+            prepared = marshal.load(file)
         if (
             prepared["format"] != FORMAT
             or prepared["python"] != sys.version
@@ -150,29 +152,40 @@ def _join(directory: str, name: str) -> str:
 # --- at build time ---------------------------------------------------------------------------
 
 
-def prepare(directory: str, *, identity: str | None = None) -> tuple[bytes, str | None]:
+def prepare(
+    directory: str, *, identity: str | None = None, directory_at_start: str | None = None
+) -> tuple[bytes, str | None]:
     """The content of the prepared-run file for `directory` (laid out as /dgr: attributes/
     and templates/), and None — or, when the run cannot be prepared, a file that says so
     (it must still shadow a dependency's) and the reason.
 
-    `identity` is the bundle's (see :func:`identity`) that will run at start.
+    The file holds two marshal objects: the prepared run (header, inputs, outputs), and the
+    code of every template and attribute template, compiled for a start that renders (see
+    :func:`use_compiled`). `identity` is that of the bundle that will run at start (see
+    :func:`identity`); `directory_at_start` is the directory as the templater will be given
+    it then (template file names are part of the compiled code); default: `directory`.
     """
-    inputs = snapshot(directory)
-    data = {"format": FORMAT, "python": sys.version, "identity": identity, "inputs": None, "outputs": None}
+    header = {"format": FORMAT, "python": sys.version, "identity": identity}
+    run = {**header, "inputs": None, "outputs": None}
+    reason = None
     try:
+        inputs = snapshot(directory)
         if inputs is None:
             raise NotPrepared("a symlink or special file under attributes/ or templates/")
-        data["outputs"] = _render(directory)
-    except NotPrepared as reason:
-        return marshal.dumps(data, 2), str(reason)
-    data["inputs"] = inputs
-    return marshal.dumps(data, 2), None
+        run["outputs"] = _render(directory)
+        run["inputs"] = inputs
+    except NotPrepared as exc:
+        reason = str(exc)
+    compiled = _compile(directory, directory_at_start or directory)
+    return marshal.dumps(run, 2) + marshal.dumps(compiled, 2), reason
 
 
-def write_prepared(directory: Path, destination: Path, *, identity: str | None = None) -> str | None:
+def write_prepared(
+    directory: Path, destination: Path, *, identity: str | None = None, directory_at_start: str | None = None
+) -> str | None:
     """Write the prepared run of `directory` (see :func:`prepare`) as destination/FILE_NAME,
     mode 0644; return why it could not be prepared, or None."""
-    data, reason = prepare(str(directory), identity=identity)
+    data, reason = prepare(str(directory), identity=identity, directory_at_start=directory_at_start)
     destination.mkdir(parents=True, exist_ok=True)
     target = destination / FILE_NAME
     target.write_bytes(data)
@@ -233,6 +246,58 @@ def _render(directory: str) -> list[tuple[str, str, str, int | None, int | None,
         )
         for item in outputs
     ]
+
+
+def _compile(directory: str, directory_at_start: str) -> dict[str, dict[str, Any]]:
+    """The code of every file under templates/ that compiles, by loader name, with the file
+    name the loader will give it at start; the code of every attribute template of the
+    attribute files."""
+    from pathlib import Path
+
+    from dgr.attributes import attribute_templates, collect_attribute_files, load_attributes
+    from dgr.errors import DgrError
+    from dgr.templater.render import make_environment
+
+    root = Path(directory)
+    templates: dict[str, tuple[str, str, CodeType]] = {}
+    env = make_environment(root / "templates")
+    for path in sorted((root / "templates").rglob("*")):
+        name = path.relative_to(root / "templates").as_posix()
+        filename = f"{_join(directory_at_start, 'templates')}/{name}"
+        try:
+            source = path.read_text(encoding="utf-8")
+            templates[name] = (filename, source, env.compile(source, name, filename))
+        except Exception:  # noqa: BLE001 - a folder, not text, not a template: it compiles at start
+            continue
+    strings: dict[str, CodeType] = {}
+    try:
+        tree = load_attributes(collect_attribute_files(root / "attributes"), {}, resolve=False)
+    except DgrError:
+        tree = {}
+    for source in attribute_templates(tree):
+        try:
+            strings[source] = env.compile(source)
+        except Exception:  # noqa: BLE001 - reported when it is rendered
+            continue
+    return {"templates": templates, "attribute_templates": strings}
+
+
+def use_compiled(directory: str) -> bool:
+    """Have this process render with the code compiled for `directory` at build time, when
+    its file was made for this templater; whether it was."""
+    try:
+        with open(_join(directory, FILE_NAME), "rb") as file:
+            header = marshal.load(file)
+            if (header["format"], header["python"], header["identity"]) != (FORMAT, sys.version, identity()):
+                return False
+            compiled = marshal.load(file)
+    except Exception:  # noqa: BLE001 - missing or foreign: compile as usual
+        return False
+    from dgr.templater.render import PRECOMPILED
+
+    PRECOMPILED.files = dict(compiled["templates"])
+    PRECOMPILED.strings = dict(compiled["attribute_templates"])
+    return True
 
 
 def _check_pure(template: nodes.Template, what: str) -> None:

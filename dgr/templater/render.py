@@ -15,10 +15,12 @@ import os
 import re
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
+from types import CodeType
 from typing import Any, NamedTuple, NoReturn
 
 import yaml
 from jinja2 import Environment, FileSystemLoader, Template, Undefined
+from jinja2.bccache import Bucket, BytecodeCache
 from jinja2.exceptions import TemplateNotFound, TemplateSyntaxError, UndefinedError
 
 from dgr.errors import AttributesError, DgrError, TemplateError
@@ -105,6 +107,31 @@ _TYPE_TESTS = (
 )
 
 
+class PrecompiledCode(BytecodeCache):
+    """Template code compiled at build time (see dgr.templater.prepared), used for a template
+    loaded under the name, from the file and with the source it was compiled from; any
+    other template compiles as usual."""
+
+    def __init__(self) -> None:
+        self.files: dict[str, tuple[str, str, CodeType]] = {}  # name -> (file, source, code)
+        self.strings: dict[str, CodeType] = {}  # attribute template -> code
+
+    def get_bucket(self, environment: Environment, name: str, filename: str | None, source: str) -> Bucket:
+        bucket = Bucket(environment, name, "")
+        known = self.files.get(name)
+        if known is not None and known[:2] == (filename, source):
+            bucket.code = known[2]
+        return bucket
+
+    def set_bucket(self, bucket: Bucket) -> None:
+        pass  # nothing is stored at start
+
+
+PRECOMPILED = PrecompiledCode()
+"""Filled by the templater's run at container start (dgr.templater.prepared.use_compiled);
+empty anywhere else, where every template compiles."""
+
+
 def make_environment(loader_root: Path | None = None) -> Environment:
     """A Jinja2 environment with dgr's functions, printing rules and missing-value rules.
 
@@ -113,6 +140,7 @@ def make_environment(loader_root: Path | None = None) -> Environment:
     """
     env = Environment(
         loader=FileSystemLoader(str(loader_root)) if loader_root is not None else None,
+        bytecode_cache=PRECOMPILED if PRECOMPILED.files else None,
         undefined=MissingValue,
         finalize=format_value,
         keep_trailing_newline=True,  # a template's own final newline is the author's choice
@@ -261,8 +289,14 @@ class AttributeRenderer:
         any failure is an AttributesError naming the key."""
         template = self._compiled.get(source)
         if template is None:
+            code = PRECOMPILED.strings.get(source)
             try:
-                template = self._env.from_string(source)
+                if code is not None:
+                    template = self._env.template_class.from_code(
+                        self._env, code, self._env.make_globals(None)
+                    )
+                else:
+                    template = self._env.from_string(source)
             except TemplateSyntaxError as exc:
                 raise AttributesError(f"template syntax error: {exc.message}", key=key) from None
             self._compiled[source] = template

@@ -55,7 +55,8 @@ def make_rootfs(root: Path, internals: Path) -> Path:
         path = root / relative
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(text)
-    assert write_prepared(root / "dgr", root / "dgr", identity=bundle_identity(internals)) is None
+    identity = bundle_identity(internals)
+    assert write_prepared(root / "dgr", root / "dgr", identity=identity, directory_at_start="/dgr") is None
     return root
 
 

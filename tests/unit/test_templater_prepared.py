@@ -14,6 +14,7 @@ import os
 import stat
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -396,3 +397,107 @@ def test_prepared_file_is_marshal_of_plain_data(tmp_path: Path) -> None:
         ("etc/templated.tmpl", "etc/templated", "Hello world\n", None, None, 0o640, "true")
     ]
     assert json.dumps([[path, mode] for path, mode, _ in data["inputs"]])  # paths and modes only
+
+
+# --- a start that renders uses the code compiled at build time ------------------------------
+
+
+@pytest.fixture
+def _fresh_precompiled() -> Iterator[None]:
+    from dgr.templater.render import PRECOMPILED
+
+    yield
+    PRECOMPILED.files, PRECOMPILED.strings = {}, {}
+
+
+def doctored(project: Path, template: str, attribute: str) -> None:
+    """Rewrite the compiled part of the project's file: the code of etc/templated.tmpl and
+    of the attribute template `{{ base }}!` now come from other sources."""
+    from dgr.templater.render import make_environment
+
+    with open(project / FILE_NAME, "rb") as file:
+        run, compiled = marshal.load(file), marshal.load(file)
+    filename, source, _ = compiled["templates"]["etc/templated.tmpl"]
+    env = make_environment(project / "templates")
+    compiled["templates"]["etc/templated.tmpl"] = (
+        filename,
+        source,
+        env.compile(template, "etc/templated.tmpl", filename),
+    )
+    compiled["attribute_templates"]["{{ base }}!"] = env.compile(attribute)
+    (project / FILE_NAME).write_bytes(marshal.dumps(run, 2) + marshal.dumps(compiled, 2))
+
+
+@pytest.mark.usefixtures("_fresh_precompiled")
+def test_rendering_at_start_uses_the_compiled_code(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    files = {
+        **INIT,
+        "attributes/example.com_app/attributes.yml": "default:\n  base: world\n  dummy: '{{ base }}!'\n",
+        "templates/etc/templated.tmpl": "Hello {{ dummy }} {{ getenv('WHO') }}\n",  # not prepared
+    }
+    project = make(tmp_path / "p", files)
+    monkeypatch.setenv("WHO", "you")
+    assert "uses getenv" in (write_prepared(project, project) or "")
+    assert main(["-t", str(tmp_path / "plain"), str(project)]) == 0
+    assert (tmp_path / "plain/etc/templated").read_text() == "Hello world! you\n"
+    doctored(project, "compiled {{ dummy }}\n", "{{ base }}?")
+    assert main(["-t", str(tmp_path / "out"), str(project)]) == 0
+    assert (tmp_path / "out/etc/templated").read_text() == "compiled world?\n"
+    # a changed source compiles at start
+    make(project, {"templates/etc/templated.tmpl": "Changed {{ dummy }}\n"})
+    assert main(["-t", str(tmp_path / "changed"), str(project)]) == 0
+    assert (tmp_path / "changed/etc/templated").read_text() == "Changed world?\n"
+
+
+@pytest.mark.usefixtures("_fresh_precompiled")
+def test_compiled_code_is_used_only_for_its_file(tmp_path: Path) -> None:
+    project = make(tmp_path / "p", INIT)
+    write_prepared(project, project, directory_at_start="/dgr")
+    doctored(project, "compiled\n", "x")
+    (project / "attributes/extra.yml").write_text("default:\n  other: 1\n")  # not the prepared run
+    assert main(["-t", str(tmp_path / "out"), str(project)]) == 0
+    assert (tmp_path / "out/etc/templated").read_text() == "Hello world\n"  # compiled for /dgr
+
+
+@pytest.mark.usefixtures("_fresh_precompiled")
+def test_a_template_error_is_the_same_with_compiled_code(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    files = {**INIT, "templates/etc/templated.tmpl": "{% import 'm.partial' as m %}\n{{ m.f() }}\n"}
+    files["templates/m.partial"] = "{% macro f() %}\n{{ missing.value }}\n{% endmacro %}\n"
+    project = make(tmp_path / "p", files)
+    assert main(["-t", str(tmp_path / "out"), str(project)]) == 1
+    rendered = capsys.readouterr().err
+    write_prepared(project, project)
+    assert main(["-t", str(tmp_path / "out"), str(project)]) == 1
+    assert capsys.readouterr().err == rendered
+    assert rendered.startswith(f"templater: {project}/templates/m.partial:2: missing attribute 'missing'")
+
+
+def test_compiled_regexes_are_the_ones_re_compiles(tmp_path: Path) -> None:
+    record = (
+        "import sys, jinja2, yaml; from dgr.templater import regexes; print(regexes.record(sys.argv[1]))"
+    )
+    check = (
+        "import re, sys; from dgr.templater import regexes; n = regexes.install(sys.argv[1]); "
+        "import jinja2, yaml; cached = dict(re._cache); re._cache.clear(); "
+        "same = all(re.compile(p, f) == c for (_, p, f), c in cached.items()); print(n, same)"
+    )
+    path = tmp_path / "regexes.marshal"
+    recorded = subprocess.run(
+        [sys.executable, "-c", record, str(path)], capture_output=True, text=True, check=True
+    )
+    assert int(recorded.stdout) > 20
+    checked = subprocess.run(
+        [sys.executable, "-c", check, str(path)], capture_output=True, text=True, check=True
+    )
+    assert checked.stdout.split() == [recorded.stdout.strip(), "True"]
+
+
+def test_regexes_of_another_python_are_ignored(tmp_path: Path) -> None:
+    from dgr.templater import regexes
+
+    path = tmp_path / "regexes.marshal"
+    path.write_bytes(marshal.dumps(("2.7.18", [("a", 0, 32, [1], 0, {}, ())]), 2))
+    assert regexes.install(str(path)) == 0
+    assert regexes.install(str(tmp_path / "missing")) == 0
