@@ -249,37 +249,74 @@ def _render(directory: str) -> list[tuple[str, str, str, int | None, int | None,
 
 
 def _compile(directory: str, directory_at_start: str) -> dict[str, dict[str, Any]]:
-    """The code of every file under templates/ that compiles, by loader name, with the file
-    name the loader will give it at start; the code of every attribute template of the
-    attribute files."""
+    """What a start that renders can take from the build (see render.Precompiled): the code
+    of every file under templates/ that compiles, by loader name, for the file name the
+    loader will give it at start; the code of every attribute template; the options of
+    every valid ``.cfg``; the YAML documents the build parsed (attribute files, rendered
+    attribute templates), when they hold plain data."""
     from pathlib import Path
 
-    from dgr.attributes import attribute_templates, collect_attribute_files, load_attributes
-    from dgr.errors import DgrError
-    from dgr.templater.render import make_environment
+    from dgr.attributes import (
+        attribute_templates,
+        collect_attribute_files,
+        load_attributes,
+        parse_yaml,
+        resolve_attribute_templates,
+    )
+    from dgr.templater.render import make_environment, read_options
 
     root = Path(directory)
-    templates: dict[str, tuple[str, str, CodeType]] = {}
     env = make_environment(root / "templates")
+    templates: dict[str, tuple[str, str, CodeType]] = {}
+    options: dict[str, tuple[int | None, int | None, int | None, str | None]] = {}
     for path in sorted((root / "templates").rglob("*")):
         name = path.relative_to(root / "templates").as_posix()
         filename = f"{_join(directory_at_start, 'templates')}/{name}"
         try:
             source = path.read_text(encoding="utf-8")
+            if name.endswith(".cfg"):
+                read = read_options(path)
+                options[source] = (read.uid, read.gid, read.mode, read.check_cmd)
             templates[name] = (filename, source, env.compile(source, name, filename))
-        except Exception:  # noqa: BLE001 - a folder, not text, not a template: it compiles at start
+        except Exception:  # noqa: BLE001 - a folder, not text, not valid: done at start, if needed
             continue
+    texts: list[str] = []
     strings: dict[str, CodeType] = {}
     try:
-        tree = load_attributes(collect_attribute_files(root / "attributes"), {}, resolve=False)
-    except DgrError:
-        tree = {}
-    for source in attribute_templates(tree):
-        try:
+        files = collect_attribute_files(root / "attributes")
+        texts += [path.read_text(encoding="utf-8") for path in files]
+        tree = load_attributes(files, {}, resolve=False)
+        for source in attribute_templates(tree):
             strings[source] = env.compile(source)
-        except Exception:  # noqa: BLE001 - reported when it is rendered
+        resolve_attribute_templates(tree, rendered=texts)
+    except Exception:  # noqa: BLE001 - reported when rendered at start
+        pass
+    documents: dict[str, bytes] = {}
+    for text in texts:
+        try:
+            value = parse_yaml(text)
+            if not _shares_containers(value, set()):
+                documents[text] = marshal.dumps(value, 2)
+        except Exception:  # noqa: BLE001 - invalid, or not plain data: parsed at start
             continue
-    return {"templates": templates, "attribute_templates": strings}
+    return {
+        "templates": templates,
+        "attribute_templates": strings,
+        "options": options,
+        "documents": documents,
+    }
+
+
+def _shares_containers(value: object, seen: set[int]) -> bool:
+    """Whether a dict or list appears twice in value (a YAML alias): marshal format 2 would
+    make two of it."""
+    if isinstance(value, (dict, list, set, tuple)):
+        if id(value) in seen:
+            return True
+        seen.add(id(value))
+        items = value.values() if isinstance(value, dict) else value
+        return any(_shares_containers(item, seen) for item in items)
+    return False
 
 
 def use_compiled(directory: str) -> bool:
@@ -293,10 +330,14 @@ def use_compiled(directory: str) -> bool:
             compiled = marshal.load(file)
     except Exception:  # noqa: BLE001 - missing or foreign: compile as usual
         return False
+    from dgr.attributes import KNOWN_DOCUMENTS
     from dgr.templater.render import PRECOMPILED
 
     PRECOMPILED.files = dict(compiled["templates"])
     PRECOMPILED.strings = dict(compiled["attribute_templates"])
+    PRECOMPILED.options = dict(compiled["options"])
+    KNOWN_DOCUMENTS.clear()
+    KNOWN_DOCUMENTS.update(compiled["documents"])
     return True
 
 

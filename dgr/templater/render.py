@@ -18,7 +18,6 @@ from pathlib import Path
 from types import CodeType
 from typing import Any, NamedTuple, NoReturn
 
-import yaml
 from jinja2 import Environment, FileSystemLoader, Template, Undefined
 from jinja2.bccache import Bucket, BytecodeCache
 from jinja2.exceptions import TemplateNotFound, TemplateSyntaxError, UndefinedError
@@ -107,14 +106,16 @@ _TYPE_TESTS = (
 )
 
 
-class PrecompiledCode(BytecodeCache):
-    """Template code compiled at build time (see dgr.templater.prepared), used for a template
-    loaded under the name, from the file and with the source it was compiled from; any
-    other template compiles as usual."""
+class Precompiled(BytecodeCache):
+    """What the build computed for a start that renders (see dgr.templater.prepared):
+    template code, used for a template loaded under the name, from the file and with the
+    source it was compiled from (as Jinja2's bytecode cache); the code of attribute templates;
+    the options of ``.cfg`` files by their text. Anything else is computed as usual."""
 
     def __init__(self) -> None:
         self.files: dict[str, tuple[str, str, CodeType]] = {}  # name -> (file, source, code)
         self.strings: dict[str, CodeType] = {}  # attribute template -> code
+        self.options: dict[str, tuple[int | None, int | None, int | None, str | None]] = {}
 
     def get_bucket(self, environment: Environment, name: str, filename: str | None, source: str) -> Bucket:
         bucket = Bucket(environment, name, "")
@@ -127,9 +128,9 @@ class PrecompiledCode(BytecodeCache):
         pass  # nothing is stored at start
 
 
-PRECOMPILED = PrecompiledCode()
+PRECOMPILED = Precompiled()
 """Filled by the templater's run at container start (dgr.templater.prepared.use_compiled);
-empty anywhere else, where every template compiles."""
+empty anywhere else, where everything is computed."""
 
 
 def make_environment(loader_root: Path | None = None) -> Environment:
@@ -376,16 +377,24 @@ def read_options(cfg: Path) -> OutputOptions:
     """Parse a template's ``.cfg``: ``uid``/``gid`` (ints), ``mode`` (octal, as written:
     ``0644``, ``644``, ``"0o644"`` all mean rw-r--r--), ``checkCmd`` (a shell command).
     Unknown keys or bad values are a TemplateError naming the file."""
-    from dgr.attributes import _Loader
-
     try:
         text = cfg.read_text(encoding="utf-8")
-        node = yaml.compose(text, Loader=_Loader)  # noqa: S506 - a SafeLoader
-        data = yaml.load(text, Loader=_Loader)  # noqa: S506
+    except (OSError, UnicodeDecodeError) as exc:
+        raise TemplateError(f"cannot read template options: {exc}", path=cfg) from None
+    known = PRECOMPILED.options.get(text)
+    if known is not None:
+        return OutputOptions(*known)
+    import yaml
+
+    from dgr.attributes import yaml_loader
+
+    try:
+        node = yaml.compose(text, Loader=yaml_loader())  # noqa: S506 - a SafeLoader
+        data = yaml.load(text, Loader=yaml_loader())  # noqa: S506
     except yaml.MarkedYAMLError as exc:
         line = exc.problem_mark.line + 1 if exc.problem_mark else None
         raise TemplateError(f"invalid YAML: {exc.problem}", path=cfg, line=line) from None
-    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
+    except yaml.YAMLError as exc:
         raise TemplateError(f"cannot read template options: {exc}", path=cfg) from None
     if data is None:
         return OutputOptions()
@@ -405,6 +414,8 @@ def read_options(cfg: Path) -> OutputOptions:
 
 def _raw_scalar(node: Any, key: str) -> str | None:
     """The text of a scalar as written in the file (``0644`` stays "0644")."""
+    import yaml
+
     for key_node, value_node in getattr(node, "value", ()):
         if key_node.value == key and isinstance(value_node, yaml.ScalarNode):
             return str(value_node.value)

@@ -17,6 +17,7 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 
+import jinja2
 import pytest
 
 from dgr import attributes
@@ -25,6 +26,7 @@ from dgr.templater.__main__ import main
 from dgr.templater.prepared import FILE_NAME, prepare, prepared_outputs, run_prepared, write_prepared
 
 REPO = Path(__file__).resolve().parents[2]
+SITE_PACKAGES = Path(jinja2.__file__).parent.parent  # for a Python started without site
 
 INIT = {
     "attributes/example.com_app/attributes.yml": "default:\n  dummy: world\n",
@@ -82,6 +84,16 @@ def tree(root: Path) -> dict[str, tuple[int, bytes]]:
 def _no_override(monkeypatch: pytest.MonkeyPatch) -> None:
     for name in ("TEMPLATER_OVERRIDE", "TEMPLATER_OVERRIDE_BASE64", "LOG_LEVEL"):
         monkeypatch.delenv(name, raising=False)
+
+
+@pytest.fixture(autouse=True)
+def _fresh_precompiled() -> Iterator[None]:
+    """main() loads what a prepared file holds for a start that renders: forget it after."""
+    from dgr.templater.render import PRECOMPILED
+
+    yield
+    PRECOMPILED.files, PRECOMPILED.strings, PRECOMPILED.options = {}, {}, {}
+    attributes.KNOWN_DOCUMENTS.clear()
 
 
 def compare(
@@ -371,19 +383,7 @@ def test_no_templates_folder(tmp_path: Path) -> None:
 def test_a_prepared_run_imports_no_jinja_yaml_pathlib_or_typing(tmp_path: Path) -> None:
     project = make(tmp_path / "p", INIT)
     write_prepared(project, project)
-    code = (
-        "import sys; from dgr.templater.__main__ import main; code = main(); "
-        "print(' '.join(sorted(sys.modules))); sys.exit(code)"
-    )
-    env = {"PYTHONPATH": str(REPO), "PATH": os.environ["PATH"]}
-    result = subprocess.run(
-        [sys.executable, "-S", "-c", code, "-t", str(tmp_path / "out"), str(project)],
-        capture_output=True,
-        text=True,
-        env=env,
-        check=True,
-    )
-    loaded = set(result.stdout.split())
+    loaded = loaded_modules(tmp_path, project, {})
     assert "dgr.templater.prepared" in loaded
     assert not loaded & {"jinja2", "yaml", "pathlib", "typing", "re", "json", "dgr.attributes", "dgr.errors"}
     assert (tmp_path / "out/etc/templated").read_text() == "Hello world\n"
@@ -400,14 +400,6 @@ def test_prepared_file_is_marshal_of_plain_data(tmp_path: Path) -> None:
 
 
 # --- a start that renders uses the code compiled at build time ------------------------------
-
-
-@pytest.fixture
-def _fresh_precompiled() -> Iterator[None]:
-    from dgr.templater.render import PRECOMPILED
-
-    yield
-    PRECOMPILED.files, PRECOMPILED.strings = {}, {}
 
 
 def doctored(project: Path, template: str, attribute: str) -> None:
@@ -428,7 +420,6 @@ def doctored(project: Path, template: str, attribute: str) -> None:
     (project / FILE_NAME).write_bytes(marshal.dumps(run, 2) + marshal.dumps(compiled, 2))
 
 
-@pytest.mark.usefixtures("_fresh_precompiled")
 def test_rendering_at_start_uses_the_compiled_code(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     files = {
         **INIT,
@@ -449,7 +440,6 @@ def test_rendering_at_start_uses_the_compiled_code(tmp_path: Path, monkeypatch: 
     assert (tmp_path / "changed/etc/templated").read_text() == "Changed world?\n"
 
 
-@pytest.mark.usefixtures("_fresh_precompiled")
 def test_compiled_code_is_used_only_for_its_file(tmp_path: Path) -> None:
     project = make(tmp_path / "p", INIT)
     write_prepared(project, project, directory_at_start="/dgr")
@@ -459,7 +449,6 @@ def test_compiled_code_is_used_only_for_its_file(tmp_path: Path) -> None:
     assert (tmp_path / "out/etc/templated").read_text() == "Hello world\n"  # compiled for /dgr
 
 
-@pytest.mark.usefixtures("_fresh_precompiled")
 def test_a_template_error_is_the_same_with_compiled_code(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -501,3 +490,51 @@ def test_regexes_of_another_python_are_ignored(tmp_path: Path) -> None:
     path.write_bytes(marshal.dumps(("2.7.18", [("a", 0, 32, [1], 0, {}, ())]), 2))
     assert regexes.install(str(path)) == 0
     assert regexes.install(str(tmp_path / "missing")) == 0
+
+
+def loaded_modules(tmp_path: Path, project: Path, env: dict[str, str]) -> set[str]:
+    """The modules a templater run (in a process of its own) loaded."""
+    code = (
+        "import sys; from dgr.templater.__main__ import main; code = main(); "
+        "print(' '.join(sorted(sys.modules))); sys.exit(code)"
+    )
+    result = subprocess.run(
+        [sys.executable, "-S", "-c", code, "-t", str(tmp_path / "out"), str(project)],
+        capture_output=True,
+        text=True,
+        env={"PYTHONPATH": f"{REPO}:{SITE_PACKAGES}", "PATH": os.environ["PATH"], **env},
+        check=True,
+    )
+    return set(result.stdout.split())
+
+
+def test_a_start_that_renders_parses_yaml_only_for_what_is_new(tmp_path: Path) -> None:
+    files = {
+        **INIT,
+        "attributes/example.com_app/attributes.yml": "default:\n  base: world\n  dummy: '{{ base }}'\n",
+    }
+    project = make(tmp_path / "p", files)
+    assert write_prepared(project, project) is None
+    loaded = loaded_modules(tmp_path, project, {"TEMPLATER_OVERRIDE": '{"other": 1}'})
+    assert "jinja2" in loaded and "yaml" not in loaded
+    assert (tmp_path / "out/etc/templated").read_text() == "Hello world\n"
+    # an override that changes what an attribute template renders: read back with PyYAML
+    loaded = loaded_modules(tmp_path, project, {"TEMPLATER_OVERRIDE": '{"base": "[1, 2]"}'})
+    assert "yaml" in loaded
+    assert (tmp_path / "out/etc/templated").read_text() == "Hello [1, 2]\n"
+    # a file written at start (prestart-early, ConfigMap): parsed with PyYAML
+    make(project, {"attributes/example.com_app/early.yml": "override:\n  base: early\n"})
+    assert "yaml" in loaded_modules(tmp_path, project, {})
+    assert (tmp_path / "out/etc/templated").read_text() == "Hello early\n"
+
+
+def test_documents_with_aliases_are_parsed_at_start(tmp_path: Path) -> None:
+    files = {
+        **INIT,
+        "attributes/example.com_app/attributes.yml": "default:\n  a: &x {k: v}\n  b: *x\n  dummy: d\n",
+    }
+    project = make(tmp_path / "p", files)
+    write_prepared(project, project)
+    with open(project / FILE_NAME, "rb") as file:
+        marshal.load(file)
+        assert marshal.load(file)["documents"] == {}
