@@ -264,6 +264,7 @@ def internals_of(source: Path, cache: Path) -> Path:
     result = subprocess.run(
         [sys.executable, "-c", code, str(cache)],
         env={**os.environ, "PYTHONPATH": str(source)},
+        cwd=source,  # not this tree's dgr, which `-c` would find first in the current folder
         capture_output=True,
         text=True,
         check=True,
