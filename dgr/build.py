@@ -261,7 +261,9 @@ while [ "$#" -ge 3 ]; do
     runlevel) execute_files "$path" || exit 1 ;;
     copy) $B cp -a "$path/." / || exit 1 ;;
     files) if [ -d "$path" ]; then $B cp -R "$path/." / || exit 1; fi ;;
-    export) if [ -d /dgr/templates ]; then $B cp -a /dgr/attributes /dgr/templates "$path/" || exit 1; fi ;;
+    export) for d in /dgr/attributes /dgr/templates; do
+        if [ -e "$d" ]; then $B cp -a "$d" "$path/" || exit 1; fi
+      done ;;
   esac
 done
 """

@@ -61,7 +61,7 @@ TEMPLATER_MAIN = (
     "-c",
     "import gc, sys; gc.disable(); from dgr.templater.__main__ import main; sys.exit(main())",
 )
-# The line of dgr/data/prestart replaced by the templater command.
+# What dgr/data/prestart says where the templater command goes.
 TEMPLATER_PLACEHOLDER = "@TEMPLATER@"
 
 # Third-party distributions the templater imports; their versions key the cache.

@@ -15,8 +15,10 @@ an override, a symlink, trace logging — and the run renders as usual.
 
 The start-time half imports only modules Python has loaded anyway, plus ``marshal``
 (built in): no Jinja2, PyYAML, pathlib or typing, which together cost ten times the rest of
-a start (docs/internals.md). The file is marshal format 2, which has no back-references,
-so the same inputs always give the same bytes.
+a start (docs/internals.md). A start that renders still takes what the build computed:
+templates compiled, YAML parsed, ``.cfg`` options read (:func:`use_compiled`). The file is
+marshal format 2, which has no back-references, so the same inputs always give the same
+bytes.
 """
 
 from __future__ import annotations
@@ -159,24 +161,27 @@ def prepare(
     and templates/), and None — or, when the run cannot be prepared, a file that says so
     (it must still shadow a dependency's) and the reason.
 
-    The file holds two marshal objects: the prepared run (header, inputs, outputs), and the
-    code of every template and attribute template, compiled for a start that renders (see
-    :func:`use_compiled`). `identity` is that of the bundle that will run at start (see
-    :func:`identity`); `directory_at_start` is the directory as the templater will be given
-    it then (template file names are part of the compiled code); default: `directory`.
+    The file holds two marshal objects: the prepared run (header, inputs, outputs), and
+    what a start that renders can use (see :func:`use_compiled`). `identity` is that of the
+    bundle that will run at start (see :func:`identity`); `directory_at_start` is the
+    directory as the templater will be given it then (template file names are part of the
+    compiled code); default: `directory`.
     """
-    header = {"format": FORMAT, "python": sys.version, "identity": identity}
-    run = {**header, "inputs": None, "outputs": None}
+    from pathlib import Path
+
+    root = Path(directory)
+    attributes = _Attributes(root / "attributes")
+    run = {"format": FORMAT, "python": sys.version, "identity": identity, "inputs": None, "outputs": None}
     reason = None
     try:
         inputs = snapshot(directory)
         if inputs is None:
             raise NotPrepared("a symlink or special file under attributes/ or templates/")
-        run["outputs"] = _render(directory)
+        run["outputs"] = _render(root / "templates", attributes)
         run["inputs"] = inputs
     except NotPrepared as exc:
         reason = str(exc)
-    compiled = _compile(directory, directory_at_start or directory)
+    compiled = _compile(root / "templates", _join(directory_at_start or directory, "templates"), attributes)
     return marshal.dumps(run, 2) + marshal.dumps(compiled, 2), reason
 
 
@@ -193,19 +198,36 @@ def write_prepared(
     return reason
 
 
-def _render(directory: str) -> list[tuple[str, str, str, int | None, int | None, int | None, str | None]]:
+class _Attributes:
+    """The attributes as a start without override reads them, and what that takes: the
+    files' texts, the merged tree, the resolved tree, the texts attribute templates render
+    to; `error` when they do not load."""
+
+    def __init__(self, folder: Path) -> None:
+        from dgr.attributes import collect_attribute_files, load_attributes, resolve_attribute_templates
+        from dgr.errors import DgrError
+
+        self.texts: list[str] = []
+        self.tree: dict[str, Any] = {}
+        self.resolved: dict[str, Any] = {}
+        self.error: DgrError | None = None
+        try:
+            files = collect_attribute_files(folder)
+            self.tree = load_attributes(files, {}, resolve=False)
+            self.texts += [path.read_text(encoding="utf-8") for path in files]
+            self.resolved = resolve_attribute_templates(self.tree, rendered=self.texts)
+        except DgrError as exc:
+            self.error = exc
+
+
+def _render(
+    templates: Path, attributes: _Attributes
+) -> list[tuple[str, str, str, int | None, int | None, int | None, str | None]]:
     """Render as a start without override would, but into memory; NotPrepared when that
     fails or depends on more than the files."""
-    from pathlib import Path
-
     from jinja2 import FileSystemLoader
 
-    from dgr.attributes import (
-        attribute_templates,
-        collect_attribute_files,
-        load_attributes,
-        resolve_attribute_templates,
-    )
+    from dgr.attributes import attribute_templates
     from dgr.errors import DgrError
     from dgr.templater.render import make_environment, render_templates
 
@@ -217,23 +239,22 @@ def _render(directory: str) -> list[tuple[str, str, str, int | None, int | None,
             loaded[template] = source
             return source, filename, uptodate
 
-    root = Path(directory)
+    if attributes.error is not None:
+        raise NotPrepared(f"rendering fails at build time: {attributes.error}")
+    for source in attribute_templates(attributes.tree):
+        _check_pure(make_environment().parse(source), "an attribute template")
+    if not templates.is_dir():
+        return []
     loaded: dict[str, str] = {}
+    env = make_environment(templates)
+    env.loader = RecordingLoader(str(templates))
     try:
-        tree = load_attributes(collect_attribute_files(root / "attributes"), {}, resolve=False)
-        attributes = resolve_attribute_templates(tree)
-        for source in attribute_templates(tree):
-            _check_pure(make_environment().parse(source), "an attribute template")
-        if not (root / "templates").is_dir():
-            return []
-        env = make_environment(root / "templates")
-        env.loader = RecordingLoader(str(root / "templates"))
-        outputs, _ = render_templates(root / "templates", attributes, env=env)
-        for name, source in loaded.items():
-            _check_pure(env.parse(source, name), name)
+        outputs, _ = render_templates(templates, attributes.resolved, env=env)
     except DgrError as exc:
         raise NotPrepared(f"rendering fails at build time: {exc}") from None
-    prefix = f"{root / 'templates'}/"
+    for name, source in loaded.items():
+        _check_pure(env.parse(source, name), name)
+    prefix = f"{templates}/"
     return [
         (
             item.source.removeprefix(prefix),
@@ -248,63 +269,44 @@ def _render(directory: str) -> list[tuple[str, str, str, int | None, int | None,
     ]
 
 
-def _compile(directory: str, directory_at_start: str) -> dict[str, dict[str, Any]]:
+def _compile(templates: Path, templates_at_start: str, attributes: _Attributes) -> dict[str, dict[str, Any]]:
     """What a start that renders can take from the build (see render.Precompiled): the code
     of every file under templates/ that compiles, by loader name, for the file name the
     loader will give it at start; the code of every attribute template; the options of
     every valid ``.cfg``; the YAML documents the build parsed (attribute files, rendered
     attribute templates), when they hold plain data."""
-    from pathlib import Path
-
-    from dgr.attributes import (
-        attribute_templates,
-        collect_attribute_files,
-        load_attributes,
-        parse_yaml,
-        resolve_attribute_templates,
-    )
+    from dgr.attributes import attribute_templates, parse_yaml
     from dgr.templater.render import make_environment, read_options
 
-    root = Path(directory)
-    env = make_environment(root / "templates")
-    templates: dict[str, tuple[str, str, CodeType]] = {}
+    env = make_environment(templates)
+    files: dict[str, tuple[str, str, CodeType]] = {}
     options: dict[str, tuple[int | None, int | None, int | None, str | None]] = {}
-    for path in sorted((root / "templates").rglob("*")):
-        name = path.relative_to(root / "templates").as_posix()
-        filename = f"{_join(directory_at_start, 'templates')}/{name}"
+    for path in sorted(templates.rglob("*")):
+        name = path.relative_to(templates).as_posix()
+        filename = f"{templates_at_start}/{name}"
         try:
             source = path.read_text(encoding="utf-8")
             if name.endswith(".cfg"):
                 read = read_options(path)
                 options[source] = (read.uid, read.gid, read.mode, read.check_cmd)
-            templates[name] = (filename, source, env.compile(source, name, filename))
+            files[name] = (filename, source, env.compile(source, name, filename))
         except Exception:  # noqa: BLE001 - a folder, not text, not valid: done at start, if needed
             continue
-    texts: list[str] = []
     strings: dict[str, CodeType] = {}
-    try:
-        files = collect_attribute_files(root / "attributes")
-        texts += [path.read_text(encoding="utf-8") for path in files]
-        tree = load_attributes(files, {}, resolve=False)
-        for source in attribute_templates(tree):
+    for source in attribute_templates(attributes.tree):
+        try:
             strings[source] = env.compile(source)
-        resolve_attribute_templates(tree, rendered=texts)
-    except Exception:  # noqa: BLE001 - reported when rendered at start
-        pass
+        except Exception:  # noqa: BLE001 - reported when rendered at start
+            continue
     documents: dict[str, bytes] = {}
-    for text in texts:
+    for text in attributes.texts:
         try:
             value = parse_yaml(text)
             if not _shares_containers(value, set()):
                 documents[text] = marshal.dumps(value, 2)
         except Exception:  # noqa: BLE001 - invalid, or not plain data: parsed at start
             continue
-    return {
-        "templates": templates,
-        "attribute_templates": strings,
-        "options": options,
-        "documents": documents,
-    }
+    return {"templates": files, "attribute_templates": strings, "options": options, "documents": documents}
 
 
 def _shares_containers(value: object, seen: set[int]) -> bool:
