@@ -55,12 +55,9 @@ IDENTITY = "dgr/templater/identity"
 # Regular expressions compiled ahead of time, relative to MODULES_DIR (dgr.templater.regexes).
 REGEXES = "dgr/templater/regexes.marshal"
 # How the bundled interpreter runs the templater: `python -m dgr.templater` without runpy,
-# which alone costs 5 ms in an image, and without garbage collection, which costs 3 ms
-# while Jinja2 is imported and frees nothing in so short a run. Same command line after it.
-TEMPLATER_MAIN = (
-    "-c",
-    "import gc, sys; gc.disable(); from dgr.templater.__main__ import main; sys.exit(main())",
-)
+# which alone costs 5 ms in an image, and without garbage collection nor the interpreter's
+# teardown (see main_in_image). Same command line after it.
+TEMPLATER_MAIN = ("-c", "from dgr.templater.__main__ import main_in_image; main_in_image()")
 # What dgr/data/prestart says where the templater command goes.
 TEMPLATER_PLACEHOLDER = "@TEMPLATER@"
 

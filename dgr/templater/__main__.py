@@ -118,6 +118,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 0
 
 
+def main_in_image() -> None:
+    """The bundled templater's entry point (dgr.internals.TEMPLATER_MAIN): :func:`main` in
+    a process of its own, hence without garbage collection (3 ms of collections while
+    Jinja2 is imported, in a run too short to need any) and without the interpreter's
+    teardown (1 ms, 4 with Jinja2 loaded): the output is flushed and the process ends."""
+    import gc
+
+    gc.disable()
+    code = main()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
+
+
 def _run(options: Options, env: dict[str, str]) -> Sequence[str | Path]:
     """The prepared run when it applies (not at trace level: that prints the attributes),
     else render now, with what the build compiled."""

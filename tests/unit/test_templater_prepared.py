@@ -538,3 +538,26 @@ def test_documents_with_aliases_are_parsed_at_start(tmp_path: Path) -> None:
     with open(project / FILE_NAME, "rb") as file:
         marshal.load(file)
         assert marshal.load(file)["documents"] == {}
+
+
+@pytest.mark.parametrize(
+    ("template", "code", "err"),
+    [
+        ("{{ dummy }}\n", 0, "templater: wrote {out}/etc/templated\n"),
+        ("{{ nope }}", 1, "missing attribute 'nope'"),
+    ],
+)
+def test_the_bundle_entry_point_flushes_and_exits_with_the_status(
+    tmp_path: Path, template: str, code: int, err: str
+) -> None:
+    project = make(tmp_path / "p", {**INIT, "templates/etc/templated.tmpl": template})
+    out = tmp_path / "out"
+    entry = "from dgr.templater.__main__ import main_in_image; main_in_image()"
+    result = subprocess.run(
+        [sys.executable, "-c", entry, "-L", "debug", "-t", str(out), str(project)],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+    )
+    assert result.returncode == code
+    assert err.format(out=out) in result.stderr
