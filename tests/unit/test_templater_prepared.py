@@ -1,8 +1,8 @@
 """Prepared runs: rendered at build time, written at start when nothing they depend on changed.
 
-Every test compares with a run that renders (no prepared file): same files, bytes, modes,
-messages. A prepared run that does not apply must fall back to rendering, never to stale
-output.
+A prepared run must give what a run that renders gives (same files, bytes, modes, messages);
+one that does not apply must fall back to rendering, never to stale output; a start that
+renders must give the same with what the build compiled.
 """
 
 from __future__ import annotations
