@@ -10,20 +10,18 @@ value (a list too) replaces the earlier one. Finally string values that are temp
 File order inside an image comes from ``/dgr/attributes/.dgr-order`` (written by the build,
 see :func:`write_order_file`), so which layer wins never depends on how images are named.
 
-Imported at every container start: stdlib + PyYAML only; Jinja2 is loaded only when an
+Imported at every container start that renders: stdlib only; PyYAML is loaded only for a
+document the build has not parsed already (see KNOWN_DOCUMENTS), Jinja2 only when an
 attribute value is a template.
 """
 
 from __future__ import annotations
 
-import json
+import functools
 import os
-import re
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
-
-import yaml
 
 from dgr.errors import AttributesError
 
@@ -38,63 +36,84 @@ _TEMPLATE_MARKERS = ("{{", "{%")
 
 Tree = dict[str, Any]
 
+KNOWN_DOCUMENTS: dict[str, bytes] = {}
+"""YAML documents parsed at build time: text → marshal of :func:`parse_yaml`'s value. Filled
+by the templater at container start from its prepared file (dgr.templater.prepared), so that
+PyYAML is imported only for a document it has not seen (an attribute file written at start,
+a ConfigMap); empty anywhere else."""
+
 
 # --- YAML ------------------------------------------------------------------------------------------
 
 
-class _Loader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):  # type: ignore[misc]
-    """Safe YAML 1.1 loader with three changes that suit configuration values.
+@functools.cache
+def yaml_loader() -> Any:
+    """The attribute files' YAML loader: safe YAML 1.1 with three changes that suit
+    configuration values (built on first use: PyYAML is imported only when needed).
 
     * Map keys are always strings, taken as written (``80:`` is "80", ``on:`` is "on"), so a
       YAML key and the same key in a JSON override merge, and templates can name them.
     * Dates stay strings (as in the original tool): ``2024-01-01`` prints as written.
     * ``10:20`` is a string, not the base-60 number 620.
     """
+    import re
 
-    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[str, Any]:
-        self.flatten_mapping(node)  # honours "<<: *anchor" merge keys
-        mapping: dict[str, Any] = {}
-        for key_node, value_node in node.value:
-            if not isinstance(key_node, yaml.ScalarNode):
-                raise yaml.constructor.ConstructorError(
-                    None, None, "map keys must be plain strings or numbers", key_node.start_mark
-                )
-            mapping[key_node.value] = self.construct_object(value_node, deep=deep)
-        return mapping
+    import yaml
 
+    class Loader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):  # type: ignore[misc]
+        def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[str, Any]:
+            self.flatten_mapping(node)  # honours "<<: *anchor" merge keys
+            mapping: dict[str, Any] = {}
+            for key_node, value_node in node.value:
+                if not isinstance(key_node, yaml.ScalarNode):
+                    raise yaml.constructor.ConstructorError(
+                        None, None, "map keys must be plain strings or numbers", key_node.start_mark
+                    )
+                mapping[key_node.value] = self.construct_object(value_node, deep=deep)
+            return mapping
 
-_Loader.add_constructor(
-    "tag:yaml.org,2002:map", lambda loader, node: loader.construct_mapping(node, deep=True)
-)
-_Loader.yaml_implicit_resolvers = {
-    first: [(tag, regexp) for tag, regexp in resolvers if tag != "tag:yaml.org,2002:timestamp"]
-    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
-}
-for _tag in ("tag:yaml.org,2002:int", "tag:yaml.org,2002:float"):
-    # Re-register numbers without the YAML 1.1 base-60 forms ("10:20" → 620).
-    for _first in list(_Loader.yaml_implicit_resolvers):
-        _Loader.yaml_implicit_resolvers[_first] = [
-            (t, r) for t, r in _Loader.yaml_implicit_resolvers[_first] if t != _tag
-        ]
-_Loader.add_implicit_resolver(
-    "tag:yaml.org,2002:int",
-    re.compile(r"""^(?:[-+]?0b[0-1_]+|[-+]?0[0-7_]+|[-+]?(?:0|[1-9][0-9_]*)|[-+]?0x[0-9a-fA-F_]+)$""", re.X),
-    list("-+0123456789"),
-)
-_Loader.add_implicit_resolver(
-    "tag:yaml.org,2002:float",
-    re.compile(
-        r"""^(?:[-+]?(?:[0-9][0-9_]*)\.[0-9_]*(?:[eE][-+][0-9]+)?|\.[0-9][0-9_]*(?:[eE][-+][0-9]+)?
-        |[-+]?\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN))$""",
-        re.X,
-    ),
-    list("-+0123456789."),
-)
+    Loader.add_constructor(
+        "tag:yaml.org,2002:map", lambda loader, node: loader.construct_mapping(node, deep=True)
+    )
+    Loader.yaml_implicit_resolvers = {
+        first: [(tag, regexp) for tag, regexp in resolvers if tag != "tag:yaml.org,2002:timestamp"]
+        for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+    }
+    for tag in ("tag:yaml.org,2002:int", "tag:yaml.org,2002:float"):
+        # Re-register numbers without the YAML 1.1 base-60 forms ("10:20" → 620).
+        for first in list(Loader.yaml_implicit_resolvers):
+            Loader.yaml_implicit_resolvers[first] = [
+                (t, r) for t, r in Loader.yaml_implicit_resolvers[first] if t != tag
+            ]
+    Loader.add_implicit_resolver(
+        "tag:yaml.org,2002:int",
+        re.compile(
+            r"""^(?:[-+]?0b[0-1_]+|[-+]?0[0-7_]+|[-+]?(?:0|[1-9][0-9_]*)|[-+]?0x[0-9a-fA-F_]+)$""", re.X
+        ),
+        list("-+0123456789"),
+    )
+    Loader.add_implicit_resolver(
+        "tag:yaml.org,2002:float",
+        re.compile(
+            r"""^(?:[-+]?(?:[0-9][0-9_]*)\.[0-9_]*(?:[eE][-+][0-9]+)?|\.[0-9][0-9_]*(?:[eE][-+][0-9]+)?
+            |[-+]?\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN))$""",
+            re.X,
+        ),
+        list("-+0123456789."),
+    )
+    return Loader
 
 
 def parse_yaml(text: str) -> Any:
     """Parse one YAML document with the attribute loader; raises yaml.YAMLError."""
-    return yaml.load(text, Loader=_Loader)  # noqa: S506 - _Loader is a SafeLoader
+    known = KNOWN_DOCUMENTS.get(text)
+    if known is not None:
+        import marshal
+
+        return marshal.loads(known)
+    import yaml
+
+    return yaml.load(text, Loader=yaml_loader())  # noqa: S506 - a SafeLoader
 
 
 # --- collecting files ------------------------------------------------------------------------------
@@ -199,14 +218,21 @@ def read_attribute_file(path: Path) -> tuple[Tree | None, Tree | None]:
     """
     try:
         data = parse_yaml(path.read_text(encoding="utf-8"))
-    except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        line = mark.line + 1 if mark is not None else None
-        raise AttributesError(f"invalid YAML: {exc.problem or exc.context}", path=path, line=line) from None
-    except (yaml.YAMLError, UnicodeDecodeError) as exc:
+    except UnicodeDecodeError as exc:
         raise AttributesError(f"invalid YAML: {exc}", path=path) from None
     except OSError as exc:
         raise AttributesError(f"cannot read attribute file: {exc.strerror}", path=path) from None
+    except Exception as exc:
+        import yaml  # loaded: the text was parsed
+
+        if isinstance(exc, yaml.MarkedYAMLError):
+            mark = exc.problem_mark or exc.context_mark
+            line = mark.line + 1 if mark is not None else None
+            message = f"invalid YAML: {exc.problem or exc.context}"
+            raise AttributesError(message, path=path, line=line) from None
+        if isinstance(exc, yaml.YAMLError):
+            raise AttributesError(f"invalid YAML: {exc}", path=path) from None
+        raise
     if data is None:
         return None, None
     if not isinstance(data, dict):
@@ -274,6 +300,8 @@ def _parse_override(name: str, raw: str, *, encoded: bool) -> Tree:
             raw = base64.b64decode("".join(raw.split()), validate=True).decode("utf-8")
         except (binascii.Error, UnicodeDecodeError) as exc:
             raise AttributesError(f"${name} is not valid base64 of UTF-8 JSON: {exc}") from None
+    import json
+
     try:
         value = json.loads(raw)
     except ValueError as exc:
@@ -323,6 +351,15 @@ def _with_pending(value: Any, path: Path_, sources: dict[Path_, str]) -> Any:
     return value
 
 
+def attribute_templates(value: Any) -> list[str]:
+    """Every string of value (a tree, list or scalar) that is an attribute template."""
+    if isinstance(value, dict):
+        return [source for v in value.values() for source in attribute_templates(v)]
+    if isinstance(value, list):
+        return [source for v in value for source in attribute_templates(v)]
+    return [value] if _is_template(value) else []
+
+
 def _has_template(value: Any) -> bool:
     if isinstance(value, dict):
         return any(_has_template(v) for v in value.values())
@@ -339,7 +376,7 @@ def format_key(path: Path_) -> str:
     return text
 
 
-def resolve_attribute_templates(tree: Tree) -> Tree:
+def resolve_attribute_templates(tree: Tree, *, rendered: list[str] | None = None) -> Tree:
     """A copy of tree where every string value holding ``{{``/``{%`` is rendered.
 
     The context is the whole tree (top-level keys as variables, and ``attrs`` for the tree
@@ -348,6 +385,8 @@ def resolve_attribute_templates(tree: Tree) -> Tree:
     A rendered value is read back as YAML when that gives a number, boolean, list or map
     (``"{{ 3 * 3 }}"`` → 9); otherwise it stays the rendered string. Output is not rendered
     again, so ``{% raw %}`` can put a literal ``{{`` in a value. Keys are never rendered.
+    `rendered`, when given, receives every rendered text (the build notes them, see
+    KNOWN_DOCUMENTS).
     """
     if not _has_template(tree):
         return tree
@@ -357,11 +396,18 @@ def resolve_attribute_templates(tree: Tree) -> Tree:
     work: Tree = _with_pending(tree, (), sources)
     renderer = AttributeRenderer(work)
     for path in sources:
-        _resolve(path, work, sources, renderer, [])
+        _resolve(path, work, sources, renderer, [], rendered)
     return work
 
 
-def _resolve(path: Path_, work: Tree, sources: dict[Path_, str], renderer: Any, stack: list[Path_]) -> None:
+def _resolve(
+    path: Path_,
+    work: Tree,
+    sources: dict[Path_, str],
+    renderer: Any,
+    stack: list[Path_],
+    rendered: list[str] | None = None,
+) -> None:
     from dgr.templater.functions import NeedsResolution, Pending
 
     if not isinstance(_get(work, path), Pending):
@@ -379,8 +425,10 @@ def _resolve(path: Path_, work: Tree, sources: dict[Path_, str], renderer: Any, 
                     + " -> ".join(format_key(p) for p in cycle),
                     key=format_key(need.path),
                 ) from None
-            _resolve(need.path, work, sources, renderer, stack)
+            _resolve(need.path, work, sources, renderer, stack, rendered)
     stack.pop()
+    if rendered is not None:
+        rendered.append(text)
     _set(work, path, _read_back(sources[path], text))
 
 
@@ -390,8 +438,12 @@ def _read_back(source: str, text: str) -> Any:
         return text
     try:
         value = parse_yaml(text)
-    except yaml.YAMLError:
-        return text
+    except Exception as exc:
+        import yaml  # loaded: the text was parsed
+
+        if isinstance(exc, yaml.YAMLError):
+            return text
+        raise
     if isinstance(value, str) or (value is None and text.strip() not in ("null", "~", "Null", "NULL")):
         return text  # keep "#fff", "a: b c" and friends exactly as rendered
     return value

@@ -48,6 +48,7 @@ ROOTFS_IN_BUILDER = "/rootfs"
 ACI_HOME = "/dgr/aci-home"
 BUILDER_ATTRIBUTES = "/dgr/builder/attributes"
 STAGES_IN_IMAGE = "/dgr/builder/stages"
+TEMPLATER_INPUTS = "/dgr/builder/templater"  # the image's attributes/templates, copied out
 STAGES = ("inherit", "project")  # staged folders copied into the image, in this order
 
 
@@ -179,6 +180,7 @@ class _Build:
         for mount in self.manifest.build_mount_points:
             binds.append(Bind(host_mount_source(mount.source, self.project), mount.to, read_only=False))
         binds += [Bind(stage, f"{STAGES_IN_IMAGE}/{stage.name}") for stage in stages]
+        binds.append(Bind(self.ws.scratch("templater"), TEMPLATER_INPUTS, read_only=False))
         overlay = self.image_overlay()
         return Sandbox(
             root=overlay.mountpoint,
@@ -231,6 +233,7 @@ def _scaffold(b: _Build) -> None:
         dirs=[
             *targets,
             *(f"{STAGES_IN_IMAGE}/{name}" for name in STAGES),
+            TEMPLATER_INPUTS,
             *(m.to for m in b.manifest.build_mount_points),
         ],
         files=["/etc/resolv.conf"],
@@ -240,9 +243,10 @@ def _scaffold(b: _Build) -> None:
         dirs=[*targets, ROOTFS_IN_BUILDER, *(m.to for m in b.manifest.builder.mount_points)],
         files=["/etc/resolv.conf"],
     )
-    attributes = b.ws.scratch("builder-attributes")
-    attributes.mkdir()
-    userns.current().give(attributes)  # scripts write the build-time attributes here
+    ids = userns.current()
+    for scratch in ("builder-attributes", "templater"):  # scripts write here
+        b.ws.scratch(scratch).mkdir()
+        ids.give(b.ws.scratch(scratch))
 
 
 _ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
@@ -272,6 +276,9 @@ while [ "$#" -ge 3 ]; do
     runlevel) execute_files "$path" || exit 1 ;;
     copy) $B cp -a "$path/." / || exit 1 ;;
     files) if [ -d "$path" ]; then $B cp -R "$path/." / || exit 1; fi ;;
+    export) for d in /dgr/attributes /dgr/templates; do
+        if [ -e "$d" ]; then $B cp -a "$d" "$path/" || exit 1; fi
+      done ;;
   esac
 done
 """
@@ -282,7 +289,7 @@ STEP_MARKER = "### dgr step: "
 class Step:
     """One build step run in a sandbox: a runlevel, or a copy into the image rootfs."""
 
-    kind: str  # runlevel | copy | files
+    kind: str  # runlevel | copy | files | export (/dgr/attributes and /dgr/templates to `path`)
     label: str
     path: str
 
@@ -367,6 +374,24 @@ def attribute_order(deps: tuple[Dependency, ...]) -> list[str]:
             if entry not in order:
                 order.append(entry)
     return order
+
+
+def prepare_templater(b: _Build) -> None:
+    """Store the image's templater run, rendered and compiled ahead of time, in its layer
+    (see dgr.templater.prepared), when the image has templates."""
+    from dgr.internals import MOUNT, bundle_identity
+    from dgr.templater.prepared import FILE_NAME as PREPARED_FILE
+    from dgr.templater.prepared import write_prepared
+
+    inputs = b.ws.scratch("templater")
+    if (inputs / "templates").is_dir():
+        identity = bundle_identity(b.internals / "dgr")
+        destination = b.ws.scratch("upper") / "dgr"
+        reason = write_prepared(inputs, destination, identity=identity, directory_at_start=MOUNT)
+        for path in (destination, destination / PREPARED_FILE):  # written by dgr, for the image's root
+            userns.current().give(path)
+        if reason:
+            log.debug("templater run not prepared (rendered at every start): %s", reason)
 
 
 def final_manifest(b: _Build) -> Manifest:
@@ -461,6 +486,7 @@ def _run_pipeline(b: _Build) -> BuildResult:
         stages = tuple(s for s in (inherit_stage, project_stage) if s is not None)
         run_steps(b, b.image_sandbox(stages), image_steps(b, inherit_stage is not None))
         _drop_tmp(b.ws.scratch("upper"))
+        prepare_templater(b)
         run_steps(b, builder, builder_steps(b, "late"))
         final = final_manifest(b)
         image_id = package(b, final)
@@ -504,6 +530,7 @@ def image_steps(b: _Build, inherits: bool) -> list[Step]:
         steps.append(Step("runlevel", "runlevel build-late", f"{runlevels}/build-late"))
     if inherits or _deps_have(b.aci_deps, "inherit-build-late"):
         steps.append(Step("runlevel", "runlevel inherit-build-late", "/dgr/runlevels/inherit-build-late"))
+    steps.append(Step("export", "reading the templater's inputs", TEMPLATER_INPUTS))
     return steps
 
 

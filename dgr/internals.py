@@ -6,6 +6,8 @@ own. The templater is the very same code as on the host (`dgr.templater`); what 
 to start (see docs/internals.md) is that the bundle holds only what a templater run imports,
 byte-compiled ahead of time, and the host's interpreter with its shared libraries and the
 glibc loader, started through that loader (no patchelf, no fixed install path on the host).
+The build prepares each image's templater run on top of that (`dgr.templater.prepared`);
+the bundle's cache key is its identity there.
 
 The tree is deterministic (sorted, fixed mtimes and modes, hash-based pycs that never look
 at source timestamps), so two builds from the same inputs are byte-identical and an OCI
@@ -22,6 +24,7 @@ import importlib.resources
 import importlib.util
 import json
 import os
+import shlex
 import shutil
 import stat
 import sys
@@ -47,6 +50,16 @@ FIXED_MTIME = 0
 PYTHON_DIR = "python"
 # The one sys.path entry of the bundled interpreter, relative to the interpreter's folder.
 MODULES_DIR = "modules"
+# The bundle's identity, relative to MODULES_DIR (see dgr.templater.prepared.identity).
+IDENTITY = "dgr/templater/identity"
+# Regular expressions compiled ahead of time, relative to MODULES_DIR (dgr.templater.regexes).
+REGEXES = "dgr/templater/regexes.marshal"
+# How the bundled interpreter runs the templater: `python -m dgr.templater` without runpy,
+# which alone costs 5 ms in an image, and without garbage collection nor the interpreter's
+# teardown (see main_in_image). Same command line after it.
+TEMPLATER_MAIN = ("-c", "from dgr.templater.__main__ import main_in_image; main_in_image()")
+# What dgr/data/prestart says where the templater command goes.
+TEMPLATER_PLACEHOLDER = "@TEMPLATER@"
 
 # Third-party distributions the templater imports; their versions key the cache.
 BUNDLED_DISTRIBUTIONS = ("Jinja2", "MarkupSafe", "PyYAML")
@@ -145,7 +158,7 @@ def build_internals(cache_dir: Path | None = None) -> Path:
 
     def produce(tree: Path) -> None:
         tree.chmod(0o755)
-        loader = assemble(tree, interpreter, busybox)
+        loader = assemble(tree, interpreter, busybox, key)
         check_bundle(tree, loader, interpreter)
 
     tree = cached_folder(cache / key, produce)
@@ -300,8 +313,11 @@ def find_busybox() -> Path:
 # Assembling the tree
 
 
-def assemble(tree: Path, interpreter: Interpreter, busybox: Path) -> str:
-    """Write the whole `/dgr` tree into the empty folder `tree`; return the loader's name."""
+def assemble(tree: Path, interpreter: Interpreter, busybox: Path, identity: str) -> str:
+    """Write the whole `/dgr` tree into the empty folder `tree`; return the loader's name.
+
+    `identity` (the cache key) is stored where ``dgr.templater.prepared.identity`` finds it.
+    """
     bin_dir = tree / "bin"
     lib_dir = tree / "lib"
     python_dir = lib_dir / PYTHON_DIR
@@ -311,11 +327,13 @@ def assemble(tree: Path, interpreter: Interpreter, busybox: Path) -> str:
 
     shutil.copyfile(busybox, bin_dir / "busybox")
     data = importlib.resources.files("dgr") / "data"
-    for name in ("functions.sh", "prestart", "start"):
+    for name in ("functions.sh", "start"):
         (bin_dir / name).write_bytes((data / name).read_bytes())
 
-    modules = probe_modules(interpreter)
+    (modules_dir / REGEXES).parent.mkdir(parents=True)
+    modules = probe_modules(interpreter, modules_dir / REGEXES)
     extensions = install_modules(modules, modules_dir, interpreter)
+    (modules_dir / IDENTITY).write_text(identity + "\n")
 
     python = python_dir / interpreter.name
     shutil.copyfile(interpreter.executable, python)
@@ -326,19 +344,23 @@ def assemble(tree: Path, interpreter: Interpreter, busybox: Path) -> str:
     (python_dir / f"{interpreter.name}._pth").write_text(f"{MODULES_DIR}\n")
 
     loader = install_libraries([interpreter.executable, *extensions], lib_dir)
-    (bin_dir / "templater").write_text(templater_script(loader, interpreter))
+    command = shlex.join([*python_command(f"{MOUNT}/lib", loader, interpreter), *TEMPLATER_MAIN])
+    (bin_dir / "templater").write_text(templater_script(command))
+    prestart = (data / "prestart").read_text().replace(TEMPLATER_PLACEHOLDER, command)
+    (bin_dir / "prestart").write_text(prestart)
 
     normalize(tree, executables={python})
     return loader
 
 
-def probe_modules(interpreter: Interpreter) -> list[ProbedModule]:
+def probe_modules(interpreter: Interpreter, regexes: Path) -> list[ProbedModule]:
     """Every module a set of representative templater runs imports, with where it lives.
 
     The runs (in one throwaway process of the base interpreter, without site) render a
     small project using partials, macros, templated attributes, overrides, `.cfg` files and
     trace logging, then hit the error paths (missing attribute, bad YAML, bad override), so
-    that modules imported lazily on those paths are bundled too.
+    that modules imported lazily on those paths are bundled too. What they compiled as
+    regular expressions is recorded into `regexes` (see dgr.templater.regexes).
     """
     search_path = [str(Path(dgr.__file__).parent.parent), *_distribution_roots()]
     with tempfile.TemporaryDirectory(prefix="dgr-probe-") as tmp:
@@ -359,6 +381,7 @@ def probe_modules(interpreter: Interpreter) -> list[ProbedModule]:
                 json.dumps(search_path),
                 json.dumps(EXCLUDED_MODULES),
                 json.dumps(STDLIB_EXTRA),
+                str(regexes),
             ],
             timeout=TIMEOUT,
             error=InternalsError,
@@ -540,14 +563,18 @@ def python_command(lib: str, loader: str, interpreter: Interpreter) -> list[str]
     return [f"{lib}/{loader}", "--inhibit-cache", "--library-path", lib, python, "-X", "utf8"]
 
 
-def templater_script(loader: str, interpreter: Interpreter) -> str:
+def templater_script(command: str) -> str:
     """`/dgr/bin/templater`: the bundled interpreter on `dgr.templater`, same CLI."""
-    command = " ".join(python_command(f"{MOUNT}/lib", loader, interpreter))
     return (
         "#!/dgr/bin/busybox sh\n"
         "# python -m dgr.templater, on dgr's own Python (see docs/internals.md)\n"
-        f'exec {command} -m dgr.templater "$@"\n'
+        f'exec {command} "$@"\n'
     )
+
+
+def bundle_identity(tree: Path) -> str:
+    """The identity of the templater bundled in the `/dgr` tree at `tree` (its cache key)."""
+    return (tree / "lib" / PYTHON_DIR / MODULES_DIR / IDENTITY).read_text().strip()
 
 
 def normalize(tree: Path, executables: Iterable[Path] = ()) -> None:
@@ -590,7 +617,7 @@ def check_bundle(tree: Path, loader: str, interpreter: Interpreter) -> None:
         }
         command = python_command(str(tree / "lib"), loader, interpreter)
         run(
-            [*command, "-m", "dgr.templater", "-o", "TEMPLATER_OVERRIDE", "-t", target, project],
+            [*command, *TEMPLATER_MAIN, "-o", "TEMPLATER_OVERRIDE", "-t", target, project],
             env=env,
             timeout=TIMEOUT,
             error=InternalsError,
@@ -634,11 +661,13 @@ for source, cfile, dfile in json.load(sys.stdin):
 """
 
 # Runs in the probe process: argv = report file, work folder, then JSON lists: sys.path
-# entries to add, modules to block (as if absent), modules to import in any case.
+# entries to add, modules to block (as if absent), modules to import in any case; then
+# where to record the regular expressions the templater runs compiled.
 _PROBE = r"""
 import json, os, runpy, sys
 report, work = sys.argv[1], sys.argv[2]
 search, excluded, extra = (json.loads(a) for a in sys.argv[3:6])
+regexes = sys.argv[6]
 sys.path[:0] = search
 for name in excluded:
     sys.modules[name] = None  # "import name" now raises ImportError, as in the bundle
@@ -665,6 +694,9 @@ with open(os.path.join(project, "attributes", "probe", "bad.yml"), "w") as f:
     f.write("default: [unclosed\n")
 templater(project)
 templater("-L", "nonsense", project)
+
+from dgr.templater import regexes as recorder
+recorder.record(regexes)
 
 import importlib
 for name in extra:

@@ -2,26 +2,30 @@
 
 Used in three places: at container start (``python -m dgr.templater /dgr``, see
 ``__main__``), by ``dgr try`` (render a project's templates into ``target/try/``) and by the
-build (``render_string`` for ``aci-manifest.yml``). docs/templating.md is the user guide.
+build (``render_string`` for ``aci-manifest.yml``, and ``prepared`` for what a container
+start can skip). docs/templating.md is the user guide.
+
+The names below are imported on first use: a container start that finds its run prepared
+(see ``prepared``) must not pay for Jinja2, PyYAML or pathlib.
 """
 
 from __future__ import annotations
 
-import os
-from collections.abc import Mapping, Sequence
-from pathlib import Path
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Mapping, Sequence
+    from pathlib import Path
 
-from dgr.attributes import collect_attribute_files, load_attributes
-from dgr.templater.functions import format_value
-from dgr.templater.render import (
-    Trace,
-    default_check_shell,
-    find_templates,
-    make_environment,
-    output_name,
-    render_string,
-    render_tree,
-)
+    from dgr.templater.functions import format_value
+    from dgr.templater.output import default_check_shell
+    from dgr.templater.render import (
+        Trace,
+        find_templates,
+        make_environment,
+        output_name,
+        render_string,
+        render_tree,
+    )
 
 __all__ = [
     "Trace",
@@ -34,6 +38,24 @@ __all__ = [
     "render_tree",
     "run",
 ]
+
+_HOMES = {
+    "format_value": "dgr.templater.functions",
+    "default_check_shell": "dgr.templater.output",
+    **dict.fromkeys(
+        ("Trace", "find_templates", "make_environment", "output_name", "render_string", "render_tree"),
+        "dgr.templater.render",
+    ),
+}
+
+
+def __getattr__(name: str) -> object:
+    home = _HOMES.get(name)
+    if home is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(__import__(home, fromlist=[name]), name)
+    globals()[name] = value
+    return value
 
 
 def run(
@@ -54,6 +76,11 @@ def run(
     Returns the written paths ([] when templates_dir does not exist). Raises
     AttributesError or TemplateError; on a rendering error nothing is written.
     """
+    import os
+
+    from dgr.attributes import collect_attribute_files, load_attributes
+    from dgr.templater.render import render_tree
+
     attributes = load_attributes(
         collect_attribute_files(attr_dir), os.environ if env is None else env, override_var=override_var
     )

@@ -13,8 +13,8 @@ None — or a Jinja ``Undefined`` when a template names a missing attribute. Fun
 test for absence (``orDef``, ``isNil``, ``default``...) accept ``Undefined``; every other
 use of one fails with the missing attribute's name.
 
-This module is imported at every container start: keep its imports to what Jinja2 and
-PyYAML load anyway.
+This module is imported at every container start that renders: keep its imports to what
+Jinja2 loads anyway (PyYAML only inside the functions that need it).
 """
 
 from __future__ import annotations
@@ -26,7 +26,6 @@ import re
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any, NoReturn
 
-import yaml
 from jinja2 import Undefined
 
 
@@ -429,6 +428,8 @@ def to_json(value: Any) -> str:
 def to_yaml(value: Any) -> str:
     """Block-style YAML with sorted keys and **no** trailing newline (Helm's choice, not the
     original's: the template decides where lines end). Combine with ``indent``/``nindent``."""
+    import yaml
+
     dumper = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
     text = yaml.dump(
         to_plain(value), Dumper=dumper, default_flow_style=False, sort_keys=True, allow_unicode=True
@@ -440,6 +441,8 @@ def to_yaml(value: Any) -> str:
 
 def from_yaml(text: str) -> Any:
     """``fromYaml(s)``: the YAML value in s (same loader as attribute files)."""
+    import yaml
+
     from dgr.attributes import parse_yaml
 
     try:
@@ -917,6 +920,12 @@ FUNCTIONS: dict[str, Callable[..., Any]] = {
     "typeIs": is_type,
     "fail": fail,
 }
+
+# Names whose value depends on more than the attributes: the environment, the clock, chance
+# (Jinja2's own `lipsum` global and `random` filter too). A template or attribute template
+# using one is rendered at every container start, never ahead of time (see prepared.py).
+# Add every such function here.
+START_TIME_NAMES = frozenset({"getenv", "env", "expandenv", "datetime", "now", "uuidv4", "lipsum", "random"})
 
 # Functions that make no sense as filters (no subject).
 _NOT_FILTERS = frozenset({"datetime", "now", "uuidv4", "pairs", "list", "dict", "fail", "cat"})

@@ -1,4 +1,4 @@
-"""Rendering: the Jinja2 environment, template files and their ``.cfg``, atomic output.
+"""Rendering: the Jinja2 environment, template files and their ``.cfg``.
 
 A file under ``templates/`` is a template when its name ends in ``.tmpl`` (output: the name
 without it) or contains ``.tmpl.`` and does not end in ``.cfg`` (``resolv.tmpl.conf`` →
@@ -6,7 +6,7 @@ without it) or contains ``.tmpl.`` and does not end in ``.cfg`` (``resolv.tmpl.c
 to template ``X`` sets the output's ``uid``, ``gid``, ``mode`` and a ``checkCmd``.
 
 Every template is rendered before anything is written, so a failing template leaves every
-output untouched; each output is written to a temporary file in its directory and renamed.
+output untouched; then dgr.templater.output writes them.
 """
 
 from __future__ import annotations
@@ -15,10 +15,11 @@ import os
 import re
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
+from types import CodeType
 from typing import Any, NamedTuple, NoReturn
 
-import yaml
 from jinja2 import Environment, FileSystemLoader, Template, Undefined
+from jinja2.bccache import Bucket, BytecodeCache
 from jinja2.exceptions import TemplateNotFound, TemplateSyntaxError, UndefinedError
 
 from dgr.errors import AttributesError, DgrError, TemplateError
@@ -30,12 +31,12 @@ from dgr.templater.functions import (
     format_value,
     resolved,
 )
+from dgr.templater.output import Output, write_outputs
 
 Trace = Callable[[str], None]
 """Receives blocks of text to show at trace level (a rendered file, the attribute tree)."""
 
 CFG_KEYS = ("uid", "gid", "mode", "checkCmd")
-BUSYBOX = Path("/dgr/bin/busybox")
 
 
 # --- missing values ----------------------------------------------------------------------------
@@ -105,6 +106,33 @@ _TYPE_TESTS = (
 )
 
 
+class Precompiled(BytecodeCache):
+    """What the build computed for a start that renders (see dgr.templater.prepared):
+    template code, used for a template loaded under the name, from the file and with the
+    source it was compiled from (as Jinja2's bytecode cache); the code of attribute templates;
+    the options of ``.cfg`` files by their text. Anything else is computed as usual."""
+
+    def __init__(self) -> None:
+        self.files: dict[str, tuple[str, str, CodeType]] = {}  # name -> (file, source, code)
+        self.strings: dict[str, CodeType] = {}  # attribute template -> code
+        self.options: dict[str, tuple[int | None, int | None, int | None, str | None]] = {}
+
+    def get_bucket(self, environment: Environment, name: str, filename: str | None, source: str) -> Bucket:
+        bucket = Bucket(environment, name, "")
+        known = self.files.get(name)
+        if known is not None and known[:2] == (filename, source):
+            bucket.code = known[2]
+        return bucket
+
+    def set_bucket(self, bucket: Bucket) -> None:
+        pass  # nothing is stored at start
+
+
+PRECOMPILED = Precompiled()
+"""Filled by the templater's run at container start (dgr.templater.prepared.use_compiled);
+empty anywhere else, where everything is computed."""
+
+
 def make_environment(loader_root: Path | None = None) -> Environment:
     """A Jinja2 environment with dgr's functions, printing rules and missing-value rules.
 
@@ -113,6 +141,7 @@ def make_environment(loader_root: Path | None = None) -> Environment:
     """
     env = Environment(
         loader=FileSystemLoader(str(loader_root)) if loader_root is not None else None,
+        bytecode_cache=PRECOMPILED if PRECOMPILED.files else None,
         undefined=MissingValue,
         finalize=format_value,
         keep_trailing_newline=True,  # a template's own final newline is the author's choice
@@ -261,8 +290,14 @@ class AttributeRenderer:
         any failure is an AttributesError naming the key."""
         template = self._compiled.get(source)
         if template is None:
+            code = PRECOMPILED.strings.get(source)
             try:
-                template = self._env.from_string(source)
+                if code is not None:
+                    template = self._env.template_class.from_code(
+                        self._env, code, self._env.make_globals(None)
+                    )
+                else:
+                    template = self._env.from_string(source)
             except TemplateSyntaxError as exc:
                 raise AttributesError(f"template syntax error: {exc.message}", key=key) from None
             self._compiled[source] = template
@@ -342,16 +377,24 @@ def read_options(cfg: Path) -> OutputOptions:
     """Parse a template's ``.cfg``: ``uid``/``gid`` (ints), ``mode`` (octal, as written:
     ``0644``, ``644``, ``"0o644"`` all mean rw-r--r--), ``checkCmd`` (a shell command).
     Unknown keys or bad values are a TemplateError naming the file."""
-    from dgr.attributes import _Loader
-
     try:
         text = cfg.read_text(encoding="utf-8")
-        node = yaml.compose(text, Loader=_Loader)  # noqa: S506 - a SafeLoader
-        data = yaml.load(text, Loader=_Loader)  # noqa: S506
+    except (OSError, UnicodeDecodeError) as exc:
+        raise TemplateError(f"cannot read template options: {exc}", path=cfg) from None
+    known = PRECOMPILED.options.get(text)
+    if known is not None:
+        return OutputOptions(*known)
+    import yaml
+
+    from dgr.attributes import yaml_loader
+
+    try:
+        node = yaml.compose(text, Loader=yaml_loader())  # noqa: S506 - a SafeLoader
+        data = yaml.load(text, Loader=yaml_loader())  # noqa: S506
     except yaml.MarkedYAMLError as exc:
         line = exc.problem_mark.line + 1 if exc.problem_mark else None
         raise TemplateError(f"invalid YAML: {exc.problem}", path=cfg, line=line) from None
-    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
+    except yaml.YAMLError as exc:
         raise TemplateError(f"cannot read template options: {exc}", path=cfg) from None
     if data is None:
         return OutputOptions()
@@ -371,6 +414,8 @@ def read_options(cfg: Path) -> OutputOptions:
 
 def _raw_scalar(node: Any, key: str) -> str | None:
     """The text of a scalar as written in the file (``0644`` stays "0644")."""
+    import yaml
+
     for key_node, value_node in getattr(node, "value", ()):
         if key_node.value == key and isinstance(value_node, yaml.ScalarNode):
             return str(value_node.value)
@@ -406,17 +451,6 @@ def _check_option(value: Any, cfg: Path) -> str | None:
     return value
 
 
-def default_check_shell() -> list[str]:
-    """How checkCmd runs: ``/dgr/bin/busybox sh -c`` in a dgr image, else ``/bin/sh -c``."""
-    return [str(BUSYBOX), "sh", "-c"] if BUSYBOX.is_file() else ["/bin/sh", "-c"]
-
-
-class _Rendered(NamedTuple):
-    template: TemplateFile
-    content: str
-    options: OutputOptions
-
-
 def render_tree(
     templates_dir: Path,
     attributes: Mapping[str, Any],
@@ -432,32 +466,19 @@ def render_tree(
     All templates (and their .cfg) are rendered first: on any error nothing is written —
     unless `keep_going` (``dgr try``): then the templates that rendered are written, and the
     error raised afterwards names every template that failed.
-    Then each output is written atomically with its .cfg ownership and mode (default: the
-    template's own mode), missing directories are created with their source directory's
-    mode, and its checkCmd runs (``check_shell + [cmd]``, default :func:`default_check_shell`;
-    skipped when run_checks is false, e.g. when rendering on the host for ``dgr try``).
-    An output path that resolves (through symlinks) outside target_root is refused.
+    Then the outputs are written (see :func:`dgr.templater.output.write_outputs`: atomic,
+    .cfg ownership and mode, checkCmd with `check_shell` unless run_checks is false, e.g.
+    when rendering on the host for ``dgr try``).
     """
-    env = make_environment(templates_dir)
-    rendered: list[_Rendered] = []
-    errors: list[DgrError] = []
-    for template in find_templates(templates_dir):
-        try:
-            options = read_options(template.cfg) if template.cfg else OutputOptions()
-            rendered.append(_Rendered(template, _render_file(env, template, attributes), options))
-        except DgrError as exc:
-            if not keep_going:
-                raise
-            errors.append(exc)
-    written: list[Path] = []
-    shell = list(check_shell) if check_shell is not None else default_check_shell()
-    for item in rendered:
-        path = _write_output(templates_dir, target_root, item)
-        written.append(path)
-        if trace is not None:
-            trace(f"rendered {path} (from {item.template.source}):\n{item.content}")
-        if run_checks and item.options.check_cmd:
-            _run_check(shell, item.options.check_cmd, path)
+    outputs, errors = render_templates(templates_dir, attributes, keep_going=keep_going)
+    written = write_outputs(
+        str(templates_dir),
+        str(target_root),
+        outputs,
+        check_shell=check_shell,
+        run_checks=run_checks,
+        trace=trace,
+    )
     if len(errors) == 1:
         raise errors[0]
     if errors:
@@ -466,7 +487,36 @@ def render_tree(
             path=templates_dir,
             details="\n".join(str(e) for e in errors),
         )
-    return written
+    return [Path(path) for path in written]
+
+
+def render_templates(
+    templates_dir: Path,
+    attributes: Mapping[str, Any],
+    *,
+    env: Environment | None = None,
+    keep_going: bool = False,
+) -> tuple[list[Output], list[DgrError]]:
+    """Render every template under templates_dir (and read its .cfg), writing nothing.
+
+    Returns the outputs, in path order, and the errors: the first error raises, unless
+    `keep_going`. `env` defaults to :func:`make_environment` over templates_dir.
+    """
+    env = env or make_environment(templates_dir)
+    outputs: list[Output] = []
+    errors: list[DgrError] = []
+    for template in find_templates(templates_dir):
+        try:
+            options = read_options(template.cfg) if template.cfg else OutputOptions()
+            content = _render_file(env, template, attributes)
+        except DgrError as exc:
+            if not keep_going:
+                raise
+            errors.append(exc)
+            continue
+        source = str(template.source)
+        outputs.append(Output(source, template.output, content, *options))
+    return outputs, errors
 
 
 def _render_file(env: Environment, template: TemplateFile, attributes: Mapping[str, Any]) -> str:
@@ -477,103 +527,3 @@ def _render_file(env: Environment, template: TemplateFile, attributes: Mapping[s
     except (OSError, UnicodeDecodeError) as exc:
         raise TemplateError(f"cannot read template: {exc}", path=template.source) from None
     return render_template(compiled, attributes, name=str(template.source))
-
-
-def _write_output(templates_dir: Path, target_root: Path, item: _Rendered) -> Path:
-    root = target_root.resolve()
-    dest = (root / item.template.output).resolve()
-    if not dest.is_relative_to(root):
-        raise TemplateError(
-            f"output {item.template.output} resolves outside {target_root}: {dest}",
-            path=item.template.source,
-        )
-    mode = item.options.mode
-    try:
-        if mode is None:
-            mode = item.template.source.stat().st_mode & 0o7777
-        root.mkdir(parents=True, exist_ok=True)
-        _make_dirs(templates_dir, root, item.template.output)
-        write_atomically(dest, item.content, mode=mode, uid=item.options.uid, gid=item.options.gid)
-    except OSError as exc:
-        raise TemplateError(
-            f"cannot write {dest}: {exc.strerror or exc}", path=item.template.source
-        ) from None
-    return dest
-
-
-def _make_dirs(templates_dir: Path, root: Path, output: str) -> None:
-    source, target = templates_dir, root
-    for part in output.split("/")[:-1]:
-        source, target = source / part, target / part
-        if not target.is_dir():
-            target.mkdir()
-            target.chmod(source.stat().st_mode & 0o7777)
-
-
-def write_atomically(
-    path: Path, content: str, *, mode: int, uid: int | None = None, gid: int | None = None
-) -> None:
-    """Replace path by content, with mode and ownership set before it appears; never leaves a
-    partial file. A bind-mounted file (rename fails with EBUSY, e.g. /etc/resolv.conf in a
-    container) is rewritten in place instead — the content is complete before that starts."""
-    import errno
-    import tempfile
-
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as out:
-            out.write(content)
-        # No fsync: outputs are regenerated at every start; rename alone keeps them whole.
-        os.chmod(tmp, mode)
-        if uid is not None or gid is not None:
-            os.chown(tmp, -1 if uid is None else uid, -1 if gid is None else gid)
-        try:
-            os.replace(tmp, path)
-        except OSError as exc:
-            if exc.errno != errno.EBUSY:
-                raise
-            with open(path, "w", encoding="utf-8") as out:
-                out.write(content)
-    finally:
-        if os.path.lexists(tmp):
-            os.unlink(tmp)
-
-
-def _run_check(shell: list[str], command: str, path: Path) -> None:
-    try:
-        code, raw = run_command([*shell, command])
-    except OSError as exc:
-        raise TemplateError(f"cannot run checkCmd with {shell[0]}: {exc.strerror}", path=path) from None
-    if code != 0:
-        output = raw.decode("utf-8", "replace").strip()
-        tail = " | ".join(output.splitlines()[-5:])
-        raise TemplateError(
-            f"checkCmd `{command}` failed (exit {code})" + (f": {tail}" if tail else ""),
-            path=path,
-            details=output,
-        )
-
-
-def run_command(argv: list[str]) -> tuple[int, bytes]:
-    """Run `argv` (argv[0] an absolute path); its exit code and merged stdout/stderr.
-
-    os.posix_spawn rather than subprocess: subprocess brings locale, selectors and
-    _posixsubprocess into every image for this one call (see docs/internals.md).
-    """
-    read, write = os.pipe()
-    try:
-        actions = [
-            (os.POSIX_SPAWN_DUP2, write, 1),
-            (os.POSIX_SPAWN_DUP2, write, 2),
-            (os.POSIX_SPAWN_CLOSE, read),
-        ]
-        pid = os.posix_spawn(argv[0], argv, os.environ, file_actions=actions)
-    except BaseException:
-        os.close(read)
-        raise
-    finally:
-        os.close(write)
-    with os.fdopen(read, "rb") as pipe:
-        output = pipe.read()
-    _, status = os.waitpid(pid, 0)
-    return os.waitstatus_to_exitcode(status), output

@@ -14,7 +14,10 @@ from pathlib import Path
 
 import pytest
 
-from dgr.internals import build_internals, internals_digest, internals_size
+from dgr.build import BuildOptions, build
+from dgr.init import init_project
+from dgr.internals import build_internals, bundle_identity, internals_digest, internals_size
+from dgr.templater.prepared import FILE_NAME, write_prepared
 
 pytestmark = [
     pytest.mark.integration,
@@ -39,7 +42,8 @@ def run_in_rootfs(
 
 
 def make_rootfs(root: Path, internals: Path) -> Path:
-    """A rootfs holding only dgr's internals and the init project's attributes/templates."""
+    """A rootfs holding only dgr's internals and the init project's attributes/templates,
+    with the templater's run prepared as `dgr build` does."""
     shutil.copytree(internals, root / "dgr", symlinks=True)
     files = {
         "dgr/attributes/example.com_app/attributes.yml": "default:\n  dummy: world\n",
@@ -51,7 +55,15 @@ def make_rootfs(root: Path, internals: Path) -> Path:
         path = root / relative
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(text)
+    identity = bundle_identity(internals)
+    assert write_prepared(root / "dgr", root / "dgr", identity=identity, directory_at_start="/dgr") is None
     return root
+
+
+def without_jinja_and_yaml(rootfs: Path) -> None:
+    """Remove Jinja2 and PyYAML from the rootfs' bundle: only a prepared run still works."""
+    for package in ("jinja2", "yaml"):
+        shutil.rmtree(rootfs / "dgr" / "lib" / "python" / "modules" / package)
 
 
 def add_runlevel_script(rootfs: Path, runlevel: str, name: str, body: str) -> str:
@@ -163,6 +175,49 @@ def test_templating_failure_stops_the_start(rootfs: Path) -> None:
     assert "broken.tmpl" in result.stderr
 
 
+def test_a_prepared_start_needs_neither_jinja_nor_yaml(rootfs: Path) -> None:
+    without_jinja_and_yaml(rootfs)
+
+    result = run_in_rootfs(rootfs, ["/dgr/bin/start", *APP], {"LOG_LEVEL": "debug"})
+
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "templater: wrote /etc/templated" in result.stderr
+    assert (rootfs / "etc" / "templated").read_text() == "Hello world\n"
+    # with an override, the run renders: it needs Jinja2
+    result = run_in_rootfs(rootfs, ["/dgr/bin/start", *APP], {"TEMPLATER_OVERRIDE": '{"dummy": "x"}'})
+    assert result.returncode == 1
+    assert "ModuleNotFoundError" in result.stderr
+
+
+def test_configmap_attributes_merge_over_a_prepared_run(rootfs: Path) -> None:
+    mount = rootfs / "dgr" / "attributes" / "config"
+    (mount / "..2024_01_01").mkdir(parents=True)
+    (mount / "..2024_01_01" / "app.yml").write_text("override:\n  dummy: configmap\n")
+    (mount / "..data").symlink_to("..2024_01_01")
+    (mount / "app.yml").symlink_to("..data/app.yml")
+
+    result = run_in_rootfs(rootfs, ["/dgr/bin/start", *APP], {"TEMPLATER_OVERRIDE": '{"other": 1}'})
+
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert (rootfs / "etc" / "templated").read_text() == "Hello configmap\n"
+
+
+def test_templater_command_keeps_its_interface(rootfs: Path) -> None:
+    assert "@TEMPLATER@" not in (rootfs / "dgr" / "bin" / "prestart").read_text()
+    (rootfs / "dgr" / FILE_NAME).unlink()
+
+    result = run_in_rootfs(rootfs, ["/dgr/bin/templater", "-L", "debug", "-t", "/out", "/dgr"])
+
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.stderr == "templater: wrote /out/etc/templated\n"
+    usage = run_in_rootfs(rootfs, ["/dgr/bin/templater"])
+    assert usage.returncode == 2 and "usage: python -m dgr.templater" in usage.stderr
+
+
+def test_identity_is_the_cache_key(internals: Path) -> None:
+    assert bundle_identity(internals) == internals.name
+
+
 def test_start_without_templates_does_not_need_the_templater(tmp_path: Path, internals: Path) -> None:
     rootfs = tmp_path / "rootfs"
     shutil.copytree(internals, rootfs / "dgr", symlinks=True)
@@ -209,3 +264,34 @@ def test_key_is_remembered_and_a_stale_memo_is_ignored(internals: Path) -> None:
     memos[0].write_text("no-such-tree\n")
     assert build_internals(cache) == internals
     assert memos[0].read_text().strip() == internals.name
+
+
+# --- images built by dgr ---------------------------------------------------------------------
+
+
+def image_rootfs(layers: Sequence[Path], root: Path) -> Path:
+    """The layers of an image (no whiteouts in these) copied on top of each other."""
+    shutil.rmtree(root, ignore_errors=True)
+    for layer in layers:
+        shutil.copytree(layer, root, symlinks=True, dirs_exist_ok=True)
+    return root
+
+
+def test_built_image_starts_from_its_prepared_run_rebuilt_on_change(
+    tmp_path: Path, options: BuildOptions
+) -> None:
+    project = tmp_path / "aci-init"
+    init_project(project)
+    outputs = []
+    for change in ("", "template", "attribute"):
+        if change == "template":
+            (project / "templates" / "etc" / "templated.tmpl").write_text("Bye {{ dummy }}\n")
+        if change == "attribute":
+            (project / "attributes" / "attributes.yml").write_text("default:\n  dummy: there\n")
+        result = build(project, options)
+        rootfs = image_rootfs(result.layers, tmp_path / f"rootfs-{change}")
+        without_jinja_and_yaml(rootfs)
+        started = run_in_rootfs(rootfs, ["/dgr/bin/start", *APP])
+        assert started.returncode == 0, started.stdout + started.stderr
+        outputs.append((rootfs / "etc" / "templated").read_text())
+    assert outputs == ["Hello world\n", "Bye world\n", "Bye there\n"]
