@@ -71,6 +71,7 @@ def hostile(tmp_path: Path) -> Path:
             "name: example.com/aci-hostile:1\nbuilder:\n  mountPoints: [{from: /usr, to: /usr}]\n"
         ),
         "probe.py": OPEN_BY_HANDLE_PY,
+        "templates/etc/motd.tmpl": "hello\n",  # files dgr writes into the layer itself
         "runlevels/builder/10.open-by-handle.sh": BUILDER_SCRIPT,
         "runlevels/build/10.forbidden.sh": FORBIDDEN,
     }
@@ -144,7 +145,9 @@ def test_ownership_set_in_the_sandbox_survives_in_both_outputs(hostile: Path, dg
         assert owners[prefix + "srv"][:2] == (1000, 1000)
         assert owners[prefix + "setuid"][2] & 0o4000
         assert owners[prefix + "dgr/bin/busybox"][:2] == (0, 0)
-        assert not any(uid >= 65536 or gid >= 65536 for uid, gid, _ in owners.values())
+        # everything else belongs to root: nothing shows a host id or nobody
+        assert {(uid, gid) for uid, gid, _ in owners.values()} == {(0, 0), (33, 33), (1000, 1000)}
+        assert owners[prefix + "dgr/templater.prepared"][:2] == (0, 0)
         assert prefix + "disk" not in owners and prefix + "null" not in owners
     # on the host, the layer is in the sandboxes' range, not real root's
     st = os.lstat(target / "layer" / "www")
