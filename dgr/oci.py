@@ -38,6 +38,7 @@ from dgr.aci import check_rfc3339
 from dgr.errors import BuildError, DgrError
 from dgr.layer import StreamDigests, TarSink, TarWriter, Whiteouts, atomic_file
 from dgr.manifest import App, Manifest
+from dgr.readiness import oci_healthcheck, readiness_of
 
 MEDIA_LAYER_GZIP = "application/vnd.oci.image.layer.v1.tar+gzip"
 MEDIA_CONFIG = "application/vnd.oci.image.config.v1+json"
@@ -164,6 +165,9 @@ def image_config(
         config["ExposedPorts"] = ports
     if app.mount_points:
         config["Volumes"] = {m.path: {} for m in app.mount_points}
+    healthcheck = oci_healthcheck(readiness_of(manifest))  # tester.readiness
+    if healthcheck is not None:
+        config["Healthcheck"] = healthcheck
     config["Labels"] = _labels(manifest, version, created, labels or {})
     if history is None:
         own = f"dgr build {manifest.name.with_version(version)}"
