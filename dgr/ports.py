@@ -123,6 +123,7 @@ def listening_port(listener: subprocess.Popen[bytes], timeout: float = 10.0) -> 
 
 def declared_port(port: int | str, ports: Sequence[Port], where: str) -> int:
     """The number of a TCP port the manifest declares, given by number or by name."""
+    __tracebackhide__ = True
     if isinstance(port, str) and port.isdigit():
         port = int(port)
     for declared in ports:

@@ -88,11 +88,12 @@ class PodState(ImageState):
         """The first app's image (what `dgr_image` gives in a pod folder)."""
         return self.pod().apps[0].result
 
-    def running(self) -> TestPod:
-        """The pod started for its tests (every app up, wait.sh succeeded); started once."""
+    def running(self, retry: bool = False) -> TestPod:
+        """The pod started for its tests (every app up, wait.sh succeeded); started once
+        (again after a failed start when `retry`: a rerun)."""
         if self._running is not None:
             return self._running
-        if self._running_error is not None:
+        if self._running_error is not None and not retry:
             raise self._running_error
         from dgr.pod import start_test_pod
 
@@ -104,9 +105,9 @@ class PodState(ImageState):
             raise
         return self._running
 
-    def container(self) -> TesterContainer:
+    def container(self, retry: bool = False) -> TesterContainer:
         """The pod's tester container (bats and wait.sh run there)."""
-        return self.running().tester
+        return self.running(retry).tester
 
     def close(self) -> None:
         if self._running is not None:
