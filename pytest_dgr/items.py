@@ -153,12 +153,11 @@ class ImageState:
         except Exception:
             raise ImageUnavailable(f"build of {self.label} failed") from None
 
-    def container(self, retry: bool = False) -> TesterContainer:
-        """The started test container, ready (wait.sh succeeded); started once (again after
-        a failed start when `retry`: a rerun)."""
+    def container(self) -> TesterContainer:
+        """The started test container, ready (wait.sh succeeded); started once."""
         if self._container is not None:
             return self._container
-        if self._container_error is not None and not retry:
+        if self._container_error is not None:
             raise self._container_error
         result = self.image()
         try:
@@ -206,8 +205,10 @@ class ImageState:
         return cached
 
     def rerun_bats(self, file: str, name: str) -> BatsRun:
-        """A new run of one `@test` of a bats file (the test is rerun: pytest-rerunfailures)."""
-        return self.container(retry=True).run_bats(file, only=name)
+        """A new run of one `@test` of a bats file (the test is rerun: pytest-rerunfailures).
+        A container that never got ready is not started again: each rerun would wait for
+        it as long again."""
+        return self.container().run_bats(file, only=name)
 
     def close(self) -> None:
         """Stop the container (end of the image's items)."""

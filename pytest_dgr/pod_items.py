@@ -88,12 +88,11 @@ class PodState(ImageState):
         """The first app's image (what `dgr_image` gives in a pod folder)."""
         return self.pod().apps[0].result
 
-    def running(self, retry: bool = False) -> TestPod:
-        """The pod started for its tests (every app up, wait.sh succeeded); started once
-        (again after a failed start when `retry`: a rerun)."""
+    def running(self) -> TestPod:
+        """The pod started for its tests (every app up, wait.sh succeeded); started once."""
         if self._running is not None:
             return self._running
-        if self._running_error is not None and not retry:
+        if self._running_error is not None:
             raise self._running_error
         from dgr.pod import start_test_pod
 
@@ -105,9 +104,9 @@ class PodState(ImageState):
             raise
         return self._running
 
-    def container(self, retry: bool = False) -> TesterContainer:
+    def container(self) -> TesterContainer:
         """The pod's tester container (bats and wait.sh run there)."""
-        return self.running(retry).tester
+        return self.running().tester
 
     def close(self) -> None:
         if self._running is not None:

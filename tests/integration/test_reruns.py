@@ -62,3 +62,23 @@ def test_a_rerun_runs_the_bats_test_again(
     never = cases["always fails"]
     assert [e.tag for e in never if e.tag != "properties"] == ["flakyFailure", "flakyFailure", "failure"]
     assert [e.tag for e in cases["steady"]] == []
+
+
+def test_a_container_that_never_got_ready_is_not_started_again(
+    pytester: pytest.Pytester, dgr_home: Path
+) -> None:
+    write(
+        pytester.path / "aci-never",
+        {
+            "aci-manifest.yml": (
+                "name: example.com/aci-never:1\n"
+                "tester:\n  readiness:\n    command: echo not yet; exit 1\n    timeout: 0.3\n"
+            ),
+            "tests/x.bats": '@test "a" {\n  true\n}\n@test "b" {\n  true\n}\n',
+        },
+    )
+    result = run(pytester, dgr_home, "--reruns", "2", "-p", "no:xdist", "--dgr-keep")
+    assert result.parseoutcomes() == {"passed": 2, "failed": 2, "rerun": 4}
+    assert result.stdout.str().count("never got ready: command check") == 2
+    # --dgr-keep keeps each test container's folder: one start only
+    assert len(list((pytester.path / "aci-never" / "target" / "tests").glob("run-*"))) == 1
