@@ -16,6 +16,8 @@ from typing import Any
 
 from dgr.errors import ManifestError
 from dgr.names import ImageName, is_ac_identifier, is_ac_name
+from dgr.readiness import ANNOTATION as READINESS_ANNOTATION
+from dgr.readiness import KINDS as READINESS_KINDS
 from dgr.readiness import Readiness
 from dgr.yamlload import LineDict, parse_yaml
 
@@ -357,18 +359,15 @@ def _parse_manifest(text: str, path: Path, reader: ManifestReader) -> Manifest:
         raw_name = raw_name.split(":", 1)[0]
     name = ImageName.parse(raw_name, source=path)
     build = reader.mapping(data.get("build"), "build", {"mountPoints"})
-    builder = reader.builder(data.get("builder"), "builder")
-    tester = reader.tester(data.get("tester"), "tester")
-    aci = reader.aci(data.get("aci"), "aci")
-    tester, aci = with_readiness(reader, data.get("tester"), tester, aci)
-    return Manifest(
+    manifest = Manifest(
         name=name,
         path=path,
-        builder=builder,
+        builder=reader.builder(data.get("builder"), "builder"),
         build_mount_points=reader.host_mounts(build.get("mountPoints"), "build.mountPoints"),
-        tester=tester,
-        aci=aci,
+        tester=reader.tester(data.get("tester"), "tester"),
+        aci=reader.aci(data.get("aci"), "aci"),
     )
+    return with_readiness(reader, data.get("tester"), manifest)
 
 
 # --- tester.readiness (dgr/readiness.py) ----------------------------------------------------
@@ -377,17 +376,19 @@ READINESS_KEY = "tester.readiness"
 READINESS_OPTIONS = ("status", "timeout", "interval")
 
 
-def with_readiness(reader: ManifestReader, tester_data: Any, tester: Tester, aci: Aci) -> tuple[Tester, Aci]:
-    """`tester` with its readiness check, and `aci` with the check as an annotation (so that
-    the image carries it, see dgr/readiness.py)."""
-    from dgr.readiness import ANNOTATION
-
+def with_readiness(reader: ManifestReader, tester_data: Any, manifest: Manifest) -> Manifest:
+    """`manifest` with the readiness check of `tester_data` (the raw `tester` mapping), also
+    as an annotation of the image (so that the image carries it, see dgr/readiness.py)."""
     raw = tester_data.get("readiness") if isinstance(tester_data, dict) else None
     if raw is None:
-        return tester, aci
-    readiness = parse_readiness(reader, raw, aci.app.ports)
-    annotation = NameValue(ANNOTATION, readiness.to_json())
-    return replace(tester, readiness=readiness), replace(aci, annotations=(*aci.annotations, annotation))
+        return manifest
+    readiness = parse_readiness(reader, raw, manifest.aci.app.ports)
+    annotations = (*manifest.aci.annotations, NameValue(READINESS_ANNOTATION, readiness.to_json()))
+    return replace(
+        manifest,
+        tester=replace(manifest.tester, readiness=readiness),
+        aci=replace(manifest.aci, annotations=annotations),
+    )
 
 
 def parse_readiness(reader: ManifestReader, raw: Any, ports: tuple[Port, ...]) -> Readiness:
@@ -395,23 +396,23 @@ def parse_readiness(reader: ManifestReader, raw: Any, ports: tuple[Port, ...]) -
     import re
     from urllib.parse import urlsplit
 
-    from dgr.readiness import KINDS
-
     key = READINESS_KEY
     if not isinstance(raw, dict):
-        raise reader.fail(f"{key} must be a mapping with one of: {', '.join(KINDS)}", key)
+        raise reader.fail(f"{key} must be a mapping with one of: {', '.join(READINESS_KINDS)}", key)
     reader.mapping(raw, key, set(raw))  # records the lines of its keys
     for name in raw:
-        if name not in KINDS and name not in READINESS_OPTIONS:
+        if name not in READINESS_KINDS and name not in READINESS_OPTIONS:
             raise reader.fail(
                 f"unknown readiness check kind {name!r} in {key} "
-                f"(kinds: {', '.join(KINDS)}; options: {', '.join(READINESS_OPTIONS)})",
+                f"(kinds: {', '.join(READINESS_KINDS)}; options: {', '.join(READINESS_OPTIONS)})",
                 f"{key}.{name}",
             )
-    kinds = [name for name in KINDS if name in raw]
+    kinds = [name for name in READINESS_KINDS if name in raw]
     if len(kinds) != 1:
         found = f"several ({', '.join(kinds)})" if kinds else "none"
-        raise reader.fail(f"{key} needs exactly one check of kind {', '.join(KINDS)}; found {found}", key)
+        raise reader.fail(
+            f"{key} needs exactly one check of kind {', '.join(READINESS_KINDS)}; found {found}", key
+        )
     kind = kinds[0]
     where, value = f"{key}.{kind}", raw[kind]
     timeout = _seconds(reader, raw.get("timeout"), f"{key}.timeout", 60.0)

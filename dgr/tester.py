@@ -11,8 +11,10 @@ The container starts through `/dgr/bin/start` (prestart included) with a small *
 its command: it links busybox's applets into `/dgr/tester/bin` (on PATH, last, only for the
 test commands), tells the host that prestart is over, starts the app's exec in the
 background and stays alive, so tests can exec into the container whatever the app does.
-Then `tests/wait.sh` is polled, and each `.bats` file runs with `bats --tap`; the TAP output
-is parsed into one result per `@test` (dgr/tap.py).
+Then the manifest's readiness check (dgr/readiness.py) is waited for and `tests/wait.sh`
+polled, and each `.bats` file runs with `bats --tap`; the TAP output is parsed into one
+result per `@test` (dgr/tap.py). A test container's TCP ports reach the test process through
+host listeners (`address(port)`, dgr/ports.py).
 """
 
 from __future__ import annotations
@@ -541,8 +543,7 @@ def run_check(container: TesterContainer, readiness: Readiness) -> tuple[bool, s
 def wait_for_check(container: TesterContainer, readiness: Readiness) -> None:
     """Run the check until it succeeds: first soon again, then at most `interval` apart,
     for at most `timeout` seconds (WaitError naming the check, with its last output)."""
-    started = time.monotonic()
-    deadline = started + readiness.timeout
+    deadline = time.monotonic() + readiness.timeout
     pause, tries = 0.01, 0
     while True:
         if not container.running():
