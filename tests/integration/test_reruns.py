@@ -82,3 +82,24 @@ def test_a_container_that_never_got_ready_is_not_started_again(
     assert result.stdout.str().count("never got ready: command check") == 2
     # --dgr-keep keeps each test container's folder: one start only
     assert len(list((pytester.path / "aci-never" / "target" / "tests").glob("run-*"))) == 1
+
+
+CONFTEST = """
+import pytest
+
+
+def pytest_collection_modifyitems(items):
+    for item in items:
+        if item.name.startswith("flaky"):
+            item.add_marker(pytest.mark.flaky(reruns=1))
+"""
+
+
+def test_the_flaky_marker_reruns_only_the_marked_bats_test(
+    pytester: pytest.Pytester, dgr_home: Path
+) -> None:
+    files = {"aci-manifest.yml": "name: example.com/aci-marked:1\n", "tests/f.bats": FLAKY}
+    write(pytester.path / "aci-marked", files)
+    (pytester.path / "conftest.py").write_text(CONFTEST)
+    result = run(pytester, dgr_home, "-p", "no:xdist")
+    assert result.parseoutcomes() == {"passed": 4, "failed": 1, "rerun": 1}
