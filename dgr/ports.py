@@ -132,7 +132,8 @@ def declared_port(port: int | str, ports: Sequence[Port], where: str) -> int:
         ):
             if declared.protocol != "tcp":
                 raise ContainerError(
-                    f"port {port!r} of {where} is {declared.protocol}: only TCP is forwarded"
+                    f"port {declared.name} ({declared.port}) of {where} is {declared.protocol}: "
+                    "only TCP ports are forwarded"
                 )
             return port if isinstance(port, int) else declared.port
     known = ", ".join(f"{p.name}={p.port}" for p in ports) or "none"
