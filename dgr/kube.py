@@ -4,7 +4,8 @@ One container per app: the image is `<registry>/<image name>:<version>` (`localh
 default: the name podman gives an OCI layout copied into its store with skopeo), the command
 is dgr's start wrapper (prestart, then the app) and the args the app's exec, as in the OCI
 image config; environment, working directory, numeric user/group, the ports `pod.ports`
-exposes (with their `hostPort`) and mounts of pod volumes (`host` → hostPath, `empty` → emptyDir). Containers
+exposes (with their `hostPort`), mounts of pod volumes (`host` → hostPath, `empty` → emptyDir)
+and a `readinessProbe` from the image's readiness check (dgr/readiness.py). Containers
 of a Kubernetes Pod share one network namespace, as dgr's pods do, so the apps still reach
 each other on 127.0.0.1. `podman kube play` runs the file as it is.
 """
@@ -19,6 +20,7 @@ import yaml
 
 from dgr.names import ImageName, oci_tag
 from dgr.oci import START
+from dgr.readiness import kube_probe, readiness_of
 
 if TYPE_CHECKING:
     from dgr.pod import AppBuild, PodBuild
@@ -83,6 +85,9 @@ def kube_container(built: PodBuild, app: AppBuild, registry: str) -> dict[str, A
     ]
     if mounts:
         container["volumeMounts"] = mounts
+    probe = kube_probe(readiness_of(app.result.manifest))  # the image's tester.readiness
+    if probe is not None:
+        container["readinessProbe"] = probe
     security: dict[str, Any] = {}
     user, group = _numeric(runtime.user), _numeric(runtime.group)
     if user is not None:

@@ -11,12 +11,15 @@ from __future__ import annotations
 import functools
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from dgr.errors import ManifestError
 from dgr.names import ImageName, is_ac_identifier, is_ac_name
+from dgr.readiness import ANNOTATION as READINESS_ANNOTATION
+from dgr.readiness import KINDS as READINESS_KINDS
+from dgr.readiness import Readiness
 from dgr.yamlload import LineDict, parse_yaml
 
 ACI_MANIFEST = "aci-manifest.yml"
@@ -88,6 +91,7 @@ class Tester:
     dependencies: tuple[ImageName, ...] = ()
     environment: tuple[NameValue, ...] = ()
     isolators: tuple[Isolator, ...] = ()
+    readiness: Readiness | None = None
 
 
 @dataclass(frozen=True)
@@ -318,7 +322,7 @@ class ManifestReader:
         return tuple(result)
 
     def tester(self, data: Any, key: str) -> Tester:
-        data = self.mapping(data, key, {"builder", "aci"})
+        data = self.mapping(data, key, {"builder", "aci", "readiness"})
         aci = self.mapping(data.get("aci"), f"{key}.aci", {"dependencies", "app"})
         app = self.mapping(aci.get("app"), f"{key}.aci.app", {"environment", "isolators"})
         return Tester(
@@ -357,7 +361,7 @@ def _parse_manifest(text: str, path: Path, reader: ManifestReader, version_unkno
         raw_name = raw_name.split(":", 1)[0]
     name = ImageName.parse(raw_name, source=path)
     build = reader.mapping(data.get("build"), "build", {"mountPoints"})
-    return Manifest(
+    manifest = Manifest(
         name=name,
         path=path,
         builder=reader.builder(data.get("builder"), "builder"),
@@ -365,6 +369,112 @@ def _parse_manifest(text: str, path: Path, reader: ManifestReader, version_unkno
         tester=reader.tester(data.get("tester"), "tester"),
         aci=reader.aci(data.get("aci"), "aci"),
     )
+    return with_readiness(reader, data.get("tester"), manifest)
+
+
+# --- tester.readiness (dgr/readiness.py) ----------------------------------------------------
+
+READINESS_KEY = "tester.readiness"
+READINESS_OPTIONS = ("status", "timeout", "interval")
+
+
+def with_readiness(reader: ManifestReader, tester_data: Any, manifest: Manifest) -> Manifest:
+    """`manifest` with the readiness check of `tester_data` (the raw `tester` mapping), also
+    as an annotation of the image (so that the image carries it, see dgr/readiness.py)."""
+    raw = tester_data.get("readiness") if isinstance(tester_data, dict) else None
+    if raw is None:
+        return manifest
+    readiness = parse_readiness(reader, raw, manifest.aci.app.ports)
+    annotations = (*manifest.aci.annotations, NameValue(READINESS_ANNOTATION, readiness.to_json()))
+    return replace(
+        manifest,
+        tester=replace(manifest.tester, readiness=readiness),
+        aci=replace(manifest.aci, annotations=annotations),
+    )
+
+
+def parse_readiness(reader: ManifestReader, raw: Any, ports: tuple[Port, ...]) -> Readiness:
+    """The check of `tester.readiness`: one kind key (tcp, http, log, command) and options."""
+    import re
+    from urllib.parse import urlsplit
+
+    key = READINESS_KEY
+    if not isinstance(raw, dict):
+        raise reader.fail(f"{key} must be a mapping with one of: {', '.join(READINESS_KINDS)}", key)
+    reader.mapping(raw, key, set(raw))  # records the lines of its keys
+    for name in raw:
+        if name not in READINESS_KINDS and name not in READINESS_OPTIONS:
+            raise reader.fail(
+                f"unknown readiness check kind {name!r} in {key} "
+                f"(kinds: {', '.join(READINESS_KINDS)}; options: {', '.join(READINESS_OPTIONS)})",
+                f"{key}.{name}",
+            )
+    kinds = [name for name in READINESS_KINDS if name in raw]
+    if len(kinds) != 1:
+        found = f"several ({', '.join(kinds)})" if kinds else "none"
+        raise reader.fail(
+            f"{key} needs exactly one check of kind {', '.join(READINESS_KINDS)}; found {found}", key
+        )
+    kind = kinds[0]
+    where, value = f"{key}.{kind}", raw[kind]
+    timeout = _seconds(reader, raw.get("timeout"), f"{key}.timeout", 60.0)
+    interval = _seconds(reader, raw.get("interval"), f"{key}.interval", 1.0)
+    if "status" in raw and kind != "http":
+        raise reader.fail(f"{key}.status is for http checks only", f"{key}.status")
+    common: dict[str, Any] = {"kind": kind, "timeout": timeout, "interval": interval}
+    if kind == "tcp":
+        return Readiness(port=_check_port(reader, value, where, ports), **common)
+    if kind == "http":
+        url = reader.string(value, where)
+        parts = urlsplit(url)
+        if parts.scheme != "http" or not parts.hostname:
+            raise reader.fail(f"{where} must be an http:// URL, e.g. http://127.0.0.1:8080/health", where)
+        try:
+            parts.port  # noqa: B018 (raises ValueError for a bad port)
+        except ValueError:
+            raise reader.fail(f"{where}: bad port in {url!r}", where) from None
+        status = reader.integer(raw.get("status"), f"{key}.status", 200)
+        if not 100 <= status <= 599:
+            raise reader.fail(f"{key}.status must be an HTTP status (100-599)", f"{key}.status")
+        return Readiness(url=url, status=status, **common)
+    if kind == "log":
+        pattern = reader.string(value, where)
+        try:
+            re.compile(pattern)
+        except re.error as exc:
+            raise reader.fail(f"{where} is not a valid regular expression: {exc}", where) from None
+        if not pattern:
+            raise reader.fail(f"{where} must not be empty", where)
+        return Readiness(pattern=pattern, **common)
+    if isinstance(value, str):
+        if not value.strip():
+            raise reader.fail(f"{where} must not be empty", where)
+        return Readiness(command=(value,), shell=True, **common)
+    command = reader.strings(value, where)
+    if not command:
+        raise reader.fail(f"{where} must be a command line or a non-empty list", where)
+    return Readiness(command=command, **common)
+
+
+def _seconds(reader: ManifestReader, value: Any, key: str, default: float) -> float:
+    if value is None:
+        return default
+    if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
+        raise reader.fail(f"{key} must be a positive number of seconds", key)
+    return float(value)
+
+
+def _check_port(reader: ManifestReader, value: Any, where: str, ports: tuple[Port, ...]) -> int:
+    if isinstance(value, int) and not isinstance(value, bool):
+        if not 1 <= value <= 65535:
+            raise reader.fail(f"{where} must be a port in 1-65535 or a port name", where)
+        return value
+    name = reader.string(value, where)
+    for port in ports:
+        if port.name == name:
+            return port.port
+    known = ", ".join(p.name for p in ports) or "none"
+    raise reader.fail(f"{where}: no port named {name!r} in aci.app.ports (known: {known})", where)
 
 
 def is_templated(text: str) -> bool:

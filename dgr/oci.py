@@ -39,6 +39,7 @@ from dgr.errors import BuildError, DgrError
 from dgr.layer import StreamDigests, TarSink, TarWriter, Whiteouts, atomic_file
 from dgr.manifest import App, Manifest
 from dgr.names import oci_tag
+from dgr.readiness import oci_healthcheck, readiness_of
 from dgr.userns import IDENTITY, IdMap
 
 MEDIA_LAYER_GZIP = "application/vnd.oci.image.layer.v1.tar+gzip"
@@ -166,6 +167,9 @@ def image_config(
         config["ExposedPorts"] = ports
     if app.mount_points:
         config["Volumes"] = {m.path: {} for m in app.mount_points}
+    healthcheck = oci_healthcheck(readiness_of(manifest))  # tester.readiness
+    if healthcheck is not None:
+        config["Healthcheck"] = healthcheck
     config["Labels"] = _labels(manifest, version, created, labels or {})
     if history is None:
         own = f"dgr build {manifest.name.with_version(version)}"

@@ -11,14 +11,17 @@ The container starts through `/dgr/bin/start` (prestart included) with a small *
 its command: it links busybox's applets into `/dgr/tester/bin` (on PATH, last, only for the
 test commands), tells the host that prestart is over, starts the app's exec in the
 background and stays alive, so tests can exec into the container whatever the app does.
-Then `tests/wait.sh` is polled, and each `.bats` file runs with `bats --tap`; the TAP output
-is parsed into one result per `@test` (dgr/tap.py).
+Then the manifest's readiness check (dgr/readiness.py) is waited for and `tests/wait.sh`
+polled, and each `.bats` file runs with `bats --tap`; the TAP output is parsed into one
+result per `@test` (dgr/tap.py). A test container's TCP ports reach the test process through
+host listeners (`address(port)`, dgr/ports.py).
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
+import re
 import shutil
 import tempfile
 import time
@@ -32,7 +35,9 @@ from dgr.cache import cached_folder
 from dgr.container import Container, ContainerSpec, Volume
 from dgr.errors import ContainerError, DgrError, ToolError
 from dgr.log import level_name, log
+from dgr.ports import HostPorts, declared_port
 from dgr.process import Result, require_tool
+from dgr.readiness import Readiness, readiness_of
 from dgr.sandbox import DEFAULT_PATH
 from dgr.tap import BatsError, BatsRun, list_bats_tests, parse_tap
 
@@ -68,7 +73,8 @@ while :; do $B sleep 3600; done
 
 
 class WaitError(DgrError):
-    """tests/wait.sh never succeeded."""
+    """The container never got ready: tests/wait.sh or the manifest's readiness check never
+    succeeded."""
 
 
 # --- environment ------------------------------------------------------------------------------
@@ -362,12 +368,15 @@ class TesterContainer:
         project: Path,
         options: TesterOptions,
         manifest_ports: Sequence[Port] = (),
+        readiness: Readiness | None = None,
     ) -> None:
         self.container = container
         self.run_dir = run_dir
         self.project = project
         self.options = options
         self.manifest_ports = tuple(manifest_ports)
+        self.readiness = readiness
+        self.host_ports = HostPorts(container.init_pid)
 
     # The inspection API of the running container (used by Python tests).
     def exec(
@@ -395,8 +404,15 @@ class TesterContainer:
         return self.container.ip_addresses()
 
     def ports(self) -> dict[str, int]:
-        """The app's ports by name, as the manifest declares them (reachable inside only)."""
+        """The app's ports by name, as the manifest declares them (inside the container)."""
         return {p.name: p.port for p in self.manifest_ports}
+
+    def address(self, port: int | str) -> tuple[str, int]:
+        """`(host, port)` where the test process reaches the container's TCP `port` (a number
+        or a name the manifest declares): a listener on the host's loopback, forwarded into
+        the container's network namespace, started on first use, gone with the container."""
+        __tracebackhide__ = True  # a bad port: pytest shows the test's line, not ours
+        return self.host_ports.address(declared_port(port, self.manifest_ports, self.name))
 
     def running(self) -> bool:
         return self.container.running()
@@ -438,18 +454,23 @@ class TesterContainer:
             time.sleep(0.01)
 
     def wait_ready(self, tries: int | None = None, interval: float | None = None) -> None:
-        """Poll tests/wait.sh until it exits 0 (WaitError with its last output otherwise)."""
+        """Wait for the manifest's readiness check, then poll tests/wait.sh until it exits 0
+        (`tries` and `interval` are wait.sh's); WaitError with the last output otherwise."""
+        if self.readiness is not None:
+            wait_for_check(self, self.readiness)
         wait_ready(
             self,
             self.options.wait_tries if tries is None else tries,
             self.options.wait_interval if interval is None else interval,
         )
 
-    def run_bats(self, file: str) -> BatsRun:
-        """Run one bats file of the tests folder (`file` is its name) with TAP output."""
-        return run_bats(self, file)
+    def run_bats(self, file: str, only: str | None = None) -> BatsRun:
+        """Run one bats file of the tests folder (`file` is its name) with TAP output; with
+        `only`, just the `@test` of that name."""
+        return run_bats(self, file, only)
 
     def stop(self) -> None:
+        self.host_ports.close()
         self.container.stop()
         if not self.options.keep:
             shutil.rmtree(self.run_dir, ignore_errors=True)
@@ -501,7 +522,9 @@ def start_test_container(
             volumes=(Volume(status, STATUS_IN_IMAGE),),
         )
         container = Container(spec, state_dir=run_dir / "container", keep=tester.keep)
-        running = TesterContainer(container, run_dir, manifest.project, tester, app.ports)
+        running = TesterContainer(
+            container, run_dir, manifest.project, tester, app.ports, readiness_of(manifest)
+        )
         log.info("Starting test container of %s", result.name)
         container.start()
     except BaseException:
@@ -514,6 +537,54 @@ def start_test_container(
         running.stop()
         raise
     return running
+
+
+def run_check(container: TesterContainer, readiness: Readiness) -> tuple[bool, str]:
+    """Run the readiness check once: whether it succeeded, and its output."""
+    if readiness.kind == "log":
+        logs = container.logs()
+        return re.search(readiness.pattern, logs, re.MULTILINE) is not None, _tail(logs, 20)
+    argv = readiness.argv()
+    assert argv is not None
+    try:
+        result = container.exec(argv, env=container.test_env(), timeout=readiness.check_time_limit)
+    except ContainerError as exc:  # timed out
+        return False, f"{exc.message}\n{exc.details or ''}"
+    return result.returncode == 0, f"(exit code {result.returncode})\n{_tail(result.output)}"
+
+
+def wait_for_check(container: TesterContainer, readiness: Readiness) -> None:
+    """Run the check until it succeeds: first soon again, then at most `interval` apart,
+    for at most `timeout` seconds (WaitError naming the check, with its last output)."""
+    deadline = time.monotonic() + readiness.timeout
+    pause, tries = 0.01, 0
+    while True:
+        if not container.running():
+            raise ContainerError(
+                f"container {container.name} stopped while waiting for its {readiness.describe()}",
+                details=_tail(container.logs()),
+            )
+        tries += 1
+        ready, output = run_check(container, readiness)
+        if ready:
+            log.debug("%s succeeded after %d tries", readiness.describe(), tries)
+            return
+        if time.monotonic() + pause > deadline:
+            break
+        time.sleep(pause)
+        pause = min(pause * 2, readiness.interval)
+    details = f"last output of the check:\n{output.strip() or '(none)'}"
+    app_exit = container.app_exit_code()
+    if app_exit is not None and readiness.kind != "log":
+        logs = _tail(container.logs(), 20)
+        details += f"\n(the app exited with code {app_exit}{'; its output:' if logs else ''})\n{logs}"
+    raise WaitError(
+        f"container {container.name} never got ready: {readiness.describe()} did not succeed "
+        f"within {readiness.timeout:g}s ({tries} tries)",
+        path=manifest if (manifest := container.project / "aci-manifest.yml").is_file() else None,
+        key="tester.readiness",
+        details=details,
+    )
 
 
 def wait_ready(container: TesterContainer, tries: int, interval: float) -> None:
@@ -547,11 +618,23 @@ def wait_ready(container: TesterContainer, tries: int, interval: float) -> None:
     )
 
 
-def run_bats(container: TesterContainer, file: str) -> BatsRun:
-    """Run `/dgr/tests/<file>` with `bats --tap` inside the container and parse its TAP."""
-    names = tuple(list_bats_tests(container.project / "tests" / file))
+def bats_filter(name: str) -> str:
+    """A `bats --filter` regex (POSIX ERE, matched against the name as written) that matches
+    the test named `name` and no other."""
+    escaped = "".join(f"[{c}]" if c in ".[$()|*+?{" else f"\\{c}" if c in "^\\" else c for c in name)
+    return f"^{escaped}$"
+
+
+def run_bats(container: TesterContainer, file: str, only: str | None = None) -> BatsRun:
+    """Run `/dgr/tests/<file>` with `bats --tap` inside the container and parse its TAP;
+    with `only`, just the `@test` of that name (a rerun)."""
+    if only is None:
+        names = tuple(list_bats_tests(container.project / "tests" / file))
+        selection = []
+    else:
+        names, selection = (only,), ["--filter", bats_filter(only)]
     result = container.exec(
-        [f"{TESTER_BIN}/bats", "--tap", f"{TESTS_IN_IMAGE}/{file}"],
+        [f"{TESTER_BIN}/bats", "--tap", *selection, f"{TESTS_IN_IMAGE}/{file}"],
         env=container.test_env(),
         timeout=container.options.bats_timeout,
     )

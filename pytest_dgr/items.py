@@ -10,17 +10,18 @@ one short line, `build of <folder> failed`.
 
 from __future__ import annotations
 
+import json
 import re
 import tempfile
 import time
-from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import pytest
 
-from dgr.errors import DgrError
+from dgr.errors import ContainerError, DgrError
 from dgr.tap import BatsResult, BatsRun, bats_tests
 from dgr.tester import (
     TesterContainer,
@@ -172,6 +173,23 @@ class ImageState:
         self._container = container
         return container
 
+    def fresh_container(
+        self, override: Mapping[str, Any] | None = None, env: Mapping[str, str] | None = None
+    ) -> TesterContainer:
+        """A new test container of the image, ready, its attributes overridden by `override`
+        (as TEMPLATER_OVERRIDE) and its environment extended by `env`; the caller stops it."""
+        extra = {**self.settings.tester.extra_env, **(env or {})}
+        if override is not None:
+            extra["TEMPLATER_OVERRIDE"] = override_json(override)
+        tester = replace(self.settings.tester, extra_env=extra)
+        container = start_test_container(self.image(), self.options, tester)
+        try:
+            container.wait_ready()
+        except BaseException:
+            container.stop()
+            raise
+        return container
+
     def bats(self, file: str) -> BatsRun:
         """The run of one bats file (run once, on first request)."""
         cached = self._bats.get(file)
@@ -186,11 +204,28 @@ class ImageState:
             raise cached
         return cached
 
+    def rerun_bats(self, file: str, name: str) -> BatsRun:
+        """A new run of one `@test` of a bats file (the test is rerun: pytest-rerunfailures).
+        A container that never got ready is not started again: each rerun would wait for
+        it as long again."""
+        return self.container().run_bats(file, only=name)
+
     def close(self) -> None:
         """Stop the container (end of the image's items)."""
         if self._container is not None:
             self._container.stop()
             self._container = None
+
+
+def override_json(override: Mapping[str, Any]) -> str:
+    """`override` as the JSON of TEMPLATER_OVERRIDE (ContainerError if it is not a mapping
+    of JSON values)."""
+    if not isinstance(override, Mapping):
+        raise ContainerError(f"override must be a mapping of attributes, not {type(override).__name__}")
+    try:
+        return json.dumps(override)
+    except (TypeError, ValueError) as exc:
+        raise ContainerError(f"override cannot be written as JSON: {exc}") from None
 
 
 def image_state(node: pytest.Item | pytest.Collector) -> ImageState | None:
@@ -312,10 +347,18 @@ class BatsItem(DgrItem):
         super().__init__(**kwargs)
         self.index = index
         self.line = line
+        self.runs = 0
 
     def runtest(self) -> None:
-        run = self.state.bats(self.path.name)
-        result = run.result_for(self.index, self.name)
+        # The file runs once for all its tests; a rerun (pytest-rerunfailures) runs this
+        # @test alone, again.
+        self.runs += 1
+        if self.runs == 1:
+            run = self.state.bats(self.path.name)
+            result = run.result_for(self.index, self.name)
+        else:
+            run = self.state.rerun_bats(self.path.name, self.name)
+            result = run.result_for(0, self.name)
         if result is None:
             raise BatsMissing(run)
         if result.skipped:

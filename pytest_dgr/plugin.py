@@ -12,6 +12,7 @@ import os
 import shutil
 import tempfile
 import uuid
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -20,8 +21,9 @@ import pytest
 from dgr.manifest import ACI_MANIFEST, POD_MANIFEST
 from pytest_dgr.items import SETTINGS, ImageDirectory, Settings, image_state
 
-# --dgr-push (pushing the images that passed, at the end) is a plugin module of its own.
-pytest_plugins = ["pytest_dgr.push"]
+# --dgr-push (pushing the images that passed, at the end) and the JUnit record of reruns
+# are plugin modules of their own.
+pytest_plugins = ["pytest_dgr.push", "pytest_dgr.reruns"]
 
 SESSION_DIR = pytest.StashKey[Path]()
 OWNS_SESSION_DIR = pytest.StashKey[bool]()
@@ -160,6 +162,31 @@ def dgr_container(request: pytest.FixtureRequest) -> Any:
 
     state = image_state(request.node)
     return fixture_value(state, "dgr_container", "an image folder", lambda s: s.container())
+
+
+@pytest.fixture
+def dgr_fresh_container(request: pytest.FixtureRequest) -> Iterator[Callable[..., Any]]:
+    """Start new test containers of this test's image, for this test only:
+    `dgr_fresh_container(override={...}, env={...})` returns a ready container (a
+    dgr.tester.TesterContainer, as `dgr_container`) whose attributes are overridden by
+    `override`; each is stopped and removed after the test."""
+    from pytest_dgr.items import fixture_value
+    from pytest_dgr.pod_items import pod_state
+
+    state = None if pod_state(request.node) is not None else image_state(request.node)
+    fixture_value(state, "dgr_fresh_container", "an image folder", lambda s: s)  # fails outside one
+    started: list[Any] = []
+
+    def start(*, override: Mapping[str, Any] | None = None, env: Mapping[str, str] | None = None) -> Any:
+        container = fixture_value(
+            state, "dgr_fresh_container", "an image folder", lambda s: s.fresh_container(override, env)
+        )
+        started.append(container)
+        return container
+
+    yield start
+    for container in started:
+        container.stop()
 
 
 @pytest.fixture
