@@ -18,13 +18,14 @@ import shutil
 import sys
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import IO, Any
 
 from filelock import FileLock
 
 import dgr
+from dgr import epoch
 from dgr.builder_root import busybox_root
 from dgr.buildkey import build_key, up_to_date
 from dgr.cache import cached_folder
@@ -244,9 +245,11 @@ def _failed_script(output: str) -> str | None:
     return None
 
 
-# Runs build steps in one sandbox: each step is `KIND LABEL PATH` in "$@".
+# Runs build steps in one sandbox: each step is `KIND LABEL PATH` in "$@". The umask is fixed so
+# that the modes of the files that steps create do not depend on the host's (reproducibility).
 # Markers (`### dgr step: ...`) let dgr log each step as it starts and name a failing one.
 STEPS_SCRIPT = r"""
+umask 022
 . /dgr/bin/functions.sh
 B=/dgr/bin/busybox
 while [ "$#" -ge 3 ]; do
@@ -362,14 +365,12 @@ def final_manifest(b: _Build) -> Manifest:
         attributes: dict[str, Any] = load_attributes(files, env={}) if files else {}
         manifest = load_manifest(b.project, attributes)
     if not manifest.name.version:
-        version = generate_version(b.project)
+        version = generate_version(b.project, epoch.from_environment())
         manifest = _with_name(manifest, manifest.name.with_version(version))
     return manifest
 
 
 def _with_name(manifest: Manifest, name: ImageName) -> Manifest:
-    from dataclasses import replace
-
     return replace(manifest, name=name)
 
 
@@ -395,6 +396,9 @@ def build(
     """
     from dgr.resolve import resolve_dependencies
 
+    explicit_epoch = epoch.from_environment()  # an invalid value fails before anything is written
+    if explicit_epoch is not None:  # an input: build scripts get it too (a --set-env value wins)
+        options = replace(options, set_env={epoch.ENV: str(explicit_epoch), **options.set_env})
     manifest = manifest or load_manifest(project)
     ws = Workspace(target or target_dir(manifest, options.config, options.targets_root))
     ws.target.mkdir(parents=True, exist_ok=True)
@@ -414,9 +418,11 @@ def build(
         ws.key_file.unlink(missing_ok=True)
         with open(ws.log, "w", encoding="utf-8") as log_file:
             b = _Build(manifest, ws, options, internals, deps, builder_deps, log_file, extra_attributes)
+            umask = os.umask(0o022)  # what dgr stages for the image gets the same modes on every host
             try:
                 result = _run_pipeline(b)
             finally:
+                os.umask(umask)
                 if not options.keep:
                     shutil.rmtree(ws.work, ignore_errors=True)
         ws.key_file.write_text(key)
@@ -439,11 +445,14 @@ def _run_pipeline(b: _Build) -> BuildResult:
             b.extra_attributes,
         )
         stages = tuple(s for s in (inherit_stage, project_stage) if s is not None)
+        when = epoch.build_epoch(project)
+        for stage in stages:
+            epoch.reset_mtimes(stage, when)
         run_steps(b, b.image_sandbox(stages), image_steps(b, inherit_stage is not None))
         _drop_tmp(b.ws.scratch("upper"))
         run_steps(b, builder, builder_steps(b, "late"))
         final = final_manifest(b)
-        image_id = package(b, final)
+        image_id = package(b, final, when)
     log.info("Finished building %s", final.name)
     return BuildResult(final, final.name, b.ws, image_id, b.aci_deps, b.internals)
 
@@ -521,13 +530,15 @@ def _write_atomic(path: Path, text: str) -> None:
     os.replace(tmp, path)
 
 
-def package(b: _Build, manifest: Manifest) -> str:
-    """Write image.aci, manifest.json, version, oci/ and layer/ from this build's layer."""
+def package(b: _Build, manifest: Manifest, when: int) -> str:
+    """Write image.aci, manifest.json, version, oci/ and layer/ from this build's layer, dated
+    `when` (the build epoch: no file of the layer is newer, see dgr/epoch.py)."""
     from dgr import aci, oci
 
     upper = b.ws.scratch("upper")
     name = manifest.name
-    build_date = aci.rfc3339_now()
+    epoch.clamp_mtimes(upper, when)
+    build_date = epoch.rfc3339(when)
     deps = [(d.name, d.image_id) for d in b.aci_deps]
     image_manifest = aci.image_manifest(
         manifest, version=name.version, dependencies=deps, dgr_version=dgr.__version__, build_date=build_date

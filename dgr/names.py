@@ -88,9 +88,10 @@ class ImageName:
         return ImageName(self.name, version)
 
 
-def generate_version(directory: Path) -> str:
-    """`YYYYMMDD.HHMMSS` (local time), with `-v<git short hash>` when `directory` is in git."""
-    stamp = time.strftime("%Y%m%d.%H%M%S")
+def generate_version(directory: Path, epoch: int | None = None) -> str:
+    """`YYYYMMDD.HHMMSS` (local time, or UTC of `epoch` when given), with `-v<git short hash>`
+    when `directory` is in git."""
+    stamp = time.strftime("%Y%m%d.%H%M%S", time.localtime() if epoch is None else time.gmtime(epoch))
     try:
         out = subprocess.run(
             ["git", "-C", str(directory), "rev-parse", "--short", "HEAD"],
