@@ -416,6 +416,7 @@ def build(
             return BuildResult(manifest, final, ws, image_id, deps, internals, up_to_date=True)
         ws.reset_work()
         ws.key_file.unlink(missing_ok=True)
+        ws.build_json.unlink(missing_ok=True)  # it describes the previous outputs
         with open(ws.log, "w", encoding="utf-8") as log_file:
             b = _Build(manifest, ws, options, internals, deps, builder_deps, log_file, extra_attributes)
             umask = os.umask(0o022)  # what dgr stages for the image gets the same modes on every host
@@ -533,7 +534,7 @@ def _write_atomic(path: Path, text: str) -> None:
 def package(b: _Build, manifest: Manifest, when: int) -> str:
     """Write image.aci, manifest.json, version, oci/ and layer/ from this build's layer, dated
     `when` (the build epoch: no file of the layer is newer, see dgr/epoch.py)."""
-    from dgr import aci, oci
+    from dgr import aci, metadata, oci
 
     upper = b.ws.scratch("upper")
     name = manifest.name
@@ -557,6 +558,7 @@ def package(b: _Build, manifest: Manifest, when: int) -> str:
     _write_atomic(b.ws.version_file, str(name))
     _write_atomic(b.ws.target / "image.id", image_id + "\n")
     _replace_dir(upper, b.ws.layer)
+    metadata.write_build_json(b.ws, metadata.image_record(name, image_id, b.ws))
     return image_id
 
 

@@ -470,6 +470,37 @@ def read_oci_layout(layout: Path, ref: str | None = None) -> tuple[list[LayerBlo
 
 
 @dataclass(frozen=True)
+class LayoutImage:
+    """The one image of an OCI layout as tools name it: its tag and its digests."""
+
+    layout: Path
+    tag: str
+    manifest_digest: str
+    config_digest: str
+
+    @property
+    def reference(self) -> str:
+        """The containers-transports(5) reference: `oci:LAYOUT:TAG`."""
+        return f"oci:{self.layout}:{self.tag}"
+
+
+def describe_layout(layout: Path) -> LayoutImage:
+    """The tag and the manifest and config digests of the one image in the OCI layout `layout`."""
+    try:
+        manifests = json.loads((layout / "index.json").read_bytes())["manifests"]
+        if len(manifests) != 1:
+            raise DgrError(f"{len(manifests)} images in this OCI layout, expected one", path=layout)
+        descriptor = manifests[0]
+        digest = descriptor["digest"]
+        manifest = json.loads((layout / "blobs" / "sha256" / digest.removeprefix("sha256:")).read_bytes())
+        return LayoutImage(
+            layout, descriptor.get("annotations", {}).get(REF_NAME, ""), digest, manifest["config"]["digest"]
+        )
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
+        raise DgrError(f"cannot read OCI layout: {exc}", path=layout) from None
+
+
+@dataclass(frozen=True)
 class LayerSource:
     """A layer still to be packed: a directory (or several, merged; lowest first).
 

@@ -29,6 +29,15 @@ class Pushed:
     location: str
     digest: str = ""
 
+    def document(self) -> dict[str, str]:
+        """As JSON (`dgr push --json`): the target's key and type, where the image went and,
+        for OCI, the registry's manifest digest."""
+        where = "reference" if self.target.type == "oci" else "url"
+        result = {"target": self.target.key, "type": self.target.type, where: self.location}
+        if self.digest:
+            result["digest"] = self.digest
+        return result
+
 
 def prepare_signature(result: BuildResult, config: Config) -> Path | None:
     """The ACI's current signature; made now when the domain has a keyring and there is none."""
