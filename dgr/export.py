@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import shutil
 import tempfile
 from dataclasses import dataclass
@@ -28,7 +27,7 @@ from typing import TYPE_CHECKING
 from dgr.errors import DgrError
 from dgr.log import log, step
 from dgr.names import ImageName
-from dgr.oci import describe_layout
+from dgr.oci import REPOSITORY_COMPONENT, SKOPEO_POLICY, TAG, describe_layout
 from dgr.process import require_tool, run
 
 if TYPE_CHECKING:
@@ -37,11 +36,6 @@ if TYPE_CHECKING:
 FORMATS = {"docker-archive": "image.docker.tar", "oci-archive": "image.oci.tar"}
 ENGINES = ("podman", "docker")
 TIMEOUT = 3600.0
-# The distribution spec's grammar for a repository path component and for a tag.
-COMPONENT = re.compile(r"^[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*$")
-TAG = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
-# Our own trust policy for skopeo (accept anything): the source is this host's own build.
-POLICY = {"default": [{"type": "insecureAcceptAnything"}]}
 
 
 class ExportError(DgrError):
@@ -63,7 +57,7 @@ def engine_reference(name: ImageName, tag: str) -> str:
     host = path.split("/", 1)[0]
     if "/" not in path or not ("." in host or ":" in host or host == "localhost"):
         path = f"localhost/{path}"
-    bad = [c for c in path.split("/")[1:] if not COMPONENT.match(c)]
+    bad = [c for c in path.split("/")[1:] if not REPOSITORY_COMPONENT.match(c)]
     if bad:
         raise ExportError(
             f"{name.name} cannot be an image name for podman or docker: {bad[0]!r} is not a valid "
@@ -109,7 +103,7 @@ def export_archive(result: BuildResult, dest: Path | None = None, fmt: str = "do
         raise ExportError(f"cannot write the archive {dest}: {exc.strerror} (in {dest.parent})") from None
     try:
         policy = work / "policy.json"
-        policy.write_text(json.dumps(POLICY), encoding="utf-8")
+        policy.write_text(json.dumps(SKOPEO_POLICY), encoding="utf-8")
         archive = work / dest.name
         with step(f"Exporting {result.name} to {dest} ({fmt}, {reference})"):
             run(

@@ -24,6 +24,7 @@ import io
 import json
 import os
 import platform
+import re
 import shutil
 import tarfile
 import tempfile
@@ -44,6 +45,12 @@ MEDIA_CONFIG = "application/vnd.oci.image.config.v1+json"
 MEDIA_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 MEDIA_INDEX = "application/vnd.oci.image.index.v1+json"
 REF_NAME = "org.opencontainers.image.ref.name"
+# The distribution spec's grammar for a repository path component and for a tag.
+REPOSITORY_COMPONENT = re.compile(r"^[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*$")
+TAG = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
+# dgr's trust policy for skopeo copying its own layouts (accept anything): the source is this
+# host's own build.
+SKOPEO_POLICY = {"default": [{"type": "insecureAcceptAnything"}]}
 START = "/dgr/bin/start"
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 # Well-known appc annotations and their OCI label names.

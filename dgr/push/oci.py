@@ -6,8 +6,11 @@ where `<path>` is the image name without its domain (`aci.example.com/group/app`
 registry asks for in `WWW-Authenticate`.
 
 - Credentials reach skopeo in a temporary auth.json (mode 0600, in a private temporary
-  folder), never in its arguments; without any configured credentials skopeo is told
-  `--dest-no-creds`, so that it does not pick up other credentials of the host.
+  folder), never in its arguments; without configured credentials, skopeo gets the
+  containers auth file that `podman login` wrote (`containers_auth_file`), and without that
+  `--dest-no-creds`, so that it picks up no other credentials of the host.
+- One skopeo run is one attempt, ended after the target's timeout; a network failure
+  (unreachable, timed out, HTTP 5xx) is a NetworkError, which `dgr.push` tries again.
 - TLS: `--dest-tls-verify=true` unless the registry's host is opted out in `insecureOptions`
   (`tls:HOST[:PORT]` or `http:HOST[:PORT]`). skopeo has one switch for both: when it is off,
   skopeo accepts plain HTTP *and* unchecked certificates for that registry.
@@ -19,7 +22,6 @@ from __future__ import annotations
 import io
 import json
 import os
-import re
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,14 +30,34 @@ from dgr.config import Config
 from dgr.discovery import host_policy
 from dgr.log import log
 from dgr.names import ImageName
+from dgr.oci import REPOSITORY_COMPONENT, SKOPEO_POLICY, TAG
 from dgr.process import require_tool, run
-from dgr.push.targets import PushError, Target, auth_file_json, read_auth_file
+from dgr.push.targets import (
+    NetworkError,
+    PushError,
+    Target,
+    auth_file_json,
+    containers_auth_file,
+    read_auth_file,
+)
 
-SKOPEO_TIMEOUT = 3600.0
-# The distribution spec's grammar for a repository path component and for a tag.
-_COMPONENT = re.compile(r"^[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*$")
-_TAG = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
-POLICY = {"default": [{"type": "insecureAcceptAnything"}]}
+# skopeo's words for failures that another attempt may not meet.
+TRANSIENT = (
+    "connection refused",
+    "connection reset",
+    "i/o timeout",
+    "timeout",
+    "no route to host",
+    "eof",
+    "500 internal server error",
+    "502 bad gateway",
+    "503 service unavailable",
+    "504 gateway timeout",
+    "status 500",
+    "status 502",
+    "status 503",
+    "status 504",
+)
 
 
 @dataclass(frozen=True)
@@ -50,7 +72,7 @@ def repository(name: ImageName, target: Target) -> str:
     """`<registry>[/<namespace>]/<name without domain>` (PushError for a name OCI refuses)."""
     path = "/".join(p for p in (target.namespace, name.short_name) if p)
     for component in path.split("/"):
-        if not _COMPONENT.match(component):
+        if not REPOSITORY_COMPONENT.match(component):
             raise PushError(
                 f"cannot push {name.name} to a registry: {component!r} is not a valid OCI repository "
                 "path component",
@@ -62,7 +84,7 @@ def repository(name: ImageName, target: Target) -> str:
 
 def tag(name: ImageName) -> str:
     version = name.version or "latest"
-    if not _TAG.match(version):
+    if not TAG.match(version):
         raise PushError(
             f"cannot push {name}: version {version!r} is not a valid OCI tag",
             hint="tags take letters, digits, '_', '.' and '-' (at most 128)",
@@ -113,8 +135,6 @@ def skopeo_arguments(
         "--policy",
         str(policy),
         "copy",
-        "--retry-times",
-        "2",
         f"--dest-tls-verify={'true' if verify else 'false'}",
         "--digestfile",
         str(digest_file),
@@ -131,11 +151,14 @@ def push_oci(layout: Path, name: ImageName, target: Target, config: Config) -> O
     verify = tls_verify(target, config)
     if target.auth_file is not None:
         read_auth_file(target.auth_file)  # a clear error before skopeo's
+    login_file = containers_auth_file() if target.auth_file is None and target.credentials is None else None
+    if login_file is not None:
+        log.debug("credentials for %s: %s", target.registry, login_file)
     with tempfile.TemporaryDirectory(prefix="dgr-push-") as tmp:  # mode 0700
         work = Path(tmp)
         policy = work / "policy.json"
-        policy.write_text(json.dumps(POLICY))
-        auth_file = target.auth_file
+        policy.write_text(json.dumps(SKOPEO_POLICY))
+        auth_file = target.auth_file or login_file
         if target.credentials is not None:
             auth_file = work / "auth.json"
             fd = os.open(auth_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
@@ -154,9 +177,11 @@ def push_oci(layout: Path, name: ImageName, target: Target, config: Config) -> O
                 policy=policy,
                 digest_file=digest_file,
             ),
-            timeout=SKOPEO_TIMEOUT,
+            timeout=target.step_timeout,
             check=False,
             log_file=_LogLines("  skopeo: ", secret),
+            error=NetworkError,
+            what=f"push to {destination}",
         )
         if result.returncode != 0:
             output = result.output
@@ -210,9 +235,16 @@ def _skopeo_error(output: str, destination: str, target: Target) -> PushError:
             details=details,
             hint=f"check username/password or authFile of {where} in config.yml",
         )
-    if "connection refused" in text or "no such host" in text or "i/o timeout" in text:
+    if "no such host" in text:
         return PushError(
-            f"push to {destination} failed: cannot reach {host}",
+            f"push to {destination} failed: cannot resolve {host}",
+            key=where,
+            details=details,
+            hint="check the registry address",
+        )
+    if any(word in text for word in TRANSIENT):
+        return NetworkError(
+            f"push to {destination} failed: cannot reach {host} or it failed to answer",
             key=where,
             details=details,
             hint="check the registry address and that it is running",
