@@ -26,13 +26,15 @@ def _subcommands(parser: argparse.ArgumentParser) -> dict[str, argparse.Argument
     return {}
 
 
+def _flags(parser: argparse.ArgumentParser) -> list[str]:
+    return [s for a in parser._actions if a.help != argparse.SUPPRESS for s in a.option_strings]
+
+
 def _words(parser: argparse.ArgumentParser) -> list[str]:
-    """What can come next on a line of this parser: its flags and its choice arguments."""
-    words = [s for a in parser._actions if a.help != argparse.SUPPRESS for s in a.option_strings]
-    for action in parser._actions:
-        if not action.option_strings and action.choices is not None:
-            words += [str(choice) for choice in action.choices]
-    return words
+    """The values of this parser's arguments that take a fixed set (command words...)."""
+    return [
+        str(c) for a in parser._actions if not a.option_strings and a.choices is not None for c in a.choices
+    ]
 
 
 def _values(parser: argparse.ArgumentParser) -> list[tuple[list[str], str]]:
@@ -57,11 +59,12 @@ def _case(key: str, parser: argparse.ArgumentParser) -> str:
     values = "".join(
         f"                {'|'.join(flags)}) {code}; return ;;\n" for flags, code in _values(parser)
     )
-    words = shlex.quote(" ".join(_words(parser)))
+    flags, words = (shlex.quote(" ".join(found)) for found in (_flags(parser), _words(parser)))
     return (
         f"        {shlex.quote(key)})\n"
         f"            case $prev in\n{values}            esac\n"
-        f'            COMPREPLY=($(compgen -W {words} -- "$cur")) ;;\n'
+        f'            if [[ $cur == -* ]]; then COMPREPLY=($(compgen -W {flags} -- "$cur"))\n'
+        f'            else COMPREPLY=($(compgen -W {words} -- "$cur")); fi ;;\n'
     )
 
 

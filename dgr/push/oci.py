@@ -22,6 +22,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import re
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -41,22 +42,9 @@ from dgr.push.targets import (
     read_auth_file,
 )
 
-# skopeo's words for failures that another attempt may not meet.
-TRANSIENT = (
-    "connection refused",
-    "connection reset",
-    "i/o timeout",
-    "timeout",
-    "no route to host",
-    "eof",
-    "500 internal server error",
-    "502 bad gateway",
-    "503 service unavailable",
-    "504 gateway timeout",
-    "status 500",
-    "status 502",
-    "status 503",
-    "status 504",
+# skopeo's words for failures that another attempt may not meet: the network, HTTP 5xx.
+TRANSIENT = re.compile(
+    r"connection refused|connection reset|i/o timeout|timeout|no route to host|\beof\b|\b50[0234]\b"
 )
 
 
@@ -233,7 +221,7 @@ def _skopeo_error(output: str, destination: str, target: Target) -> PushError:
             f"push to {destination} failed: {host} refused access {how}",
             key=where,
             details=details,
-            hint=f"check username/password or authFile of {where} in config.yml",
+            hint=f"check username/password or authFile of {where} in config.yml, or podman login {host}",
         )
     if "no such host" in text:
         return PushError(
@@ -242,7 +230,7 @@ def _skopeo_error(output: str, destination: str, target: Target) -> PushError:
             details=details,
             hint="check the registry address",
         )
-    if any(word in text for word in TRANSIENT):
+    if TRANSIENT.search(text):
         return NetworkError(
             f"push to {destination} failed: cannot reach {host} or it failed to answer",
             key=where,
