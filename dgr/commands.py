@@ -81,6 +81,7 @@ def init(args: argparse.Namespace) -> int:
     path = Path(args.work_path).absolute()
     init_project(path, force=args.force)
     log.info("Created a sample project in %s (try: dgr -W %s build)", path, args.work_path)
+    emit(args, {"project": str(path)})
     return 0
 
 
