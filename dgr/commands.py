@@ -13,13 +13,19 @@ import sys
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager, redirect_stdout
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from dgr.build import BuildOptions, BuildResult
 from dgr.config import load_config
 from dgr.errors import DgrError, UsageError
 from dgr.log import level_name, log, parse_level
 from dgr.manifest import detect_project
+
+if TYPE_CHECKING:
+    from pytest import CollectReport, TestReport
+
+    from dgr.pod import PodBuild
+    from dgr.store import StoredImage
 
 
 def options(args: argparse.Namespace) -> BuildOptions:
@@ -153,9 +159,8 @@ def version(args: argparse.Namespace) -> int:
     from dgr.about import versions
 
     found = versions()
-    width = max(len(name) for name in found)
     lines = [
-        f"{'version' if name == 'dgr' else name:<{max(width, 10)}} : {value or 'not found'}"
+        f"{'version' if name == 'dgr' else name:<10} : {value or 'not found'}"
         for name, value in found.items()
     ]
     emit(args, found, "dgr\n\n" + "\n".join(lines))
@@ -269,8 +274,8 @@ def store(args: argparse.Namespace) -> int:
     return 0
 
 
-def _stored(image: Any) -> dict[str, Any]:
-    """A store entry as JSON (`image` is a dgr.store.StoredImage)."""
+def _stored(image: StoredImage) -> dict[str, Any]:
+    """A store entry as JSON."""
     return {
         "imageId": image.image_id,
         "name": image.name.name,
@@ -285,6 +290,14 @@ def _stored(image: Any) -> dict[str, Any]:
 
 def test(args: argparse.Namespace) -> int:
     """`dgr test`: pytest on the project folder (the plugin builds, starts, runs the tests)."""
+    code, counts = run_tests(args)
+    emit(args, {"exitCode": code, **counts.document()})
+    return code
+
+
+def run_tests(args: argparse.Namespace) -> tuple[int, _TestCounts]:
+    """pytest's exit code and counts on the project of `-W` (with --json, its report goes to
+    stderr: stdout is for the command's document)."""
     import pytest
 
     from dgr.tester import pytest_arguments
@@ -301,8 +314,7 @@ def test(args: argparse.Namespace) -> int:
     counts = _TestCounts()
     with _stdout_to_stderr(getattr(args, "json", False)):
         code = int(pytest.main(argv, plugins=[counts]))
-    emit(args, {"exitCode": code, **counts.document()})
-    return code
+    return code, counts
 
 
 class _TestCounts:
@@ -312,7 +324,7 @@ class _TestCounts:
         self.counts = dict.fromkeys(("passed", "failed", "skipped", "errors", "xfailed", "xpassed"), 0)
         self.failures: list[str] = []
 
-    def pytest_runtest_logreport(self, report: Any) -> None:
+    def pytest_runtest_logreport(self, report: TestReport) -> None:
         if report.skipped:
             self.counts["xfailed" if hasattr(report, "wasxfail") else "skipped"] += 1
         elif report.when == "call":
@@ -325,7 +337,7 @@ class _TestCounts:
         if report.failed:
             self.failures.append(report.nodeid)
 
-    def pytest_collectreport(self, report: Any) -> None:
+    def pytest_collectreport(self, report: CollectReport) -> None:
         if report.failed:
             self.counts["errors"] += 1
             self.failures.append(report.nodeid)
@@ -359,7 +371,7 @@ def install(args: argparse.Namespace) -> int:
     from dgr.sign import current_signature
     from dgr.store import Store
 
-    if getattr(args, "test", False) and _quiet_test(args) != 0:
+    if getattr(args, "test", False) and run_tests(args)[0] != 0:
         raise DgrError("tests failed: image not installed", path=pod_folder(args) or project(args))
     opts = options(args)
     results = built_images(args, opts)
@@ -379,11 +391,6 @@ def install(args: argparse.Namespace) -> int:
         installed.append({"to": "store", "store": str(opts.config.store_path), "aci": str(stored.aci)})
     emit(args, images_document(results, installed=installed))
     return 0
-
-
-def _quiet_test(args: argparse.Namespace) -> int:
-    """`dgr test` run by install -t and push -t: its document is not theirs."""
-    return test(argparse.Namespace(**{**vars(args), "json": False}))
 
 
 def export(args: argparse.Namespace) -> int:
@@ -445,7 +452,7 @@ def push(args: argparse.Namespace) -> int:
 
     opts = options(args)
     push_targets(opts.config)  # a bad push section fails before any build or test
-    if getattr(args, "test", False) and _quiet_test(args) != 0:
+    if getattr(args, "test", False) and run_tests(args)[0] != 0:
         raise DgrError("tests failed: nothing pushed", path=Path(args.work_path).absolute())
     results = built_images(args, opts)
     pushed_per_image = []
@@ -471,9 +478,8 @@ def pod_build(args: argparse.Namespace, folder: Path, *, force: bool = False) ->
     return 0
 
 
-def pod_document(built: Any) -> dict[str, Any]:
-    """`{"pod": {...}, "images": [...]}` for a built pod (`built` is a dgr.pod.PodBuild); each
-    image record carries its app's name."""
+def pod_document(built: PodBuild) -> dict[str, Any]:
+    """`{"pod": {...}, "images": [...]}` for a built pod; each image record carries its app's name."""
     pod = built.pod
     document = images_document([app.result for app in built.apps], app=[app.name for app in built.apps])
     return {
@@ -490,7 +496,6 @@ def pod_document(built: Any) -> dict[str, Any]:
 
 
 def pod_run(args: argparse.Namespace, folder: Path, env: dict[str, str], exec_: list[str] | None) -> int:
-    from dgr.errors import UsageError
     from dgr.pod import build_pod, run_pod
 
     if exec_ or args.volume:

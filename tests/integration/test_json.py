@@ -127,3 +127,12 @@ def test_pod_build_and_kube(tmp_path: Path, dgr_home: Path, capsys: pytest.Captu
     )
     assert code == 0 and kube["kube"] == str(tmp_path / "k.yml") and (tmp_path / "k.yml").is_file()
     assert kube["images"] == document["images"]
+
+
+def test_install_after_tests_prints_only_its_own_document(
+    image: Path, dgr_home: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (image / "tests/bad.bats").unlink()
+    code, document, err = run_json(capsys, dgr_home, "-W", str(image), "install", "-t")
+    assert code == 0 and document["images"][0]["installed"]["to"] == "store"
+    assert " passed" in err  # pytest's report went to stderr

@@ -84,3 +84,9 @@ def test_the_default_is_the_last_commit_that_touched_the_project(tmp_path: Path)
 def test_outside_git_the_default_is_zero(tmp_path: Path) -> None:
     assert git_commit_epoch(tmp_path) is None
     assert build_epoch(tmp_path, {}) == 0
+
+
+def test_a_generated_version_takes_the_utc_date_of_the_epoch(tmp_path: Path) -> None:
+    from dgr.names import generate_version
+
+    assert generate_version(tmp_path, 1700000000) == "20231114.221320"
