@@ -95,14 +95,21 @@ def initiate_url(name: ImageName, manifest: Mapping[str, Any], target: Target, c
 
 
 def credentials_for(target: Target, url: str) -> Credentials | None:
-    """The target's credentials, else those its auth file or the containers auth file holds for
-    the host of `url`."""
+    """The target's credentials, else those its auth file or, failing that, the containers auth
+    file holds for the host of `url`."""
+    host = urlsplit(url).netloc
     if target.credentials is not None:
         return target.credentials
-    auth_file = target.auth_file or containers_auth_file()
-    if auth_file is not None:
-        return credentials_from_auth_file(auth_file, urlsplit(url).netloc)
-    return None
+    if target.auth_file is not None:
+        return credentials_from_auth_file(target.auth_file, host)
+    login_file = containers_auth_file()
+    if login_file is None:
+        return None
+    try:
+        return credentials_from_auth_file(login_file, host)
+    except PushError as exc:  # e.g. a docker config.json holding only a credential helper
+        log.debug("no credentials for %s in %s: %s", host, login_file, exc)
+        return None
 
 
 class _Progress:
