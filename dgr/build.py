@@ -15,6 +15,7 @@ import os
 import re
 import shlex
 import shutil
+import signal
 import sys
 import time
 from collections.abc import Mapping
@@ -34,6 +35,7 @@ from dgr.errors import BuildError, DgrError
 from dgr.log import level_name, log, step
 from dgr.manifest import Manifest, load_manifest
 from dgr.names import ImageName, generate_version
+from dgr.process import kill_group
 from dgr.sandbox import Bind, Overlay, Sandbox, make_scaffold
 from dgr.staging import has_scripts, inside_project, stage_inherit_runlevels, stage_project
 from dgr.workspace import Workspace, target_dir
@@ -55,6 +57,8 @@ class BuildOptions:
     keep: bool = False
     echo: bool = False
     targets_root: Path | None = None
+    shell_on_failure: bool = False  # a debugging shell in the sandbox of a failing step
+    shell_after: str = ""  # a debugging shell after this step (one of SHELL_STEPS)
 
 
 @dataclass(frozen=True)
@@ -301,8 +305,49 @@ class _StepLog:
         self.out.flush()
 
 
-def run_steps(b: _Build, sandbox: Sandbox, steps: list[Step]) -> None:
-    """Run `steps` in order in one `sandbox`; BuildError naming the failing step and script."""
+SHELL = ["/dgr/bin/busybox", "sh"]
+
+
+def step_label(name: str) -> str:
+    """The label of the step `--shell-after NAME` names: a runlevel, or `files`."""
+    return "copying files" if name == "files" else f"runlevel {name}"
+
+
+def run_steps(b: _Build, sandbox: Sandbox, steps: list[Step]) -> bool:
+    """Run `steps` in order in one `sandbox`; BuildError naming the failing step and script.
+
+    With `shell_after`, a debugging shell opens in the sandbox after that step (the build goes
+    on when it is left; returns whether it opened); with `shell_on_failure`, after a failing
+    step (the build then fails).
+    """
+    label = step_label(b.options.shell_after) if b.options.shell_after else None
+    at = next((i + 1 for i, item in enumerate(steps) if item.label == label), 0)
+    if at:
+        _run_steps(b, sandbox, steps[:at])
+        debug_shell(sandbox, f"{label} done")
+    _run_steps(b, sandbox, steps[at:])
+    return bool(at)
+
+
+def debug_shell(sandbox: Sandbox, why: str) -> None:
+    """An interactive shell (`busybox sh` on our stdin, stdout and stderr) in a sandbox like
+    `sandbox`: the same root, overlays, mounts and environment, so it sees what the steps left.
+    It runs in a session of its own, as every sandbox does: Ctrl-C clears its line but cannot
+    stop a command it runs, and dgr ignores Ctrl-C meanwhile. `exit` or Ctrl-D leaves it."""
+    log.warning("%s: a shell opens in its sandbox; leave it with exit or Ctrl-D", why)
+    shell = replace(sandbox, env={**sandbox.env, "PS1": f"dgr ({why}) # "})
+    proc = shell.spawn(SHELL)
+    interrupt = signal.signal(signal.SIGINT, signal.SIG_IGN)  # after the spawn: not inherited
+    try:
+        proc.wait()
+    except BaseException:
+        kill_group(proc)
+        raise
+    finally:
+        signal.signal(signal.SIGINT, interrupt)
+
+
+def _run_steps(b: _Build, sandbox: Sandbox, steps: list[Step]) -> None:
     if not steps:
         return
     argv = ["/dgr/bin/busybox", "sh", "-c", STEPS_SCRIPT, "sh"]
@@ -313,6 +358,8 @@ def run_steps(b: _Build, sandbox: Sandbox, steps: list[Step]) -> None:
     if result.returncode != 0:
         script = _failed_script(strip_ansi(result.output))
         what = f"script {script}" if script else f"exit code {result.returncode}"
+        if b.options.shell_on_failure:
+            debug_shell(sandbox, f"{sink.current or 'build step'} failed")
         raise BuildError(
             f"{sink.current or 'build step'} failed: {what}",
             path=b.project,
@@ -436,7 +483,7 @@ def _run_pipeline(b: _Build) -> BuildResult:
         _scaffold(b)
         _make_tmp(b.ws.scratch("upper"))
         builder = b.builder_sandbox(cache)
-        run_steps(b, builder, builder_steps(b, "early"))
+        shell = run_steps(b, builder, builder_steps(b, "early"))
         inherit_stage = stage_inherit_runlevels(project, b.ws.scratch("stages/inherit"))
         project_stage = stage_project(
             project,
@@ -449,9 +496,11 @@ def _run_pipeline(b: _Build) -> BuildResult:
         when = epoch.build_epoch(project)
         for stage in stages:
             epoch.reset_mtimes(stage, when)
-        run_steps(b, b.image_sandbox(stages), image_steps(b, inherit_stage is not None))
+        shell |= run_steps(b, b.image_sandbox(stages), image_steps(b, inherit_stage is not None))
         _drop_tmp(b.ws.scratch("upper"))
-        run_steps(b, builder, builder_steps(b, "late"))
+        shell |= run_steps(b, builder, builder_steps(b, "late"))
+        if b.options.shell_after and not shell:
+            log.warning("no step %s ran (nothing to run): no shell opened", b.options.shell_after)
         final = final_manifest(b)
         image_id = package(b, final, when)
     log.info("Finished building %s", final.name)

@@ -25,6 +25,8 @@ THEN_COMMANDS = ("build", "install", "test", "try", "sign", "push")
 EXPORT_FORMATS = ("docker-archive", "oci-archive")
 INSTALL_DESTINATIONS = ("store", "podman", "docker")
 SHELLS = ("bash", "zsh")
+# Build steps after which --shell-after opens a shell (dgr.build.step_label).
+SHELL_STEPS = ("builder", "inherit-build-early", "build", "files", "build-late", "inherit-build-late")
 # Commands whose result is not a document: --json is refused.
 NO_JSON = {"run": "its output is the container's", "completion": "it prints a shell script"}
 
@@ -141,6 +143,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-f", "--force", action="store_true", help="init even if the folder is not empty")
     p = add("build", "build the image (reuses the previous build when no input changed)")
     p.add_argument("-k", "--keep-builder", action="store_true", help="keep the build's work folder")
+    p.add_argument(
+        "--shell-on-failure",
+        action="store_true",
+        help="when a step fails, open a shell in its sandbox (leaving it fails the build)",
+    )
+    p.add_argument(
+        "--shell-after",
+        choices=SHELL_STEPS,
+        metavar="STEP",
+        help=f"open a shell in the sandbox after STEP, then go on (always builds): {', '.join(SHELL_STEPS)}",
+    )
     p = add("clean", "remove the target folder (then run COMMAND if given)")
     p.add_argument(
         "then",
@@ -270,6 +283,8 @@ def program(args: argparse.Namespace) -> int:
     }
     if args.json and args.command in NO_JSON:
         raise UsageError(f"dgr {args.command} has no --json: {NO_JSON[args.command]}")
+    if args.json and (getattr(args, "shell_on_failure", False) or getattr(args, "shell_after", None)):
+        raise UsageError("--json does not go with a debugging shell (its output is on stdout)")
     return handlers[args.command](args)
 
 

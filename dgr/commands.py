@@ -39,6 +39,8 @@ def options(args: argparse.Namespace) -> BuildOptions:
         keep=bool(getattr(args, "keep_builder", False)),
         echo=level <= 10,
         targets_root=Path(root).absolute() if root else None,
+        shell_on_failure=bool(getattr(args, "shell_on_failure", False)),
+        shell_after=getattr(args, "shell_after", None) or "",
     )
 
 
@@ -94,6 +96,7 @@ def init(args: argparse.Namespace) -> int:
 def build(args: argparse.Namespace, *, force: bool = False) -> int:
     from dgr.build import build as build_image
 
+    force = force or bool(getattr(args, "shell_after", None))  # a shell was asked for: build
     if (pod := pod_folder(args)) is not None:
         return pod_build(args, pod, force=force)
     result = build_image(project(args), options(args), force=force)
