@@ -109,11 +109,6 @@ def check_rfc3339(value: str, what: str = "build-date") -> str:
     return value
 
 
-def rfc3339_now() -> str:
-    """The local time now, RFC3339 with `T` and the offset, to the second."""
-    return datetime.now().astimezone().isoformat(timespec="seconds")
-
-
 def _annotations(user: Sequence[NameValue], dgr_version: str, build_date: str) -> list[dict[str, str]]:
     """The user's annotations, then dgr-version and build-date (replacing same-named ones in place)."""
     result = _pairs(user)

@@ -15,17 +15,18 @@ import os
 import re
 import shlex
 import shutil
+import signal
 import sys
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import IO, Any
 
 from filelock import FileLock
 
 import dgr
-from dgr import userns
+from dgr import epoch, userns
 from dgr.builder_root import busybox_root
 from dgr.buildkey import build_key, up_to_date
 from dgr.cache import cached_folder
@@ -34,6 +35,7 @@ from dgr.errors import BuildError, DgrError
 from dgr.log import level_name, log, step
 from dgr.manifest import Manifest, load_manifest
 from dgr.names import ImageName, generate_version
+from dgr.process import kill_group
 from dgr.sandbox import Bind, Overlay, Sandbox, make_scaffold
 from dgr.staging import (
     has_scripts,
@@ -62,6 +64,8 @@ class BuildOptions:
     keep: bool = False
     echo: bool = False
     targets_root: Path | None = None
+    shell_on_failure: bool = False  # a debugging shell in the sandbox of a failing step
+    shell_after: str = ""  # a debugging shell after this step (one of SHELL_STEPS)
 
 
 @dataclass(frozen=True)
@@ -263,9 +267,11 @@ def _failed_script(output: str) -> str | None:
     return None
 
 
-# Runs build steps in one sandbox: each step is `KIND LABEL PATH` in "$@".
+# Runs build steps in one sandbox: each step is `KIND LABEL PATH` in "$@". The umask is fixed so
+# that the modes of the files that steps create do not depend on the host's (reproducibility).
 # Markers (`### dgr step: ...`) let dgr log each step as it starts and name a failing one.
 STEPS_SCRIPT = r"""
+umask 022
 . /dgr/bin/functions.sh
 B=/dgr/bin/busybox
 while [ "$#" -ge 3 ]; do
@@ -320,8 +326,49 @@ class _StepLog:
         self.out.flush()
 
 
-def run_steps(b: _Build, sandbox: Sandbox, steps: list[Step]) -> None:
-    """Run `steps` in order in one `sandbox`; BuildError naming the failing step and script."""
+SHELL = ["/dgr/bin/busybox", "sh"]
+
+
+def step_label(name: str) -> str:
+    """The label of the step `--shell-after NAME` names: a runlevel, or `files`."""
+    return "copying files" if name == "files" else f"runlevel {name}"
+
+
+def run_steps(b: _Build, sandbox: Sandbox, steps: list[Step]) -> bool:
+    """Run `steps` in order in one `sandbox`; BuildError naming the failing step and script.
+
+    With `shell_after`, a debugging shell opens in the sandbox after that step (the build goes
+    on when it is left; returns whether it opened); with `shell_on_failure`, after a failing
+    step (the build then fails).
+    """
+    label = step_label(b.options.shell_after) if b.options.shell_after else None
+    at = next((i + 1 for i, item in enumerate(steps) if item.label == label), 0)
+    if at:
+        _run_steps(b, sandbox, steps[:at])
+        debug_shell(sandbox, f"{label} done")
+    _run_steps(b, sandbox, steps[at:])
+    return bool(at)
+
+
+def debug_shell(sandbox: Sandbox, why: str) -> None:
+    """An interactive shell (`busybox sh` on our stdin, stdout and stderr) in a sandbox like
+    `sandbox`: the same root, overlays, mounts and environment, so it sees what the steps left.
+    It runs in a session of its own, as every sandbox does: Ctrl-C clears its line but cannot
+    stop a command it runs, and dgr ignores Ctrl-C meanwhile. `exit` or Ctrl-D leaves it."""
+    log.warning("%s: a shell opens in its sandbox; leave it with exit or Ctrl-D", why)
+    shell = replace(sandbox, env={**sandbox.env, "PS1": f"dgr ({why}) # "})
+    proc = shell.spawn(SHELL)
+    interrupt = signal.signal(signal.SIGINT, signal.SIG_IGN)  # after the spawn: not inherited
+    try:
+        proc.wait()
+    except BaseException:
+        kill_group(proc)
+        raise
+    finally:
+        signal.signal(signal.SIGINT, interrupt)
+
+
+def _run_steps(b: _Build, sandbox: Sandbox, steps: list[Step]) -> None:
     if not steps:
         return
     argv = ["/dgr/bin/busybox", "sh", "-c", STEPS_SCRIPT, "sh"]
@@ -332,6 +379,8 @@ def run_steps(b: _Build, sandbox: Sandbox, steps: list[Step]) -> None:
     if result.returncode != 0:
         script = _failed_script(strip_ansi(result.output))
         what = f"script {script}" if script else f"exit code {result.returncode}"
+        if b.options.shell_on_failure:
+            debug_shell(sandbox, f"{sink.current or 'build step'} failed")
         raise BuildError(
             f"{sink.current or 'build step'} failed: {what}",
             path=b.project,
@@ -405,14 +454,12 @@ def final_manifest(b: _Build) -> Manifest:
         attributes: dict[str, Any] = load_attributes(files, env={}) if files else {}
         manifest = load_manifest(b.project, attributes)
     if not manifest.name.version:
-        version = generate_version(b.project)
+        version = generate_version(b.project, epoch.from_environment())
         manifest = _with_name(manifest, manifest.name.with_version(version))
     return manifest
 
 
 def _with_name(manifest: Manifest, name: ImageName) -> Manifest:
-    from dataclasses import replace
-
     return replace(manifest, name=name)
 
 
@@ -438,6 +485,9 @@ def build(
     """
     from dgr.resolve import resolve_dependencies
 
+    explicit_epoch = epoch.from_environment()  # an invalid value fails before anything is written
+    if explicit_epoch is not None:  # an input: build scripts get it too (a --set-env value wins)
+        options = replace(options, set_env={epoch.ENV: str(explicit_epoch), **options.set_env})
     manifest = manifest or load_manifest(project)
     ws = Workspace(target or target_dir(manifest, options.config, options.targets_root))
     ws.target.mkdir(parents=True, exist_ok=True)
@@ -455,6 +505,7 @@ def build(
             return BuildResult(manifest, final, ws, image_id, deps, internals, up_to_date=True)
         ws.reset_work()
         with open(ws.log, "w", encoding="utf-8") as log_file:
+            umask = os.umask(0o022)  # what dgr stages for the image gets the same modes on every host
             runlevels = stage_build_runlevels(manifest.project, ws.scratch("stages/runlevels"))
             b = _Build(
                 manifest, ws, options, internals, deps, builder_deps, log_file, extra_attributes, runlevels
@@ -462,6 +513,7 @@ def build(
             try:
                 result = _run_pipeline(b)
             finally:
+                os.umask(umask)
                 if not options.keep:
                     shutil.rmtree(ws.work, ignore_errors=True)
         ws.key_file.write_text(key.text())
@@ -474,7 +526,7 @@ def _run_pipeline(b: _Build) -> BuildResult:
         _scaffold(b)
         _make_tmp(b.ws.scratch("upper"))
         builder = b.builder_sandbox(cache)
-        run_steps(b, builder, builder_steps(b, "early"))
+        shell = run_steps(b, builder, builder_steps(b, "early"))
         inherit_stage = stage_inherit_runlevels(project, b.ws.scratch("stages/inherit"))
         project_stage = stage_project(
             project,
@@ -484,12 +536,17 @@ def _run_pipeline(b: _Build) -> BuildResult:
             b.extra_attributes,
         )
         stages = tuple(s for s in (inherit_stage, project_stage) if s is not None)
-        run_steps(b, b.image_sandbox(stages), image_steps(b, inherit_stage is not None))
+        when = epoch.build_epoch(project)
+        for stage in stages:
+            epoch.reset_mtimes(stage, when)
+        shell |= run_steps(b, b.image_sandbox(stages), image_steps(b, inherit_stage is not None))
         _drop_tmp(b.ws.scratch("upper"))
         prepare_templater(b)
-        run_steps(b, builder, builder_steps(b, "late"))
+        shell |= run_steps(b, builder, builder_steps(b, "late"))
+        if b.options.shell_after and not shell:
+            log.warning("no step %s ran (nothing to run): no shell opened", b.options.shell_after)
         final = final_manifest(b)
-        image_id = package(b, final)
+        image_id = package(b, final, when)
     log.info("Finished building %s", final.name)
     return BuildResult(final, final.name, b.ws, image_id, b.aci_deps, b.internals)
 
@@ -571,16 +628,19 @@ def _write_atomic(path: Path, text: str) -> None:
     os.replace(tmp, path)
 
 
-def package(b: _Build, manifest: Manifest) -> str:
-    """Write image.aci, manifest.json, version, oci/ and layer/ from this build's layer."""
-    from dgr import aci, oci
+def package(b: _Build, manifest: Manifest, when: int) -> str:
+    """Write image.aci, manifest.json, version, oci/ and layer/ from this build's layer, dated
+    `when` (the build epoch: no file of the layer is newer, see dgr/epoch.py)."""
+    from dgr import aci, metadata, oci
 
     # Until here a failed build left the previous outputs and their key as they were; from
     # here the outputs change one by one, and the old key no longer describes them.
     b.ws.key_file.unlink(missing_ok=True)
+    b.ws.build_json.unlink(missing_ok=True)
     upper = b.ws.scratch("upper")
     name = manifest.name
-    build_date = aci.rfc3339_now()
+    epoch.clamp_mtimes(upper, when)
+    build_date = epoch.rfc3339(when)
     deps = [(d.name, d.image_id) for d in b.aci_deps]
     image_manifest = aci.image_manifest(
         manifest, version=name.version, dependencies=deps, dgr_version=dgr.__version__, build_date=build_date
@@ -600,6 +660,7 @@ def package(b: _Build, manifest: Manifest) -> str:
     _write_atomic(b.ws.version_file, str(name))
     _write_atomic(b.ws.target / "image.id", image_id + "\n")
     _replace_dir(upper, b.ws.layer)
+    metadata.write_build_json(b.ws, metadata.image_record(name, image_id, b.ws))
     return image_id
 
 

@@ -7,18 +7,28 @@ the library. No build logic lives here.
 from __future__ import annotations
 
 import argparse
+import difflib
+import json
 import logging
 import os
 import signal
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 from dgr.errors import DgrError, UsageError
-from dgr.log import log, parse_level, setup
+from dgr.log import COLOR_CHOICES, log, parse_level, setup, use_color
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 THEN_COMMANDS = ("build", "install", "test", "try", "sign", "push")
+EXPORT_FORMATS = ("docker-archive", "oci-archive")
+INSTALL_DESTINATIONS = ("store", "podman", "docker")
+SHELLS = ("bash", "zsh")
+# Build steps after which --shell-after opens a shell (dgr.build.step_label).
+SHELL_STEPS = ("builder", "inherit-build-early", "build", "files", "build-late", "inherit-build-late")
+# Commands whose result is not a document: --json is refused.
+NO_JSON = {"run": "its output is the container's", "completion": "it prints a shell script"}
 
 
 def parse_set_env(values: Sequence[str], environ: dict[str, str]) -> dict[str, str]:
@@ -32,21 +42,81 @@ def parse_set_env(values: Sequence[str], environ: dict[str, str]) -> dict[str, s
     return result
 
 
-def _globals(suppress: bool) -> argparse.ArgumentParser:
+class _Parser(argparse.ArgumentParser):
+    """argparse with a "did you mean" for a mistyped choice (a command word, a format...),
+    and whose subcommands report an unknown flag with their own usage, not the top-level one."""
+
+    def _check_value(self, action: argparse.Action, value: Any) -> None:
+        if action.choices is None or value in action.choices:
+            return
+        choices = [str(choice) for choice in action.choices]
+        close = difflib.get_close_matches(str(value), choices, n=1)
+        guess = f"; did you mean {close[0]!r}?" if close else ""
+        raise argparse.ArgumentError(
+            action, f"invalid choice: {value!r}{guess} (choose from {', '.join(choices)})"
+        )
+
+    def parse_known_args(  # type: ignore[override]
+        self, args: Sequence[str] | None = None, namespace: argparse.Namespace | None = None
+    ) -> tuple[argparse.Namespace, list[str]]:
+        parsed, extras = super().parse_known_args(args, namespace)
+        if extras:
+            self.error(f"unrecognized arguments: {' '.join(extras)}")
+        return parsed, extras
+
+
+def _globals(suppress: bool) -> _Parser:
     """Global flags, accepted before and after the command word."""
-    p = argparse.ArgumentParser(add_help=False)
+    p = _Parser(add_help=False)
     d = argparse.SUPPRESS if suppress else None
-    p.add_argument("-W", "--work-path", default=d if suppress else ".", help="project folder (default: .)")
+    p.add_argument(
+        "-V",
+        "--version",
+        action="store_true",
+        default=d if suppress else False,
+        help="print the versions of dgr and of the tools it drives, and exit",
+    )
+    p.add_argument(
+        "--json",
+        action="store_true",
+        default=d if suppress else False,
+        help="print the result as one JSON document on stdout (docs/cli.md)",
+    )
+    p.add_argument(
+        "-q",
+        "--quiet",
+        action="store_true",
+        default=d if suppress else False,
+        help="log errors only (-L error)",
+    )
+    p.add_argument(
+        "--color",
+        choices=COLOR_CHOICES,
+        default=d if suppress else "auto",
+        help="colour the log: auto (a terminal, unless NO_COLOR is set), always, never",
+    )
+    p.add_argument(
+        "-W",
+        "--work-path",
+        metavar="DIR",
+        default=d if suppress else ".",
+        help="project folder (default: .)",
+    )
     p.add_argument(
         "-L",
         "--log-level",
         "--loglevel",
         dest="log_level",
+        metavar="LEVEL",
         default=d if suppress else "info",
         help="error|warn|info|debug|trace (default: info)",
     )
-    p.add_argument("-H", "--home-path", default=d, help="configuration folder (default: ~/.config/dgr)")
-    p.add_argument("-p", "--targets-root-path", default=d, help="put targets under this folder")
+    p.add_argument(
+        "-H", "--home-path", metavar="DIR", default=d, help="configuration folder (default: ~/.config/dgr)"
+    )
+    p.add_argument(
+        "-p", "--targets-root-path", metavar="DIR", default=d, help="put targets under this folder"
+    )
     p.add_argument(
         "--set-env",
         action="append",
@@ -58,13 +128,12 @@ def _globals(suppress: bool) -> argparse.ArgumentParser:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="dgr",
         description="Build container images from a project folder, configure them at start, test them.",
         parents=[_globals(False)],
     )
-    parser.add_argument("-V", "--version", action="store_true", help="print the version and exit")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     common = [_globals(True)]
 
     def add(name: str, help_: str) -> argparse.ArgumentParser:
@@ -74,6 +143,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-f", "--force", action="store_true", help="init even if the folder is not empty")
     p = add("build", "build the image (reuses the previous build when no input changed)")
     p.add_argument("-k", "--keep-builder", action="store_true", help="keep the build's work folder")
+    p.add_argument(
+        "--shell-on-failure",
+        action="store_true",
+        help="when a step fails, open a shell in its sandbox (leaving it fails the build)",
+    )
+    p.add_argument(
+        "--shell-after",
+        choices=SHELL_STEPS,
+        metavar="STEP",
+        help=f"open a shell in the sandbox after STEP, then go on (always builds): {', '.join(SHELL_STEPS)}",
+    )
     p = add("clean", "remove the target folder (then run COMMAND if given)")
     p.add_argument(
         "then",
@@ -92,9 +172,31 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="PYTEST_ARGS",
         help="passed to pytest (e.g. -- -x -n 2)",
     )
-    p = add("install", "put the built image into the local store (building it if needed)")
+    p = add(
+        "install",
+        "put the built image into the local store, or podman's or docker's (building it if needed)",
+    )
     p.add_argument("-t", "--test", action="store_true", help="test first; install only if the tests pass")
+    p.add_argument(
+        "--to",
+        choices=INSTALL_DESTINATIONS,
+        default="store",
+        help="store: dgr's local store (default); podman, docker: load it into the engine's images",
+    )
     p.add_argument("-k", "--keep-builder", action="store_true", help=argparse.SUPPRESS)
+    p = add("export", "write the image as an archive that podman load and docker load accept")
+    p.add_argument(
+        "-o",
+        "--output",
+        metavar="FILE",
+        help="the archive to write (default: target/image.docker.tar or target/image.oci.tar)",
+    )
+    p.add_argument(
+        "--format",
+        choices=EXPORT_FORMATS,
+        default="docker-archive",
+        help="docker-archive (default: podman and docker load it) or oci-archive",
+    )
     p = add("push", "push the image to the remotes of config.yml's push section (building it if needed)")
     p.add_argument("-t", "--test", action="store_true", help="test first; push only if the tests pass")
     p.add_argument("-k", "--keep-builder", action="store_true", help=argparse.SUPPRESS)
@@ -150,6 +252,8 @@ def build_parser() -> argparse.ArgumentParser:
         description="remove images by ID (sha512-..., a unique prefix) or name[:version]",
     )
     p.add_argument("reference", metavar="REF", help="sha512-ID prefix, or name[:version]")
+    p = add("completion", "print a shell completion script (bash or zsh)")
+    p.add_argument("shell", choices=SHELLS, metavar="SHELL", help=f"one of {', '.join(SHELLS)}")
     return parser
 
 
@@ -164,6 +268,7 @@ def program(args: argparse.Namespace) -> int:
         "try": commands.try_,
         "test": commands.test,
         "install": commands.install,
+        "export": commands.export,
         "push": commands.push,
         "run": commands.run,
         "version": commands.version,
@@ -174,18 +279,25 @@ def program(args: argparse.Namespace) -> int:
         "aci-version": commands.aci_version,
         "cp": commands.cp,
         "store": commands.store,
+        "completion": commands.completion,
     }
+    if args.json and args.command in NO_JSON:
+        raise UsageError(f"dgr {args.command} has no --json: {NO_JSON[args.command]}")
+    if args.json and (getattr(args, "shell_on_failure", False) or getattr(args, "shell_after", None)):
+        raise UsageError("--json does not go with a debugging shell (its output is on stdout)")
     return handlers[args.command](args)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    if args.quiet:
+        args.log_level = "error"
     try:
         level = parse_level(args.log_level)
     except ValueError as exc:
         parser.error(str(exc))
-    setup(level)
+    setup(level, color=use_color(args.color))
     if args.version:
         from dgr.commands import version
 
@@ -201,9 +313,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return program(args)
     except UsageError as exc:
         log.error("%s", exc)
+        _json_error(args, exc)
         return EXIT_USAGE
     except DgrError as exc:
         _report(exc)
+        _json_error(args, exc)
         return EXIT_FAILED
     except KeyboardInterrupt:
         log.error("interrupted")
@@ -219,6 +333,15 @@ class _Terminated(BaseException):
 
 def _terminate(signum: int, frame: object) -> None:
     raise _Terminated()
+
+
+def _json_error(args: argparse.Namespace, exc: DgrError) -> None:
+    """With --json, a failure is a document too: `{"error": {"message": ..., ...}}`."""
+    if not args.json:
+        return
+    fields = ("message", "path", "line", "key", "hint", "details")
+    error = {name: getattr(exc, name) for name in fields if getattr(exc, name) is not None}
+    print(json.dumps({"error": error}, indent=2, ensure_ascii=False))
 
 
 def _report(exc: DgrError) -> None:

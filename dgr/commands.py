@@ -1,16 +1,31 @@
-"""One function per CLI command: turn parsed arguments into library calls."""
+"""One function per CLI command: turn parsed arguments into library calls.
+
+Each command prints its result on stdout once: as text, or with `--json` as one JSON
+document (:func:`emit`; the shapes are in docs/cli.md, "Machine-readable output").
+"""
 
 from __future__ import annotations
 
 import argparse
+import json
+import os
+import sys
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager, redirect_stdout
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
-import dgr
 from dgr.build import BuildOptions, BuildResult
 from dgr.config import load_config
-from dgr.errors import DgrError
+from dgr.errors import DgrError, UsageError
 from dgr.log import level_name, log, parse_level
 from dgr.manifest import detect_project
+
+if TYPE_CHECKING:
+    from pytest import CollectReport, TestReport
+
+    from dgr.pod import PodBuild
+    from dgr.store import StoredImage
 
 
 def options(args: argparse.Namespace) -> BuildOptions:
@@ -24,7 +39,29 @@ def options(args: argparse.Namespace) -> BuildOptions:
         keep=bool(getattr(args, "keep_builder", False)),
         echo=level <= 10,
         targets_root=Path(root).absolute() if root else None,
+        shell_on_failure=bool(getattr(args, "shell_on_failure", False)),
+        shell_after=getattr(args, "shell_after", None) or "",
     )
+
+
+def emit(args: argparse.Namespace, document: Mapping[str, Any], text: str | None = None) -> None:
+    """The command's result on stdout: `document` as JSON with --json, else `text` if any."""
+    if getattr(args, "json", False):
+        print(json.dumps(document, indent=2, ensure_ascii=False))
+    elif text is not None:
+        print(text)
+
+
+def images_document(results: list[BuildResult], **extra: list[Any]) -> dict[str, Any]:
+    """`{"images": [record, ...]}`: one build record per image (dgr/metadata.py), each
+    updated with the matching entry of every `extra` list under its key."""
+    from dgr.metadata import result_record
+
+    records = [result_record(result) for result in results]
+    for key, values in extra.items():
+        for record, value in zip(records, values, strict=True):
+            record[key] = value
+    return {"images": records}
 
 
 def project(args: argparse.Namespace) -> Path:
@@ -52,16 +89,18 @@ def init(args: argparse.Namespace) -> int:
     path = Path(args.work_path).absolute()
     init_project(path, force=args.force)
     log.info("Created a sample project in %s (try: dgr -W %s build)", path, args.work_path)
+    emit(args, {"project": str(path)})
     return 0
 
 
 def build(args: argparse.Namespace, *, force: bool = False) -> int:
     from dgr.build import build as build_image
 
+    force = force or bool(getattr(args, "shell_after", None))  # a shell was asked for: build
     if (pod := pod_folder(args)) is not None:
         return pod_build(args, pod, force=force)
     result = build_image(project(args), options(args), force=force)
-    print(result.name)
+    emit(args, images_document([result]), str(result.name))
     return 0
 
 
@@ -73,6 +112,9 @@ GLOBAL_ARGS = (
     "set_env",
     "set_env_flags",
     "keep_builder",
+    "json",
+    "quiet",
+    "color",
 )
 
 
@@ -84,12 +126,13 @@ def clean(args: argparse.Namespace) -> int:
     if (pod := pod_folder(args)) is not None:
         from dgr.pod import clean_pod
 
-        for removed in clean_pod(pod, options(args)):
-            log.info("Removed %s", removed)
+        removed = clean_pod(pod, options(args))
     else:
-        target = clean_target(project(args), options(args))
-        log.info("Removed %s", target)
+        removed = [clean_target(project(args), options(args))]
+    for path in removed:
+        log.info("Removed %s", path)
     if args.then is None:
+        emit(args, {"removed": [str(path) for path in removed]})
         return 0
     then = build_parser().parse_args([args.then])
     for name in GLOBAL_ARGS:
@@ -101,37 +144,52 @@ def clean(args: argparse.Namespace) -> int:
 def try_(args: argparse.Namespace) -> int:
     from dgr.trying import try_templates
 
+    show = (lambda text: None) if args.json else print
     if (pod := pod_folder(args)) is not None:
         from dgr.pod import try_pod
 
-        out = try_pod(pod, options(args))
+        out = try_pod(pod, options(args), show=show)
     else:
-        out = try_templates(project(args), options(args))
+        out = try_templates(project(args), options(args), show=show)
     log.info("Rendered templates into %s", out)
+    files = sorted(str(path.relative_to(out)) for path in out.rglob("*") if path.is_file())
+    emit(args, {"output": str(out), "files": files})
     return 0
 
 
 def version(args: argparse.Namespace) -> int:
-    print(f"dgr\n\nversion    : {dgr.__version__}")
+    """dgr's version, then those of its Python, its libraries and the tools it drives."""
+    from dgr.about import versions
+
+    found = versions()
+    lines = [
+        f"{'version' if name == 'dgr' else name:<10} : {value or 'not found'}"
+        for name, value in found.items()
+    ]
+    emit(args, found, "dgr\n\n" + "\n".join(lines))
     return 0
 
 
 def config(args: argparse.Namespace) -> int:
     cfg = options(args).config
-    values = {
+    values: dict[str, Any] = {
         "home": str(cfg.home),
-        "targetWorkDir": str(cfg.target_work_dir or ""),
+        "targetWorkDir": str(cfg.target_work_dir) if cfg.target_work_dir else None,
         "storePath": str(cfg.store_path),
         "cachePath": str(cfg.cache_path),
-        "insecureOptions": ",".join(cfg.insecure_options),
+        "insecureOptions": list(cfg.insecure_options),
     }
+
+    def text(value: Any) -> str:
+        return ",".join(value) if isinstance(value, list) else str(value or "")
+
     if args.key:
         if args.key not in values:
             raise DgrError(f"unknown configuration key {args.key!r}", hint=f"one of {', '.join(values)}")
-        print(values[args.key])
+        values = {args.key: values[args.key]}
+        emit(args, values, text(values[args.key]))
     else:
-        for key, value in values.items():
-            print(f"{key}: {value}")
+        emit(args, values, "\n".join(f"{key}: {text(value)}" for key, value in values.items()))
     return 0
 
 
@@ -139,7 +197,8 @@ def aci_version(args: argparse.Namespace) -> int:
     from dgr.aci import read_aci_manifest
     from dgr.build import json_manifest_name
 
-    print(json_manifest_name(read_aci_manifest(args.file)).version)
+    name = json_manifest_name(read_aci_manifest(args.file))
+    emit(args, {"name": name.name, "version": name.version}, name.version)
     return 0
 
 
@@ -179,9 +238,10 @@ def graph(args: argparse.Namespace) -> int:
     else:
         manifest = load_manifest(project(args))
         graphs = [(manifest, target_dir(manifest, opts.config, opts.targets_root))]
-    for manifest, target in graphs:
-        for path in write_graph(manifest, target):
-            log.info("Wrote %s", path)
+    written = [path for manifest, target in graphs for path in write_graph(manifest, target)]
+    for path in written:
+        log.info("Wrote %s", path)
+    emit(args, {"files": [str(path) for path in written]})
     return 0
 
 
@@ -191,69 +251,168 @@ def store(args: argparse.Namespace) -> int:
 
     images = Store(options(args).config.store_path)
     if args.store_action == "rm":
-        for image in images.remove(args.reference):
+        removed = images.remove(args.reference)
+        for image in removed:
             log.info("Removed %s (%s)", image.name, image.image_id[:23])
+        emit(args, {"removed": [_stored(image) for image in removed]})
         return 0
+    listed = [_stored(image) for image in images.list()]
     rows = [("ID", "NAME", "OS/ARCH", "SIZE")]
-    for image in images.list():
-        size = image.aci.stat().st_size if image.aci.exists() else 0
+    for entry in listed:
+        size = entry["size"]
         rows.append(
             (
-                image.image_id[:23],
-                str(image.name),
-                f"{image.os or '-'}/{image.arch or '-'}",
+                entry["imageId"][:23],
+                entry["reference"],
+                f"{entry['os'] or '-'}/{entry['arch'] or '-'}",
                 f"{size / (1 << 20):.1f} MiB" if size >= 1 << 20 else f"{size / 1024:.1f} KiB",
             )
         )
     widths = [max(len(row[i]) for row in rows) for i in range(3)]
-    for row in rows:
-        print("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=False)) + "  " + row[3])
+    lines = [
+        "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=False)) + "  " + row[3]
+        for row in rows
+    ]
+    emit(args, {"images": listed}, "\n".join(lines))
     return 0
+
+
+def _stored(image: StoredImage) -> dict[str, Any]:
+    """A store entry as JSON."""
+    return {
+        "imageId": image.image_id,
+        "name": image.name.name,
+        "version": image.name.version,
+        "reference": str(image.name),
+        "os": image.os,
+        "arch": image.arch,
+        "size": image.aci.stat().st_size if image.aci.exists() else 0,
+        "aci": str(image.aci),
+    }
 
 
 def test(args: argparse.Namespace) -> int:
     """`dgr test`: pytest on the project folder (the plugin builds, starts, runs the tests)."""
-    import sys
+    code, counts = run_tests(args)
+    emit(args, {"exitCode": code, **counts.document()})
+    return code
 
+
+def run_tests(args: argparse.Namespace) -> tuple[int, _TestCounts]:
+    """pytest's exit code and counts on the project of `-W` (with --json, its report goes to
+    stderr: stdout is for the command's document)."""
     import pytest
 
     from dgr.tester import pytest_arguments
 
     sys.dont_write_bytecode = True  # no __pycache__ in the project's tests/ (a build input)
-    return int(
-        pytest.main(
-            pytest_arguments(
-                pod_folder(args) or project(args),
-                options(args),
-                home=getattr(args, "home_path", None),
-                extra=[a for a in getattr(args, "pytest_args", None) or [] if a != "--"],
-            )
-        )
+    extra = [a for a in getattr(args, "pytest_args", None) or [] if a != "--"]
+    if getattr(args, "quiet", False):
+        extra.insert(0, "-q")
+    if getattr(args, "color", "auto") != "auto":
+        extra.insert(0, f"--color={'yes' if args.color == 'always' else 'no'}")
+    argv = pytest_arguments(
+        pod_folder(args) or project(args), options(args), home=getattr(args, "home_path", None), extra=extra
     )
+    counts = _TestCounts()
+    with _stdout_to_stderr(getattr(args, "json", False)):
+        code = int(pytest.main(argv, plugins=[counts]))
+    return code, counts
+
+
+class _TestCounts:
+    """A pytest plugin counting outcomes as pytest's summary line does, for `dgr test --json`."""
+
+    def __init__(self) -> None:
+        self.counts = dict.fromkeys(("passed", "failed", "skipped", "errors", "xfailed", "xpassed"), 0)
+        self.failures: list[str] = []
+
+    def pytest_runtest_logreport(self, report: TestReport) -> None:
+        if report.skipped:
+            self.counts["xfailed" if hasattr(report, "wasxfail") else "skipped"] += 1
+        elif report.when == "call":
+            if hasattr(report, "wasxfail") and report.passed:
+                self.counts["xpassed"] += 1
+            else:
+                self.counts["passed" if report.passed else "failed"] += 1
+        elif report.failed:  # setup or teardown
+            self.counts["errors"] += 1
+        if report.failed:
+            self.failures.append(report.nodeid)
+
+    def pytest_collectreport(self, report: CollectReport) -> None:
+        if report.failed:
+            self.counts["errors"] += 1
+            self.failures.append(report.nodeid)
+
+    def document(self) -> dict[str, Any]:
+        return {**self.counts, "failures": self.failures}
+
+
+@contextmanager
+def _stdout_to_stderr(active: bool) -> Iterator[None]:
+    """While active, whatever writes to stdout (pytest's report, tools it runs) goes to stderr,
+    so that stdout holds only the JSON document."""
+    if not active:
+        yield
+        return
+    sys.stdout.flush()
+    saved = os.dup(1)
+    os.dup2(2, 1)
+    try:
+        with redirect_stdout(sys.stderr):
+            yield
+    finally:
+        sys.stdout.flush()
+        os.dup2(saved, 1)
+        os.close(saved)
 
 
 def install(args: argparse.Namespace) -> int:
-    """`dgr install [-t]`: build if needed, (test,) then add the image to the local store."""
-    from dgr.build import build as build_image
+    """`dgr install [-t] [--to store|podman|docker]`: build if needed, (test,) then add the
+    image to the local store, or load it into podman's or docker's images."""
+    from dgr.sign import current_signature
     from dgr.store import Store
 
-    if getattr(args, "test", False) and test(args) != 0:
+    if getattr(args, "test", False) and run_tests(args)[0] != 0:
         raise DgrError("tests failed: image not installed", path=pod_folder(args) or project(args))
     opts = options(args)
-    if (pod := pod_folder(args)) is not None:
-        from dgr.pod import build_pod
-
-        results = [app.result for app in build_pod(pod, opts).apps]
-    else:
-        results = [build_image(project(args), opts)]
-    from dgr.sign import current_signature
-
+    results = built_images(args, opts)
+    destination = getattr(args, "to", "store")
+    installed: list[dict[str, Any]] = []
     for result in results:
+        if destination != "store":
+            from dgr.export import load_into
+
+            installed.append({"to": destination, "reference": load_into(destination, result)})
+            continue
         ws = result.workspace
         stored = Store(opts.config.store_path).add(
             ws.aci, layer=ws.layer, image_id=result.image_id, signature=current_signature(ws.aci)
         )
         log.info("Installed %s (%s) in %s", stored.name, stored.image_id[:23], opts.config.store_path)
+        installed.append({"to": "store", "store": str(opts.config.store_path), "aci": str(stored.aci)})
+    emit(args, images_document(results, installed=installed))
+    return 0
+
+
+def export(args: argparse.Namespace) -> int:
+    """`dgr export [-o FILE] [--format F]`: the image as an archive for podman/docker load."""
+    from dgr.export import check_destination, export_archive
+
+    if args.output:  # checked before any build
+        if pod_folder(args) is not None:
+            raise UsageError("on a pod, dgr export writes one archive per app in its target: no -o")
+        check_destination(Path(args.output))
+    results = built_images(args, options(args))
+    archives = []
+    for result in results:
+        exported = export_archive(result, Path(args.output) if args.output else None, args.format)
+        log.info("Wrote %s (%s, %s)", exported.path, exported.format, exported.reference)
+        archives.append(
+            {"path": str(exported.path), "format": exported.format, "reference": exported.reference}
+        )
+    emit(args, images_document(results, archive=archives), "\n".join(a["path"] for a in archives))
     return 0
 
 
@@ -273,8 +432,9 @@ def sign(args: argparse.Namespace) -> int:
     from dgr.sign import sign_image
 
     opts = options(args)
-    for result in built_images(args, opts):
-        sign_image(result.workspace.aci, result.name, opts.config)
+    results = built_images(args, opts)
+    signatures = [sign_image(result.workspace.aci, result.name, opts.config) for result in results]
+    emit(args, images_document(results, signature=[str(s) if s else None for s in signatures]))
     return 0
 
 
@@ -285,6 +445,7 @@ def cp(args: argparse.Namespace) -> int:
     result = build_image(project(args), options(args))
     dest = copy_from_aci(result.workspace.aci, args.path, Path(args.host_dir))
     log.info("Copied %s to %s", args.path, dest)
+    emit(args, {"copied": str(dest)})
     return 0
 
 
@@ -294,12 +455,18 @@ def push(args: argparse.Namespace) -> int:
 
     opts = options(args)
     push_targets(opts.config)  # a bad push section fails before any build or test
-    if getattr(args, "test", False) and test(args) != 0:
+    if getattr(args, "test", False) and run_tests(args)[0] != 0:
         raise DgrError("tests failed: nothing pushed", path=Path(args.work_path).absolute())
-    for result in built_images(args, opts):
+    results = built_images(args, opts)
+    pushed_per_image = []
+    for result in results:
         signature = prepare_signature(result, opts.config)
-        for pushed in push_image(result, opts.config, signature=signature):
-            print(f"{pushed.location} {pushed.digest}".rstrip())
+        pushed = push_image(result, opts.config, signature=signature)
+        if not args.json:
+            for one in pushed:
+                print(f"{one.location} {one.digest}".rstrip(), flush=True)
+        pushed_per_image.append([one.document() for one in pushed])
+    emit(args, images_document(results, pushed=pushed_per_image))
     return 0
 
 
@@ -309,13 +476,29 @@ def push(args: argparse.Namespace) -> int:
 def pod_build(args: argparse.Namespace, folder: Path, *, force: bool = False) -> int:
     from dgr.pod import build_pod
 
-    for app in build_pod(folder, options(args), force=force).apps:
-        print(app.result.name)
+    built = build_pod(folder, options(args), force=force)
+    emit(args, pod_document(built), "\n".join(str(app.result.name) for app in built.apps))
     return 0
 
 
+def pod_document(built: PodBuild) -> dict[str, Any]:
+    """`{"pod": {...}, "images": [...]}` for a built pod; each image record carries its app's name."""
+    pod = built.pod
+    document = images_document([app.result for app in built.apps], app=[app.name for app in built.apps])
+    return {
+        "pod": {
+            "name": pod.name.name,
+            "version": built.version,
+            "reference": str(pod.name.with_version(built.version)),
+            "target": str(built.target),
+            "manifest": str(built.manifest_json),
+            "kube": str(built.kube_yaml),
+        },
+        **document,
+    }
+
+
 def pod_run(args: argparse.Namespace, folder: Path, env: dict[str, str], exec_: list[str] | None) -> int:
-    from dgr.errors import UsageError
     from dgr.pod import build_pod, run_pod
 
     if exec_ or args.volume:
@@ -340,5 +523,15 @@ def kube(args: argparse.Namespace) -> int:
             path=Path(args.work_path).absolute(),
         )
     built = build_pod(folder, options(args))
-    print(write_kube(built, registry=args.registry, dest=Path(args.output) if args.output else None))
+    path = write_kube(built, registry=args.registry, dest=Path(args.output) if args.output else None)
+    emit(args, {**pod_document(built), "kube": str(path)}, str(path))
+    return 0
+
+
+def completion(args: argparse.Namespace) -> int:
+    """`dgr completion bash|zsh`: the completion script, made from the parser itself."""
+    from dgr.cli import build_parser
+    from dgr.completion import completion_script
+
+    print(completion_script(build_parser(), args.shell), end="")
     return 0

@@ -7,9 +7,10 @@ duration, and on failure lets the error carry the tail of the step's output.
 from __future__ import annotations
 
 import logging
+import os
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 
 LOGGER_NAME = "dgr"
@@ -83,14 +84,27 @@ class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
         pass
 
 
-def setup(level: int = logging.INFO) -> None:
-    """Send dgr's log to stderr at `level` (idempotent)."""
+COLOR_CHOICES = ("auto", "always", "never")
+
+
+def use_color(choice: str = "auto", environ: Mapping[str, str] | None = None) -> bool:
+    """Whether the log is coloured: `always`, `never`, or (`auto`) when stderr is a terminal
+    and NO_COLOR is unset or empty (no-color.org: an explicit flag wins over NO_COLOR)."""
+    if choice != "auto":
+        return choice == "always"
+    if (os.environ if environ is None else environ).get("NO_COLOR"):
+        return False
+    return sys.stderr.isatty()
+
+
+def setup(level: int = logging.INFO, *, color: bool | None = None) -> None:
+    """Send dgr's log to stderr at `level` (idempotent), coloured per `color` (default: auto)."""
     log.setLevel(level)
     for handler in list(log.handlers):
         if getattr(handler, "_dgr", False):
             log.removeHandler(handler)
     handler = _StderrHandler()
-    handler.setFormatter(_Formatter(color=sys.stderr.isatty()))
+    handler.setFormatter(_Formatter(color=use_color() if color is None else color))
     handler._dgr = True  # type: ignore[attr-defined]
     log.addHandler(handler)
     log.propagate = False

@@ -102,9 +102,10 @@ def oci_tag(version: str) -> str:
     return version.translate(OCI_TAG_MAP) if version else "latest"
 
 
-def generate_version(directory: Path) -> str:
-    """`YYYYMMDD.HHMMSS` (local time), with `-v<git short hash>` when `directory` is in git."""
-    stamp = time.strftime("%Y%m%d.%H%M%S")
+def generate_version(directory: Path, epoch: int | None = None) -> str:
+    """`YYYYMMDD.HHMMSS` (local time, or UTC of `epoch` when given), with `-v<git short hash>`
+    when `directory` is in git."""
+    stamp = time.strftime("%Y%m%d.%H%M%S", time.localtime() if epoch is None else time.gmtime(epoch))
     try:
         out = subprocess.run(
             ["git", "-C", str(directory), "rev-parse", "--short", "HEAD"],

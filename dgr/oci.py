@@ -24,6 +24,7 @@ import io
 import json
 import os
 import platform
+import re
 import shutil
 import tarfile
 import tempfile
@@ -47,6 +48,12 @@ MEDIA_CONFIG = "application/vnd.oci.image.config.v1+json"
 MEDIA_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 MEDIA_INDEX = "application/vnd.oci.image.index.v1+json"
 REF_NAME = "org.opencontainers.image.ref.name"
+# The distribution spec's grammar for a repository path component and for a tag.
+REPOSITORY_COMPONENT = re.compile(r"^[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*$")
+TAG = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
+# dgr's trust policy for skopeo copying its own layouts (accept anything): the source is this
+# host's own build.
+SKOPEO_POLICY = {"default": [{"type": "insecureAcceptAnything"}]}
 START = "/dgr/bin/start"
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 # Well-known appc annotations and their OCI label names.
@@ -474,6 +481,37 @@ def read_oci_layout(layout: Path, ref: str | None = None) -> tuple[list[LayerBlo
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise DgrError(f"cannot read OCI layout: {exc}", path=layout) from None
     return layers, config
+
+
+@dataclass(frozen=True)
+class LayoutImage:
+    """The one image of an OCI layout as tools name it: its tag and its digests."""
+
+    layout: Path
+    tag: str
+    manifest_digest: str
+    config_digest: str
+
+    @property
+    def reference(self) -> str:
+        """The containers-transports(5) reference: `oci:LAYOUT:TAG`."""
+        return f"oci:{self.layout}:{self.tag}"
+
+
+def describe_layout(layout: Path) -> LayoutImage:
+    """The tag and the manifest and config digests of the one image in the OCI layout `layout`."""
+    try:
+        manifests = json.loads((layout / "index.json").read_bytes())["manifests"]
+        if len(manifests) != 1:
+            raise DgrError(f"{len(manifests)} images in this OCI layout, expected one", path=layout)
+        descriptor = manifests[0]
+        digest = descriptor["digest"]
+        manifest = json.loads((layout / "blobs" / "sha256" / digest.removeprefix("sha256:")).read_bytes())
+        return LayoutImage(
+            layout, descriptor.get("annotations", {}).get(REF_NAME, ""), digest, manifest["config"]["digest"]
+        )
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
+        raise DgrError(f"cannot read OCI layout: {exc}", path=layout) from None
 
 
 @dataclass(frozen=True)

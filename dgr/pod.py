@@ -37,6 +37,7 @@ from typing import IO, TYPE_CHECKING, Any
 from filelock import FileLock
 
 from dgr import userns
+from dgr.epoch import from_environment
 from dgr.errors import BuildError, ContainerError, DgrError, ManifestError
 from dgr.log import level_name, log, step
 from dgr.manifest import (
@@ -261,7 +262,7 @@ def build_pod(project: Path, options: BuildOptions, *, force: bool = False) -> P
                 path=pod.path,
                 details="\n".join(f"{name}: {exc}" for name, exc in failures),
             )
-        version = pod.name.version or generate_version(project)
+        version = pod.name.version or generate_version(project, from_environment())
         built = PodBuild(pod, version, target, tuple(apps))
         check_ports(built)
         _write_atomic(built.manifest_json, json.dumps(pod_manifest_json(built), indent=2) + "\n")

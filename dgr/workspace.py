@@ -42,6 +42,11 @@ class Workspace:
         return self.target / "oci"
 
     @property
+    def build_json(self) -> Path:
+        """What the build produced, as JSON (dgr/metadata.py)."""
+        return self.target / "build.json"
+
+    @property
     def layer(self) -> Path:
         """This image's own layer as a directory (overlay upper dir format)."""
         return self.target / "layer"

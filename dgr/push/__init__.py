@@ -11,11 +11,12 @@ The `dgr push` command, `dgr clean push` and the pytest plugin's `--dgr-push` al
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from dgr.config import Config
-from dgr.push.targets import Credentials, PushError, Target, push_targets
+from dgr.push.targets import Credentials, NetworkError, PushError, Target, push_targets, with_retries
 
 if TYPE_CHECKING:
     from dgr.build import BuildResult
@@ -28,6 +29,15 @@ class Pushed:
     target: Target
     location: str
     digest: str = ""
+
+    def document(self) -> dict[str, str]:
+        """As JSON (`dgr push --json`): the target's key and type, where the image went and,
+        for OCI, the registry's manifest digest."""
+        where = "reference" if self.target.type == "oci" else "url"
+        result = {"target": self.target.key, "type": self.target.type, where: self.location}
+        if self.digest:
+            result["digest"] = self.digest
+        return result
 
 
 def prepare_signature(result: BuildResult, config: Config) -> Path | None:
@@ -46,7 +56,8 @@ def prepare_signature(result: BuildResult, config: Config) -> Path | None:
 
 def push_image(result: BuildResult, config: Config, *, signature: Path | None = None) -> list[Pushed]:
     """Push `result` to each applicable target, in configuration order (PushError on the first
-    failure). `signature` goes with the ACI to acservers."""
+    failure; a network failure is tried again, see `with_retries`). `signature` goes with the
+    ACI to acservers."""
     from dgr.push.appc import push_appc
     from dgr.push.oci import push_oci
 
@@ -69,13 +80,29 @@ def push_image(result: BuildResult, config: Config, *, signature: Path | None = 
         )
     pushed = []
     for target in chosen:
+        what = f"push of {result.name} to {target.describe()}"
         if target.type == "oci":
-            outcome = push_oci(result.workspace.oci, result.name, target, config)
+            outcome = with_retries(
+                partial(push_oci, result.workspace.oci, result.name, target, config), target, what
+            )
             pushed.append(Pushed(target, outcome.reference, outcome.digest))
         else:
-            sent = push_appc(result.workspace.aci, signature, result.name, target, config)
+            sent = with_retries(
+                partial(push_appc, result.workspace.aci, signature, result.name, target, config),
+                target,
+                what,
+            )
             pushed.append(Pushed(target, sent.initiate_url))
     return pushed
 
 
-__all__ = ["Credentials", "PushError", "Pushed", "Target", "prepare_signature", "push_image", "push_targets"]
+__all__ = [
+    "Credentials",
+    "NetworkError",
+    "PushError",
+    "Pushed",
+    "Target",
+    "prepare_signature",
+    "push_image",
+    "push_targets",
+]

@@ -12,7 +12,10 @@
 
 HTTP 200 and 400 are answers to read; anything else is an error (401/403: credentials).
 Every request and redirect hop obeys the host policy (`insecureOptions`) through
-:class:`dgr.discovery.PolicySession`; basic auth comes from the target's credentials or auth file.
+:class:`dgr.discovery.PolicySession` and the target's timeout; basic auth comes from the
+target's credentials or auth file, else from the containers auth file (`podman login`).
+An unreachable server, a timeout or an HTTP 5xx is a NetworkError: `dgr.push` starts the
+whole upload again.
 """
 
 from __future__ import annotations
@@ -32,7 +35,14 @@ from dgr.config import Config
 from dgr.discovery import DiscoveryError, InsecureRequestRefused, default_labels, discover, session_for
 from dgr.log import log
 from dgr.names import ImageName
-from dgr.push.targets import Credentials, PushError, Target, credentials_from_auth_file
+from dgr.push.targets import (
+    Credentials,
+    NetworkError,
+    PushError,
+    Target,
+    containers_auth_file,
+    credentials_from_auth_file,
+)
 
 UPLOAD_KEYS = ("upload_manifest_url", "upload_aci_url", "upload_signature_url", "completed_url")
 PROGRESS_MIN_BYTES = 8 << 20  # smaller uploads: one line when done
@@ -85,11 +95,21 @@ def initiate_url(name: ImageName, manifest: Mapping[str, Any], target: Target, c
 
 
 def credentials_for(target: Target, url: str) -> Credentials | None:
+    """The target's credentials, else those its auth file or, failing that, the containers auth
+    file holds for the host of `url`."""
+    host = urlsplit(url).netloc
     if target.credentials is not None:
         return target.credentials
     if target.auth_file is not None:
-        return credentials_from_auth_file(target.auth_file, urlsplit(url).netloc)
-    return None
+        return credentials_from_auth_file(target.auth_file, host)
+    login_file = containers_auth_file()
+    if login_file is None:
+        return None
+    try:
+        return credentials_from_auth_file(login_file, host)
+    except PushError as exc:  # e.g. a docker config.json holding only a credential helper
+        log.debug("no credentials for %s in %s: %s", host, login_file, exc)
+        return None
 
 
 class _Progress:
@@ -121,8 +141,9 @@ def _size(n: int) -> str:
 class _Client:
     """Requests to one acserver: the policy session, basic auth, status checks."""
 
-    def __init__(self, config: Config, credentials: Credentials | None, host: str) -> None:
+    def __init__(self, config: Config, credentials: Credentials | None, host: str, timeout: float) -> None:
         self.session = session_for(config)
+        self.session.timeout = timeout
         self.host = host
         self.credentials = credentials
         if credentials is not None:
@@ -143,8 +164,14 @@ class _Client:
                 f"{what}: the TLS certificate of {where} is not trusted",
                 hint=f"install its CA, or add tls:{where} to insecureOptions",
             ) from None
+        except requests.Timeout as exc:
+            raise NetworkError(
+                f"{what}: {urlsplit(url).netloc} did not answer within {self.session.timeout:.0f}s",
+                details=str(exc),
+                hint="raise timeout in the push target if the server is just slow",
+            ) from None
         except requests.RequestException as exc:
-            raise PushError(
+            raise NetworkError(
                 f"{what}: cannot reach {urlsplit(url).netloc}: {type(exc).__name__}", details=str(exc)
             ) from None
         if response.status_code == 401:
@@ -157,6 +184,10 @@ class _Client:
             raise PushError(
                 f"{what}: {self.host} refused {who} (HTTP 403)",
                 hint="check username/password or authFile of the push target",
+            )
+        if response.status_code >= 500:
+            raise NetworkError(
+                f"{what}: HTTP {response.status_code} from {url}", details=response.text[:2000]
             )
         if response.status_code not in (200, 400):
             raise PushError(f"{what}: bad HTTP status {response.status_code} from {url}")
@@ -173,7 +204,7 @@ def push_appc(
     manifest = read_aci_manifest(aci)
     url = initiate_url(name, manifest, target, config)
     host = urlsplit(url).netloc
-    client = _Client(config, credentials_for(target, url), host)
+    client = _Client(config, credentials_for(target, url), host, target.step_timeout)
     log.info("Pushing %s to %s%s", name, url, " with its signature" if signature else " (unsigned)")
     try:
         urls = _initiate(client, url)

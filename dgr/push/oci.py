@@ -7,8 +7,11 @@ skopeo speaks the distribution API, including the bearer-token dance that a regi
 for in `WWW-Authenticate`.
 
 - Credentials reach skopeo in a temporary auth.json (mode 0600, in a private temporary
-  folder), never in its arguments; without any configured credentials skopeo is told
-  `--dest-no-creds`, so that it does not pick up other credentials of the host.
+  folder), never in its arguments; without configured credentials, skopeo gets the
+  containers auth file that `podman login` wrote (`containers_auth_file`), and without that
+  `--dest-no-creds`, so that it picks up no other credentials of the host.
+- One skopeo run is one attempt, ended after the target's timeout; a network failure
+  (unreachable, timed out, HTTP 5xx) is a NetworkError, which `dgr.push` tries again.
 - TLS: `--dest-tls-verify=true` unless the registry's host is opted out in `insecureOptions`
   (`tls:HOST[:PORT]` or `http:HOST[:PORT]`). skopeo has one switch for both: when it is off,
   skopeo accepts plain HTTP *and* unchecked certificates for that registry.
@@ -29,14 +32,21 @@ from dgr.config import Config
 from dgr.discovery import host_policy
 from dgr.log import log
 from dgr.names import ImageName, oci_tag
+from dgr.oci import REPOSITORY_COMPONENT, SKOPEO_POLICY, TAG
 from dgr.process import require_tool, run
-from dgr.push.targets import PushError, Target, auth_file_json, read_auth_file
+from dgr.push.targets import (
+    NetworkError,
+    PushError,
+    Target,
+    auth_file_json,
+    containers_auth_file,
+    read_auth_file,
+)
 
-SKOPEO_TIMEOUT = 3600.0
-# The distribution spec's grammar for a repository path component and for a tag.
-_COMPONENT = re.compile(r"^[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*$")
-_TAG = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
-POLICY = {"default": [{"type": "insecureAcceptAnything"}]}
+# skopeo's words for failures that another attempt may not meet: the network, HTTP 5xx.
+TRANSIENT = re.compile(
+    r"connection refused|connection reset|i/o timeout|timeout|no route to host|\beof\b|\b50[0234]\b"
+)
 
 
 @dataclass(frozen=True)
@@ -51,7 +61,7 @@ def repository(name: ImageName, target: Target) -> str:
     """`<registry>[/<namespace>]/<name without domain>` (PushError for a name OCI refuses)."""
     path = "/".join(p for p in (target.namespace, name.short_name) if p)
     for component in path.split("/"):
-        if not _COMPONENT.match(component):
+        if not REPOSITORY_COMPONENT.match(component):
             raise PushError(
                 f"cannot push {name.name} to a registry: {component!r} is not a valid OCI repository "
                 "path component",
@@ -64,7 +74,7 @@ def repository(name: ImageName, target: Target) -> str:
 def tag(name: ImageName) -> str:
     """The registry tag of `name`: its version mapped to an OCI tag (dgr.names.oci_tag)."""
     mapped = oci_tag(name.version)
-    if not _TAG.match(mapped):
+    if not TAG.match(mapped):
         raise PushError(
             f"cannot push {name}: version {name.version!r} is not a valid OCI tag",
             hint="tags take letters, digits, '_', '.' and '-' (at most 128)",
@@ -115,8 +125,6 @@ def skopeo_arguments(
         "--policy",
         str(policy),
         "copy",
-        "--retry-times",
-        "2",
         f"--dest-tls-verify={'true' if verify else 'false'}",
         "--digestfile",
         str(digest_file),
@@ -133,11 +141,14 @@ def push_oci(layout: Path, name: ImageName, target: Target, config: Config) -> O
     verify = tls_verify(target, config)
     if target.auth_file is not None:
         read_auth_file(target.auth_file)  # a clear error before skopeo's
+    login_file = containers_auth_file() if target.auth_file is None and target.credentials is None else None
+    if login_file is not None:
+        log.debug("credentials for %s: %s", target.registry, login_file)
     with tempfile.TemporaryDirectory(prefix="dgr-push-") as tmp:  # mode 0700
         work = Path(tmp)
         policy = work / "policy.json"
-        policy.write_text(json.dumps(POLICY))
-        auth_file = target.auth_file
+        policy.write_text(json.dumps(SKOPEO_POLICY))
+        auth_file = target.auth_file or login_file
         if target.credentials is not None:
             auth_file = work / "auth.json"
             fd = os.open(auth_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
@@ -156,9 +167,11 @@ def push_oci(layout: Path, name: ImageName, target: Target, config: Config) -> O
                 policy=policy,
                 digest_file=digest_file,
             ),
-            timeout=SKOPEO_TIMEOUT,
+            timeout=target.step_timeout,
             check=False,
             log_file=_LogLines("  skopeo: ", secret),
+            error=NetworkError,
+            what=f"push to {destination}",
         )
         if result.returncode != 0:
             output = result.output
@@ -210,11 +223,18 @@ def _skopeo_error(output: str, destination: str, target: Target) -> PushError:
             f"push to {destination} failed: {host} refused access {how}",
             key=where,
             details=details,
-            hint=f"check username/password or authFile of {where} in config.yml",
+            hint=f"check username/password or authFile of {where} in config.yml, or podman login {host}",
         )
-    if "connection refused" in text or "no such host" in text or "i/o timeout" in text:
+    if "no such host" in text:
         return PushError(
-            f"push to {destination} failed: cannot reach {host}",
+            f"push to {destination} failed: cannot resolve {host}",
+            key=where,
+            details=details,
+            hint="check the registry address",
+        )
+    if TRANSIENT.search(text):
+        return NetworkError(
+            f"push to {destination} failed: cannot reach {host} or it failed to answer",
             key=where,
             details=details,
             hint="check the registry address and that it is running",

@@ -11,14 +11,21 @@ the image's domain::
         password: s3cret
         authFile: ~/.config/containers/auth.json   # ... or a docker/podman auth.json
         domains: [aci.example.com]        # optional: only images of these domains
+        timeout: 1800                     # optional: seconds one attempt may take (oci: 1800)
+        retries: 2                        # optional: attempts after a network failure (2)
       - type: appc                        # an acserver (reference/appc.md §6)
         url: https://aci.example.com      # optional: without it, ac-push-discovery finds it
         username: alice
         password: s3cret
 
-Credentials come only from here or from the named auth file (relative paths are relative to
-the configuration folder). They are never logged: :class:`Credentials` hides the password
-from `repr`, and skopeo gets them through a temporary auth file, never in its arguments.
+Credentials come from here, from the named auth file (relative paths are relative to the
+configuration folder), or else from the containers auth file that `podman login` and
+`docker login` write (:func:`containers_auth_file`). They are never logged: :class:`Credentials`
+hides the password from `repr`, and skopeo gets them through an auth file, never in its
+arguments.
+
+A push that fails on the network (:class:`NetworkError`: unreachable, timed out, HTTP 5xx)
+is tried again `retries` times, after 1, 2, 4... seconds (:func:`with_retries`).
 """
 
 from __future__ import annotations
@@ -26,21 +33,37 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import os
+import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 from urllib.parse import urlsplit
 
 from dgr.config import Config
 from dgr.errors import DgrError
+from dgr.log import log
 
 TARGET_TYPES = ("oci", "appc")
-COMMON_KEYS = {"type", "username", "password", "authFile", "domains"}
+COMMON_KEYS = {"type", "username", "password", "authFile", "domains", "timeout", "retries"}
 KEYS = {"oci": COMMON_KEYS | {"registry", "namespace"}, "appc": COMMON_KEYS | {"url"}}
+# Seconds one network step may take: a whole skopeo copy (oci), one HTTP request (appc; an
+# upload counts from the last byte sent).
+DEFAULT_TIMEOUT = {"oci": 1800.0, "appc": 60.0}
+DEFAULT_RETRIES = 2
+RETRY_DELAY = 1.0  # then doubled after each failure
+MAX_RETRY_DELAY = 30.0
+AUTH_FILE_ENV = "REGISTRY_AUTH_FILE"
+T = TypeVar("T")
 
 
 class PushError(DgrError):
     """A push failed, or the push configuration is wrong."""
+
+
+class NetworkError(PushError):
+    """A push failed on the network (unreachable, timed out, HTTP 5xx): worth another try."""
 
 
 @dataclass(frozen=True)
@@ -63,6 +86,12 @@ class Target:
     credentials: Credentials | None = None
     auth_file: Path | None = None
     domains: tuple[str, ...] = ()
+    timeout: float = 0.0  # 0: DEFAULT_TIMEOUT of the type
+    retries: int = DEFAULT_RETRIES
+
+    @property
+    def step_timeout(self) -> float:
+        return self.timeout or DEFAULT_TIMEOUT[self.type]
 
     @property
     def key(self) -> str:
@@ -138,6 +167,14 @@ def _target(item: Any, index: int, config: Config) -> Target:
     if not isinstance(domains, list) or not all(isinstance(d, str) for d in domains):
         raise PushError(f"{key}.domains must be a list of domains", path=where, key=f"{key}.domains")
     lowered = tuple(d.lower() for d in domains)
+    timeout = item.get("timeout", 0)
+    if isinstance(timeout, bool) or not isinstance(timeout, int | float) or timeout < 0:
+        raise PushError(f"{key}.timeout must be a number of seconds", path=where, key=f"{key}.timeout")
+    retries = item.get("retries", DEFAULT_RETRIES)
+    if isinstance(retries, bool) or not isinstance(retries, int) or retries < 0:
+        raise PushError(
+            f"{key}.retries must be a whole number (0: no retry)", path=where, key=f"{key}.retries"
+        )
     if kind == "oci":
         registry = text("registry").strip().lower()
         if not registry or "/" in registry:
@@ -156,11 +193,22 @@ def _target(item: Any, index: int, config: Config) -> Target:
             credentials=credentials,
             auth_file=auth_file,
             domains=lowered,
+            timeout=float(timeout),
+            retries=retries,
         )
     url = text("url").rstrip("/")
     if url and urlsplit(url).scheme not in ("http", "https"):
         raise PushError(f"{key}.url must be an http:// or https:// URL", path=where, key=f"{key}.url")
-    return Target("appc", index, url=url, credentials=credentials, auth_file=auth_file, domains=lowered)
+    return Target(
+        "appc",
+        index,
+        url=url,
+        credentials=credentials,
+        auth_file=auth_file,
+        domains=lowered,
+        timeout=float(timeout),
+        retries=retries,
+    )
 
 
 # --- auth.json ------------------------------------------------------------------------------
@@ -205,6 +253,44 @@ def credentials_from_auth_file(path: Path, host: str) -> Credentials | None:
         if isinstance(entry.get("username"), str) and isinstance(entry.get("password"), str):
             return Credentials(entry["username"], entry["password"])
     return None
+
+
+def containers_auth_file(environ: Mapping[str, str] | None = None) -> Path | None:
+    """The auth file `podman login` / `docker login` wrote, as containers-auth.json(5) finds
+    it: $REGISTRY_AUTH_FILE (which must then exist), else the first that exists of
+    $XDG_RUNTIME_DIR/containers/auth.json, ~/.config/containers/auth.json and
+    ~/.docker/config.json; None when there is none."""
+    env = os.environ if environ is None else environ
+    explicit = env.get(AUTH_FILE_ENV)
+    if explicit:
+        path = Path(explicit).expanduser()
+        if not path.is_file():
+            raise PushError(f"{AUTH_FILE_ENV}={explicit} does not exist", hint="log in first, or unset it")
+        return path
+    home = Path(env.get("HOME") or Path.home())
+    candidates = [home / ".config/containers/auth.json", home / ".docker/config.json"]
+    if env.get("XDG_RUNTIME_DIR"):
+        candidates.insert(0, Path(env["XDG_RUNTIME_DIR"]) / "containers/auth.json")
+    return next((path for path in candidates if path.is_file()), None)
+
+
+def with_retries(attempt: Callable[[], T], target: Target, what: str) -> T:
+    """`attempt()`, tried again up to `target.retries` times after a NetworkError, with a
+    delay doubling from RETRY_DELAY seconds; the last error when every try failed."""
+    for number in range(target.retries + 1):
+        try:
+            return attempt()
+        except NetworkError as exc:
+            if number == target.retries:
+                if target.retries:
+                    exc.message += f" (after {target.retries + 1} attempts)"
+                raise
+            delay = min(RETRY_DELAY * 2**number, MAX_RETRY_DELAY)
+            log.warning(
+                "%s: %s; trying again in %.0fs (%d/%d)", what, exc.message, delay, number + 1, target.retries
+            )
+            time.sleep(delay)
+    raise AssertionError("unreachable")
 
 
 def auth_file_json(host: str, credentials: Credentials) -> str:

@@ -5,8 +5,11 @@ the acserver protocol to the test peer (tests/support/acserver.py) with a gpg si
 from __future__ import annotations
 
 import json
+import socket
 import subprocess
 import sys
+import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -14,6 +17,7 @@ import pytest
 
 from dgr.cli import main
 from dgr.init import init_project
+from dgr.push.targets import Credentials, auth_file_json
 from tests.support.acserver import AcServer
 from tests.support.gpg import Gpg, throwaway_gpg
 from tests.support.registry import Registry, running_registry
@@ -245,3 +249,183 @@ def test_push_of_a_pod_pushes_every_app(
     assert out[0::2] == references
     for reference, digest in zip(references, out[1::2], strict=True):
         assert remote_digest(reference) == digest
+
+
+# --- issue 11: --json, the containers auth file, retries and timeouts ----------------------
+
+
+def test_push_json(
+    tmp_path: Path, cache_dir: Path, registry: Registry, capsys: pytest.CaptureFixture[str]
+) -> None:
+    proj = project(tmp_path)
+    cfg = home(tmp_path, cache_dir, oci_target(registry))
+    assert main(["-H", str(cfg), "-W", str(proj), "push", "--json"]) == 0
+    (image,) = json.loads(capsys.readouterr().out)["images"]
+    assert image["reference"] == "aci.example.com/aci-pushed:1"
+    assert image["pushed"] == [
+        {
+            "target": "push[0]",
+            "type": "oci",
+            "reference": f"{registry.host}/test/aci-pushed:1",
+            "digest": layout_digest(proj / "target" / "oci"),
+        }
+    ]
+
+
+def login_file(path: Path, host: str, user: str, password: str) -> Path:
+    """An auth.json as `podman login` writes it."""
+    path.write_text(auth_file_json(host, Credentials(user, password)))
+    return path
+
+
+def test_credentials_from_podman_login(
+    tmp_path: Path, cache_dir: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    proj = project(tmp_path)
+    with running_registry(tmp_path / "registry", {"carol": "Login-pw-3"}) as registry:
+        cfg = home(tmp_path, cache_dir, oci_target(registry))  # no credentials in config.yml
+        monkeypatch.setenv("REGISTRY_AUTH_FILE", str(tmp_path / "missing.json"))
+        assert main(["-H", str(cfg), "-W", str(proj), "push"]) == 1
+        assert "REGISTRY_AUTH_FILE=" in capsys.readouterr().err
+        monkeypatch.setenv(
+            "REGISTRY_AUTH_FILE", str(login_file(tmp_path / "auth.json", registry.host, "carol", "x"))
+        )
+        assert main(["-H", str(cfg), "-W", str(proj), "push"]) == 1
+        assert "refused access" in capsys.readouterr().err
+        login_file(tmp_path / "auth.json", registry.host, "carol", "Login-pw-3")
+        assert main(["-H", str(cfg), "-W", str(proj), "push"]) == 0
+        assert "Login-pw-3" not in "".join(capsys.readouterr())
+        reference = f"{registry.host}/test/aci-pushed:1"
+        assert remote_digest(reference, "--creds", "carol:Login-pw-3") == layout_digest(proj / "target/oci")
+
+
+def test_appc_credentials_from_podman_login(
+    tmp_path: Path, cache_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    server = AcServer(tmp_path / "acis", username="dave", password="Appc-login-1").start()
+    try:
+        proj = project(tmp_path, "acserver.test/aci-pushed:1.0")
+        cfg = home(
+            tmp_path, cache_dir, f"push:\n  - type: appc\n    url: {server.url}\ninsecureOptions: [http]\n"
+        )
+        host = f"127.0.0.1:{server.port}"
+        monkeypatch.setenv(
+            "REGISTRY_AUTH_FILE", str(login_file(tmp_path / "auth.json", host, "dave", "Appc-login-1"))
+        )
+        assert main(["-H", str(cfg), "-W", str(proj), "push"]) == 0
+        assert (
+            server.stored("acserver.test/aci-pushed", "1.0").read_bytes()
+            == (proj / "target/image.aci").read_bytes()
+        )
+    finally:
+        server.stop()
+
+
+class FlakyProxy:
+    """A TCP proxy on 127.0.0.1 to `upstream` that answers the first `failures` plain HTTP
+    connections with HTTP 503, as a registry behind a restarting load balancer does.
+    (TLS attempts pass through: skopeo tries HTTPS first, then falls back to HTTP.)"""
+
+    def __init__(self, upstream: str, failures: int) -> None:
+        host, port = upstream.rsplit(":", 1)
+        self.upstream = (host, int(port))
+        self.failures = failures
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.host = f"127.0.0.1:{self.listener.getsockname()[1]}"
+        self.sockets: list[socket.socket] = []
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client, _ = self.listener.accept()
+            except OSError:
+                return
+            self.sockets.append(client)
+            threading.Thread(target=self._serve, args=(client,), daemon=True).start()
+
+    def _serve(self, client: socket.socket) -> None:
+        try:
+            first = client.recv(65536)
+            if self.failures and first[:1] != b"\x16":  # not a TLS handshake
+                self.failures -= 1
+                client.sendall(
+                    b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+                )
+                client.close()
+                return
+            server = socket.create_connection(self.upstream)
+            self.sockets.append(server)
+            server.sendall(first)
+        except OSError:
+            return
+        threading.Thread(target=self._pump, args=(server, client), daemon=True).start()
+        self._pump(client, server)
+
+    @staticmethod
+    def _pump(source: socket.socket, dest: socket.socket) -> None:
+        try:
+            while data := source.recv(65536):
+                dest.sendall(data)
+            dest.shutdown(socket.SHUT_WR)
+        except OSError:
+            pass
+
+    def close(self) -> None:
+        self.listener.close()
+        for sock in self.sockets:
+            sock.close()
+
+
+def test_a_push_is_tried_again_after_a_network_failure(
+    tmp_path: Path, cache_dir: Path, registry: Registry, capsys: pytest.CaptureFixture[str]
+) -> None:
+    proxy = FlakyProxy(registry.host, failures=1)
+    try:
+        proj = project(tmp_path)
+        target = f"push:\n  - type: oci\n    registry: {proxy.host}\n    namespace: test\n    retries: 1\n"
+        cfg = home(tmp_path, cache_dir, target + "insecureOptions: [http]\n")
+        assert main(["-H", str(cfg), "-W", str(proj), "push"]) == 0
+        err = capsys.readouterr().err
+        assert "trying again in 1s (1/1)" in err
+        assert remote_digest(f"{registry.host}/test/aci-pushed:1") == layout_digest(proj / "target/oci")
+    finally:
+        proxy.close()
+
+
+def test_an_appc_push_is_tried_again_after_a_server_error(
+    tmp_path: Path, cache_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    server = AcServer(tmp_path / "acis").start()
+    proxy = FlakyProxy(f"127.0.0.1:{server.port}", failures=1)
+    try:
+        proj = project(tmp_path, "acserver.test/aci-pushed:1.0")
+        url = f"http://{proxy.host}"
+        cfg = home(tmp_path, cache_dir, f"push:\n  - type: appc\n    url: {url}\ninsecureOptions: [http]\n")
+        assert main(["-H", str(cfg), "-W", str(proj), "push"]) == 0
+        assert "HTTP 503" in capsys.readouterr().err
+        assert server.stored("acserver.test/aci-pushed", "1.0").exists()
+    finally:
+        proxy.close()
+        server.stop()
+
+
+@pytest.mark.parametrize("kind", ["oci", "appc"])
+def test_a_push_that_times_out_is_one_clear_error(
+    kind: str, tmp_path: Path, cache_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    silent = socket.create_server(("127.0.0.1", 0))  # accepts connections, never answers
+    host = f"127.0.0.1:{silent.getsockname()[1]}"
+    try:
+        proj = project(tmp_path, "acserver.test/aci-pushed:1.0")
+        where = f"registry: {host}" if kind == "oci" else f"url: http://{host}"
+        target = f"push:\n  - type: {kind}\n    {where}\n    timeout: 1\n    retries: 1\n"
+        cfg = home(tmp_path, cache_dir, target + "insecureOptions: [http]\n")
+        started = time.monotonic()
+        assert main(["-H", str(cfg), "-W", str(proj), "push"]) == 1
+        assert time.monotonic() - started < 30
+        err = capsys.readouterr().err
+        said = "timed out after 1s" if kind == "oci" else "did not answer within 1s"
+        assert f"{said} (after 2 attempts)" in err and "Traceback" not in err
+    finally:
+        silent.close()

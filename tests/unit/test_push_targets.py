@@ -11,9 +11,17 @@ import pytest
 
 from dgr.config import Config
 from dgr.names import ImageName
-from dgr.push import PushError, push_targets
+from dgr.push import NetworkError, Pushed, PushError, push_targets
 from dgr.push.oci import repository, skopeo_arguments, tag, tls_verify
-from dgr.push.targets import Credentials, auth_file_json, credentials_from_auth_file
+from dgr.push.targets import (
+    DEFAULT_RETRIES,
+    DEFAULT_TIMEOUT,
+    Credentials,
+    auth_file_json,
+    containers_auth_file,
+    credentials_from_auth_file,
+    with_retries,
+)
 
 
 def cfg(tmp_path: Path, push: Any, insecure: tuple[str, ...] = ()) -> Config:
@@ -158,3 +166,85 @@ def test_skopeo_arguments_hold_no_secret(tmp_path: Path) -> None:
         digest_file=tmp_path / "d",
     )
     assert "--dest-no-creds" in anonymous and "--dest-tls-verify=false" in anonymous
+
+
+def test_timeout_and_retries(tmp_path: Path) -> None:
+    oci, appc = push_targets(
+        cfg(tmp_path, [{"type": "oci", "registry": "r", "timeout": 5, "retries": 0}, {"type": "appc"}])
+    )
+    assert (oci.step_timeout, oci.retries) == (5.0, 0)
+    assert (appc.step_timeout, appc.retries) == (DEFAULT_TIMEOUT["appc"], DEFAULT_RETRIES)
+    for key, value, message in (
+        ("timeout", "soon", "timeout must be a number of seconds"),
+        ("timeout", -1, "timeout must be a number of seconds"),
+        ("retries", 1.5, "retries must be a whole number"),
+        ("retries", True, "retries must be a whole number"),
+    ):
+        with pytest.raises(PushError, match=message):
+            push_targets(cfg(tmp_path, [{"type": "appc", key: value}]))
+
+
+def test_network_failures_are_tried_again_with_a_growing_delay(monkeypatch: pytest.MonkeyPatch) -> None:
+    (target,) = push_targets(cfg(Path("/nowhere"), {"type": "appc", "retries": 2}))
+    slept: list[float] = []
+    monkeypatch.setattr("dgr.push.targets.time.sleep", slept.append)
+    calls: list[int] = []
+
+    def flaky() -> str:
+        calls.append(1)
+        if len(calls) < 3:
+            raise NetworkError("down")
+        return "pushed"
+
+    assert with_retries(flaky, target, "push") == "pushed"
+    assert slept == [1.0, 2.0]
+
+    def down() -> str:
+        raise NetworkError("still down")
+
+    with pytest.raises(NetworkError, match=r"still down \(after 3 attempts\)"):
+        with_retries(down, target, "push")
+
+    def refused() -> str:
+        calls.append(1)
+        raise PushError("access refused")
+
+    calls.clear()
+    with pytest.raises(PushError, match="access refused"):
+        with_retries(refused, target, "push")
+    assert len(calls) == 1  # not a network failure: no second try
+
+
+def test_the_containers_auth_file_is_found_as_podman_finds_it(tmp_path: Path) -> None:
+    home, runtime = tmp_path / "home", tmp_path / "run"
+    assert containers_auth_file({"HOME": str(home)}) is None
+    docker = home / ".docker/config.json"
+    docker.parent.mkdir(parents=True)
+    docker.write_text("{}")
+    assert containers_auth_file({"HOME": str(home)}) == docker
+    podman = home / ".config/containers/auth.json"
+    podman.parent.mkdir(parents=True)
+    podman.write_text("{}")
+    assert containers_auth_file({"HOME": str(home)}) == podman
+    login = runtime / "containers/auth.json"
+    login.parent.mkdir(parents=True)
+    login.write_text("{}")
+    assert containers_auth_file({"HOME": str(home), "XDG_RUNTIME_DIR": str(runtime)}) == login
+    assert containers_auth_file({"HOME": str(home), "REGISTRY_AUTH_FILE": str(docker)}) == docker
+    with pytest.raises(PushError, match="REGISTRY_AUTH_FILE=.* does not exist"):
+        containers_auth_file({"HOME": str(home), "REGISTRY_AUTH_FILE": str(tmp_path / "missing.json")})
+
+
+def test_pushed_as_json(tmp_path: Path) -> None:
+    oci, appc = push_targets(cfg(tmp_path, [{"type": "oci", "registry": "r"}, {"type": "appc"}]))
+    assert Pushed(oci, "r/app:1", "sha256:x").document() == {
+        "target": "push[0]",
+        "type": "oci",
+        "reference": "r/app:1",
+        "digest": "sha256:x",
+    }
+    assert Pushed(appc, "http://a/startupload").document() == {
+        "target": "push[1]",
+        "type": "appc",
+        "url": "http://a/startupload",
+    }
