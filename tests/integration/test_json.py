@@ -66,11 +66,14 @@ def test_build_prints_the_record_that_build_json_holds(
     assert run_json(capsys, dgr_home, "-W", str(image), "build")[1] == document
 
 
-def test_a_failed_rebuild_leaves_no_stale_build_json(image: Path, dgr_home: Path) -> None:
+def test_a_failed_rebuild_keeps_the_record_of_the_kept_image(image: Path, dgr_home: Path) -> None:
     assert main(["-H", str(dgr_home), "-W", str(image), "build"]) == 0
+    before = (image / "target/build.json").read_text()
     write(image, {"runlevels/build/10.fail.sh": SH + "exit 1\n"})
     assert main(["-H", str(dgr_home), "-W", str(image), "build"]) == 1
-    assert not (image / "target/build.json").exists()
+    # the previous outputs stay (docs/build.md, "After a failed build"), and so does their record
+    assert (image / "target/build.json").read_text() == before
+    assert (image / "target/image.id").read_text().strip() in before
 
 
 def test_test_counts_and_failures(image: Path, dgr_home: Path, capsys: pytest.CaptureFixture[str]) -> None:
