@@ -172,6 +172,8 @@ def write_aci(
     manifest_json: Mapping[str, Any] | bytes,
     dest: Path,
     ids: IdMap = IDENTITY,
+    *,
+    whole: bool = False,
 ) -> str:
     """Write the ACI `dest` from `layer_dir` (the rootfs layer) and return its image ID.
 
@@ -181,7 +183,8 @@ def write_aci(
     The image ID is `sha512-<hex>` of the (uncompressed) tar. `manifest_json` is the manifest
     dict or its exact bytes. The file appears only when complete: it is written next to `dest`
     and renamed into place, so a failure keeps any previous `dest` and leaves no temporary.
-    Overlay whiteouts in `layer_dir` are dropped (appc cannot express them) and logged.
+    Overlay whiteouts in `layer_dir` are dropped (appc cannot express them) and logged, unless
+    the ACI is `whole` (it holds every layer below it, so nothing deleted can show through).
     Owners are written as the sandboxes saw them (`ids`, see dgr/userns.py).
     """
     data = manifest_json if isinstance(manifest_json, bytes) else manifest_bytes(manifest_json)
@@ -194,7 +197,7 @@ def write_aci(
         report = writer.add_tree(layer_dir, prefix=ROOTFS, whiteouts=Whiteouts.DROP)
         writer.close()
         digests = sink.close()
-    if report.deleted:
+    if report.deleted and not whole:
         shown = ", ".join(report.deleted[:MAX_LISTED]) + (" ..." if len(report.deleted) > MAX_LISTED else "")
         log.warning(
             "%s: %d deleted path(s) stay visible from the dependencies in the appc image "

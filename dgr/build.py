@@ -11,6 +11,7 @@ layers below, this build's layer (`upper`) on top; only `upper` becomes the imag
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shlex
@@ -21,7 +22,7 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 from filelock import FileLock
 
@@ -33,8 +34,9 @@ from dgr.cache import cached_folder
 from dgr.config import Config
 from dgr.errors import BuildError, DgrError
 from dgr.log import level_name, log, step
-from dgr.manifest import Manifest, load_manifest
+from dgr.manifest import Manifest, NameValue, load_manifest
 from dgr.names import ImageName, generate_version
+from dgr.ociref import OciReference, Reference
 from dgr.process import kill_group
 from dgr.sandbox import Bind, Overlay, Sandbox, make_scaffold
 from dgr.staging import (
@@ -45,6 +47,10 @@ from dgr.staging import (
     stage_project,
 )
 from dgr.workspace import Workspace, target_dir
+
+if TYPE_CHECKING:
+    from dgr.oci import LayerBlob
+    from dgr.store import StoredOciImage
 
 ROOTFS_IN_BUILDER = "/rootfs"
 ACI_HOME = "/dgr/aci-home"
@@ -70,12 +76,18 @@ class BuildOptions:
 
 @dataclass(frozen=True)
 class Dependency:
-    """A resolved dependency: pinned name, image ID, its own layer and its own dependencies."""
+    """A resolved dependency: pinned name, image ID, its own layer and its own dependencies.
 
-    name: ImageName
+    An OCI image is one per layer (image ID: the layer's OCI chain ID), each depending on the
+    layer below; every one keeps its `blob` as fetched, the top one the stored image (`oci`).
+    """
+
+    name: Reference
     image_id: str
     layer: Path
     dependencies: tuple[Dependency, ...] = ()
+    blob: LayerBlob | None = None
+    oci: StoredOciImage | None = None
 
 
 def flatten(deps: tuple[Dependency, ...]) -> tuple[Dependency, ...]:
@@ -452,7 +464,7 @@ def final_manifest(b: _Build) -> Manifest:
         directory = b.ws.scratch("builder-attributes")
         files = collect_attribute_files(directory)
         attributes: dict[str, Any] = load_attributes(files, env={}) if files else {}
-        manifest = load_manifest(b.project, attributes)
+        manifest = with_oci_base(load_manifest(b.project, attributes), b.aci_deps)
     if not manifest.name.version:
         version = generate_version(b.project, epoch.from_environment())
         manifest = _with_name(manifest, manifest.name.with_version(version))
@@ -461,6 +473,46 @@ def final_manifest(b: _Build) -> Manifest:
 
 def _with_name(manifest: Manifest, name: ImageName) -> Manifest:
     return replace(manifest, name=name)
+
+
+# --- OCI images among the dependencies (dgr/ociref.py) ----------------------------------------
+
+OCI_PINS_ANNOTATION = "dgr-oci-dependencies"
+
+
+def oci_images(deps: tuple[Dependency, ...]) -> list[tuple[OciReference, StoredOciImage]]:
+    """The OCI images among `deps` and everything below them, bottom first."""
+    return [(d.name, d.oci) for d in flatten(deps) if d.oci is not None and isinstance(d.name, OciReference)]
+
+
+def oci_base(deps: tuple[Dependency, ...]) -> tuple[OciReference, StoredOciImage] | None:
+    """The OCI image nearest to the top among `deps` and everything below them (the base
+    whose config an image inherits), or None."""
+    images = oci_images(deps)
+    return images[-1] if images else None
+
+
+def with_oci_base(manifest: Manifest, deps: tuple[Dependency, ...]) -> Manifest:
+    """`manifest` whose app takes from the OCI base's config what the manifest does not set:
+    Env (by name), WorkingDir and User (see dgr.oci.inherit_app)."""
+    from dgr.oci import inherit_app
+
+    base = oci_base(deps)
+    if base is None:
+        return manifest
+    app = inherit_app(manifest.aci.app, base[1].config(), [d.layer for d in flatten(deps)])
+    return replace(manifest, aci=replace(manifest.aci, app=app))
+
+
+def with_oci_pins(manifest: Manifest, below: tuple[Dependency, ...]) -> Manifest:
+    """`manifest` with an annotation naming the OCI images of `below` with their digests
+    (a JSON list of `REFERENCE@sha256:...`), when there are any."""
+    pins = [ref.pinned(image.digest) for ref, image in oci_images(below)]
+    if not pins:
+        return manifest
+    kept = tuple(a for a in manifest.aci.annotations if a.name != OCI_PINS_ANNOTATION)
+    pinned = NameValue(OCI_PINS_ANNOTATION, json.dumps(pins))
+    return replace(manifest, aci=replace(manifest.aci, annotations=(*kept, pinned)))
 
 
 # --- the pipeline ------------------------------------------------------------------------
@@ -494,6 +546,7 @@ def build(
     with FileLock(str(ws.lock)):
         deps = resolve_dependencies(manifest.aci.dependencies, manifest, options)
         builder_deps = resolve_dependencies(manifest.builder.dependencies, manifest, options)
+        manifest = with_oci_base(manifest, deps)
         internals = internals_layer(options.config.cache_path)
         key = build_key(manifest, options, internals, deps, builder_deps, ws.target, extra_attributes)
         if not force and up_to_date(ws, key):
@@ -641,20 +694,37 @@ def package(b: _Build, manifest: Manifest, when: int) -> str:
     name = manifest.name
     epoch.clamp_mtimes(upper, when)
     build_date = epoch.rfc3339(when)
-    deps = [(d.name, d.image_id) for d in b.aci_deps]
+    below = flatten(b.aci_deps)
+    # An ACI cannot name an OCI image as a dependency: an image with one is a whole ACI, every
+    # layer below it flattened into its rootfs (docs/store.md); images on top of it name it.
+    whole = any(d.oci is not None for d in b.aci_deps)
+    deps = [] if whole else [(d.name, d.image_id) for d in b.aci_deps if isinstance(d.name, ImageName)]
+    manifest = with_oci_pins(manifest, below if whole else ())
     image_manifest = aci.image_manifest(
         manifest, version=name.version, dependencies=deps, dgr_version=dgr.__version__, build_date=build_date
     )
     ids = userns.current()
     with step("packaging image.aci"):
-        image_id = aci.write_aci([b.internals, upper], image_manifest, b.ws.aci, ids)
+        aci_layers = [*(d.layer for d in below), b.internals, upper] if whole else [b.internals, upper]
+        image_id = aci.write_aci(aci_layers, image_manifest, b.ws.aci, ids, whole=whole)
     with step("writing the OCI layout"):
-        layers = [oci.LayerSource(d.layer, key=d.image_id) for d in flatten(b.aci_deps)]
+        # an OCI dependency's layers are its blobs as fetched: the same digests as its source
+        layers: list[oci.LayerSource | oci.LayerBlob] = [
+            d.blob or oci.LayerSource(d.layer, key=d.image_id) for d in below
+        ]
         layers.append(oci.LayerSource(b.internals, key=f"dgr-internals-{b.internals.name}"))
         layers.append(oci.LayerSource(upper))
         cache = oci.BlobCache(b.options.config.cache_path / "blobs", ids)
+        base = oci_base(b.aci_deps)
         oci.export_image(
-            b.ws.oci, manifest, version=name.version, created=build_date, layers=layers, cache=cache
+            b.ws.oci,
+            manifest,
+            version=name.version,
+            created=build_date,
+            layers=layers,
+            cache=cache,
+            labels=oci.base_labels(str(base[0]), base[1].digest) if base else None,
+            inherited_labels=oci.config_labels(base[1].config()) if base else None,
         )
     _write_atomic(b.ws.manifest_json, aci.manifest_bytes(image_manifest).decode("utf-8"))
     _write_atomic(b.ws.version_file, str(name))

@@ -85,10 +85,10 @@ def build_key(
 
     add("dgr", dgr.__version__, "internals", internals.name, "manifest", repr(manifest))
     names.scan_text(repr(manifest))
-    for dep in deps:
-        add("dep", str(dep.name), dep.image_id)
+    for dep in deps:  # an OCI image also by the digest of its manifest (its config may change)
+        add("dep", str(dep.name), dep.image_id, dep.oci.digest if dep.oci else "")
     for dep in builder_deps:
-        add("builder-dep", str(dep.name), dep.image_id)
+        add("builder-dep", str(dep.name), dep.image_id, dep.oci.digest if dep.oci else "")
     for name, folder in extra_attributes:
         for path in attribute_sources(folder):
             add("attributes", name, path.name, path.read_text(encoding="utf-8", errors="surrogateescape"))

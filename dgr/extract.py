@@ -2,16 +2,20 @@
 
 Entries that are absolute, contain `..`, would be written through a symlink that leads
 outside the destination, or hard-link to something outside it are refused with a BuildError
-naming them. OCI whiteouts are applied when asked (`.wh.NAME`, `.wh..wh..opq`). Used for
-dependencies fetched into the store, for `dgr cp`, and by the tests as an independent reader.
+naming them. OCI whiteouts (`.wh.NAME`, `.wh..wh..opq`) are, per :class:`WhiteoutMode`,
+applied (one tree holding every layer), turned into overlay whiteouts (each layer its own
+overlay lower directory) or left as files (appc has none). Used for dependencies fetched into
+the store, for `dgr cp`, and by the tests as an independent reader.
 
-Layers hold no device nodes (the runtime provides /dev): they are dropped. From an image
-that is not trusted (unsigned, not opted in), setuid/setgid bits and file capabilities are
-dropped too. Each kind of drop is logged once per layer.
+Layers hold no device nodes (the runtime provides /dev): they are dropped, or refused when
+asked (OCI layers, see dgr/ociref.py). From an image that is not trusted (unsigned, not opted
+in), setuid/setgid bits and file capabilities are dropped too. Each kind of drop is logged
+once per layer.
 """
 
 from __future__ import annotations
 
+import enum
 import os
 import shutil
 import stat
@@ -21,7 +25,7 @@ from pathlib import Path, PurePosixPath
 from typing import IO
 
 from dgr.errors import BuildError, DgrError
-from dgr.layer import CHUNK, OPAQUE_MARKER, OVERLAY_XATTRS, WHITEOUT_PREFIX
+from dgr.layer import CHUNK, OPAQUE_MARKER, OPAQUE_XATTR, OVERLAY_XATTRS, WHITEOUT_PREFIX
 from dgr.log import log
 from dgr.process import run
 from dgr.userns import IDENTITY, IdMap
@@ -29,11 +33,26 @@ from dgr.userns import IDENTITY, IdMap
 CAPABILITY_XATTR = "security.capability"
 
 
+class WhiteoutMode(enum.Enum):
+    """What an OCI whiteout entry of a layer does on extraction."""
+
+    APPLY = "apply"  # delete NAME (or the lower contents of an opaque directory) from dest
+    OVERLAY = "overlay"  # an overlay whiteout: NAME as a 0/0 character device, opaque xattr
+    NONE = "none"  # no whiteouts (appc): `.wh.` names are ordinary files
+
+
 class _Extractor:
     """Applies one layer tar onto `dest`, refusing anything that would land outside it."""
 
     def __init__(
-        self, dest: Path, source: str, strip: str, whiteouts: bool, ids: IdMap, trusted: bool
+        self,
+        dest: Path,
+        source: str,
+        strip: str,
+        whiteouts: WhiteoutMode,
+        ids: IdMap,
+        trusted: bool,
+        refuse_devices: bool = False,
     ) -> None:
         self.dest = os.path.realpath(dest)
         self.source = source
@@ -41,6 +60,7 @@ class _Extractor:
         self.whiteouts = whiteouts
         self.ids = ids
         self.trusted = trusted
+        self.refuse_devices = refuse_devices
         self.dropped: dict[str, list[str]] = {}
         self.written: set[str] = set()
         self.opaque: list[str] = []
@@ -67,6 +87,7 @@ class _Extractor:
                 if not create:
                     raise self.refuse(name, f"{'/'.join(parts[: index + 1])} does not exist") from None
                 os.mkdir(candidate, 0o755)
+                self.ids.give(candidate)  # a parent the tar does not list: root's, as tar makes it
                 current = candidate
                 continue
             if stat.S_ISLNK(st.st_mode):
@@ -113,14 +134,19 @@ class _Extractor:
             return
         folder = self.parent(member.name, parts)
         last = parts[-1]
-        if self.whiteouts and last == OPAQUE_MARKER:
+        if self.whiteouts is not WhiteoutMode.NONE and last == OPAQUE_MARKER:
             self.opaque.append(folder)
             return
-        if self.whiteouts and last.startswith(WHITEOUT_PREFIX):
+        if self.whiteouts is not WhiteoutMode.NONE and last.startswith(WHITEOUT_PREFIX):
             deleted = last[len(WHITEOUT_PREFIX) :]
             if deleted in ("", ".", "..") or deleted.startswith(WHITEOUT_PREFIX):
                 raise self.refuse(member.name, "it is a malformed whiteout")
-            _remove(os.path.join(folder, deleted))
+            target = os.path.join(folder, deleted)
+            _remove(target)
+            if self.whiteouts is WhiteoutMode.OVERLAY:
+                os.mknod(target, stat.S_IFCHR | 0o600, os.makedev(0, 0))
+                self.ids.give(target)
+                self.written.add(target)
             return
         target = os.path.join(folder, last)
         self.create(archive, member, target)
@@ -142,6 +168,8 @@ class _Extractor:
             self.hardlink(member, target)
             return  # a hard link shares the metadata of its target
         elif member.ischr() or member.isblk():
+            if self.refuse_devices:
+                raise self.refuse(member.name, "it is a device node (images get /dev from the runtime)")
             self.drop("device nodes", member.name)
             return
         elif member.isfifo():
@@ -209,7 +237,10 @@ class _Extractor:
                 keep.add(path)
                 path = os.path.dirname(path)
         for folder in self.opaque:
-            self.clear_lower(folder, keep)
+            if self.whiteouts is WhiteoutMode.OVERLAY:
+                os.setxattr(folder, OPAQUE_XATTR, b"y", follow_symlinks=False)
+            else:
+                self.clear_lower(folder, keep)
         for target, member in sorted(self.directories, key=lambda item: item[0], reverse=True):
             self.apply_metadata(target, member)
         self.report()
@@ -241,24 +272,27 @@ def extract_layer(
     dest: Path,
     *,
     strip: str = "",
-    whiteouts: bool = True,
+    whiteouts: WhiteoutMode = WhiteoutMode.APPLY,
     ids: IdMap = IDENTITY,
     trusted: bool = True,
+    refuse_devices: bool = False,
 ) -> None:
     """Apply the layer `tar` (a path or a stream; raw, gzip, bzip2 or xz) onto directory `dest`.
 
-    With `whiteouts`, OCI whiteouts are applied (`.wh.NAME` deletes NAME, `.wh..wh..opq`
-    hides what lower layers put in the directory). With `strip`, only entries under that
+    OCI whiteouts are applied (`.wh.NAME` deletes NAME, `.wh..wh..opq` hides what lower
+    layers put in the directory), made overlay whiteouts (a 0/0 character device NAME, the
+    `trusted.overlay.opaque` xattr: `dest` is then one overlay lower directory of its own) or
+    ignored, per `whiteouts`. With `strip`, only entries under that
     top-level directory are extracted, re-rooted at `dest`. Entries are refused with a
     BuildError naming them when they are absolute, contain `..`, would be written through a
     symlink that leads outside `dest`, or hard-link to something outside it. Ownership
     (shifted to the host ids of `ids`), modes, mtimes and xattrs (except `trusted.overlay.*`)
-    are restored; device nodes are dropped, and so are setuid/setgid bits and file
-    capabilities unless the layer is `trusted`.
+    are restored; device nodes are dropped (refused with `refuse_devices`), and so are
+    setuid/setgid bits and file capabilities unless the layer is `trusted`.
     """
     dest.mkdir(parents=True, exist_ok=True)
     name = os.fspath(tar) if isinstance(tar, Path) else getattr(tar, "name", "<stream>")
-    extractor = _Extractor(dest, str(name), strip, whiteouts, ids, trusted)
+    extractor = _Extractor(dest, str(name), strip, whiteouts, ids, trusted, refuse_devices)
     try:
         if isinstance(tar, Path):
             archive = tarfile.open(tar, mode="r|*")
@@ -277,7 +311,7 @@ def extract_layer(
 
 def extract_aci_rootfs(aci: Path, dest: Path, *, ids: IdMap = IDENTITY, trusted: bool = True) -> None:
     """Extract the `rootfs/` of the ACI `aci` into `dest` (no whiteouts: appc has none)."""
-    extract_layer(aci, dest, strip="rootfs", whiteouts=False, ids=ids, trusted=trusted)
+    extract_layer(aci, dest, strip="rootfs", whiteouts=WhiteoutMode.NONE, ids=ids, trusted=trusted)
 
 
 def copy_from_aci(aci: Path, path: str, host_dir: Path) -> Path:

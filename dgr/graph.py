@@ -11,6 +11,7 @@ from pathlib import Path
 
 from dgr.manifest import Manifest
 from dgr.names import ImageName
+from dgr.ociref import OciReference
 from dgr.process import run
 
 EDGE_STYLES = (
@@ -21,7 +22,9 @@ EDGE_STYLES = (
 )
 
 
-def _node(name: ImageName) -> str:
+def _node(name: ImageName | OciReference) -> str:
+    if isinstance(name, OciReference):
+        return str(name)
     return f"{name.tiny_name}:{name.version}" if name.version else name.tiny_name
 
 

@@ -17,6 +17,7 @@ from typing import Any
 
 from dgr.errors import ManifestError
 from dgr.names import ImageName, is_ac_identifier, is_ac_name
+from dgr.ociref import Reference, parse_dependency
 from dgr.readiness import ANNOTATION as READINESS_ANNOTATION
 from dgr.readiness import KINDS as READINESS_KINDS
 from dgr.readiness import Readiness
@@ -75,20 +76,21 @@ class App:
     mount_points: tuple[AppMountPoint, ...] = ()
     ports: tuple[Port, ...] = ()
     isolators: tuple[Isolator, ...] = ()
+    given: frozenset[str] = frozenset()  # the keys the manifest sets (the rest may be inherited)
 
 
 @dataclass(frozen=True)
 class Builder:
     image: ImageName | None = None
     environment: tuple[NameValue, ...] = ()
-    dependencies: tuple[ImageName, ...] = ()
+    dependencies: tuple[Reference, ...] = ()
     mount_points: tuple[HostMount, ...] = ()
 
 
 @dataclass(frozen=True)
 class Tester:
     builder: Builder = field(default_factory=Builder)
-    dependencies: tuple[ImageName, ...] = ()
+    dependencies: tuple[Reference, ...] = ()
     environment: tuple[NameValue, ...] = ()
     isolators: tuple[Isolator, ...] = ()
     readiness: Readiness | None = None
@@ -96,7 +98,7 @@ class Tester:
 
 @dataclass(frozen=True)
 class Aci:
-    dependencies: tuple[ImageName, ...] = ()
+    dependencies: tuple[Reference, ...] = ()
     annotations: tuple[NameValue, ...] = ()
     path_whitelist: tuple[str, ...] = ()
     app: App = field(default_factory=App)
@@ -209,9 +211,10 @@ class ManifestReader:
             return "true" if value else "false"
         return self.string(value, key)
 
-    def images(self, data: Any, key: str) -> tuple[ImageName, ...]:
+    def images(self, data: Any, key: str) -> tuple[Reference, ...]:
+        """Dependencies: appc image names, or OCI references (dgr/ociref.py)."""
         return tuple(
-            ImageName.parse(self.string(item, f"{key}[{i}]"), source=self.path, key=f"{key}[{i}]")
+            parse_dependency(self.string(item, f"{key}[{i}]"), source=self.path, key=f"{key}[{i}]")
             for i, item in enumerate(self.listing(data, key))
         )
 
@@ -288,6 +291,7 @@ class ManifestReader:
             mount_points=self.app_mounts(data.get("mountPoints"), f"{key}.mountPoints"),
             ports=self.ports(data.get("ports"), f"{key}.ports"),
             isolators=self.isolators(data.get("isolators"), f"{key}.isolators"),
+            given=frozenset(data),
         )
 
     def app_mounts(self, data: Any, key: str) -> tuple[AppMountPoint, ...]:

@@ -29,7 +29,7 @@ import shutil
 import tarfile
 import tempfile
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import IO, Any
 
@@ -38,7 +38,7 @@ from dgr.aci import ROOTFS as ACI_ROOTFS
 from dgr.aci import check_rfc3339
 from dgr.errors import BuildError, DgrError
 from dgr.layer import StreamDigests, TarSink, TarWriter, Whiteouts, atomic_file
-from dgr.manifest import App, Manifest
+from dgr.manifest import App, Manifest, NameValue, Port
 from dgr.names import oci_tag
 from dgr.readiness import oci_healthcheck, readiness_of
 from dgr.userns import IDENTITY, IdMap
@@ -107,6 +107,79 @@ def oci_platform(machine: str | None = None) -> dict[str, str]:
 
 # --- image config -----------------------------------------------------------------------------
 
+BASE_NAME = "org.opencontainers.image.base.name"
+BASE_DIGEST = "org.opencontainers.image.base.digest"
+
+
+def base_labels(reference: str, digest: str) -> dict[str, str]:
+    """The OCI annotations (as labels) naming the base image an image is built on."""
+    return {BASE_NAME: reference, BASE_DIGEST: digest}
+
+
+def config_labels(base: Mapping[str, Any]) -> dict[str, str]:
+    """The labels of an OCI image config (`config.Labels`), as strings."""
+    labels = (base.get("config") or {}).get("Labels") or {}
+    return {str(k): str(v) for k, v in labels.items()} if isinstance(labels, dict) else {}
+
+
+def inherit_app(app: App, base: Mapping[str, Any], layers: Sequence[Path]) -> App:
+    """`app` with what an OCI base image's config sets and the manifest does not: each `Env`
+    variable the manifest does not set (the base's first, in its order), `WorkingDir`, and
+    `User` (when the manifest sets neither user nor group; a user without a group gets its
+    primary group from the `/etc/passwd` of `layers`, the image's layers bottom first)."""
+    settings = base.get("config") or {}
+    if not isinstance(settings, dict):
+        return app
+    own = {item.name for item in app.environment}
+    env: list[NameValue] = []
+    for entry in settings.get("Env") or []:
+        name, sep, value = str(entry).partition("=")
+        if sep and name not in own and all(e.name != name for e in env):
+            env.append(NameValue(name, value))
+    changes: dict[str, Any] = {"environment": (*env, *app.environment)}
+    workdir = str(settings.get("WorkingDir") or "")
+    if not app.working_directory and workdir.startswith("/"):
+        changes["working_directory"] = workdir
+    user = str(settings.get("User") or "")
+    if user and not {"user", "group"} & app.given:
+        name, _, group = user.partition(":")
+        changes["user"] = name
+        changes["group"] = group or _primary_group(name, layers)
+    return replace(app, **changes)
+
+
+def app_of_config(base: Mapping[str, Any], layers: Sequence[Path]) -> App:
+    """The app an OCI image config describes: Entrypoint + Cmd as exec, its exposed TCP and
+    UDP ports (named `tcp-80`...), and what :func:`inherit_app` takes (for a pod app)."""
+    settings = base.get("config") or {}
+    settings = settings if isinstance(settings, dict) else {}
+    command = [str(a) for a in (settings.get("Entrypoint") or []) + (settings.get("Cmd") or [])]
+    ports = []
+    for spec in sorted(settings.get("ExposedPorts") or {}):
+        number, _, protocol = str(spec).partition("/")
+        protocol = protocol or "tcp"
+        if number.isdigit() and protocol in ("tcp", "udp") and 0 < int(number) < 65536:
+            ports.append(Port(f"{protocol}-{number}", int(number), protocol))
+    app = App(exec=tuple(command) or App().exec, ports=tuple(ports))
+    return inherit_app(app, base, layers)
+
+
+def _primary_group(user: str, layers: Sequence[Path]) -> str:
+    """The primary gid of `user` (a name or a uid) in the topmost `/etc/passwd` of `layers`,
+    else "0"."""
+    for layer in reversed(layers):
+        passwd = layer / "etc" / "passwd"
+        if passwd.is_symlink() or passwd.exists() and not passwd.is_file():
+            break  # a whiteout or something we do not follow: no passwd
+        if not passwd.is_file():
+            continue
+        for line in passwd.read_text(encoding="utf-8", errors="replace").splitlines():
+            fields = line.split(":")
+            if len(fields) >= 4 and user in (fields[0], fields[2]):
+                return fields[3]
+        break
+    return "0"
+
 
 def _user(app: App) -> str:
     for what, value in (("user", app.user), ("group", app.group)):
@@ -125,8 +198,15 @@ def _environment(app: App) -> list[str]:
     return env + [f"{item.name}={item.value}" for item in app.environment]
 
 
-def _labels(manifest: Manifest, version: str, created: str, extra: Mapping[str, str]) -> dict[str, str]:
+def _labels(
+    manifest: Manifest,
+    version: str,
+    created: str,
+    extra: Mapping[str, str],
+    inherited: Mapping[str, str] | None = None,
+) -> dict[str, str]:
     labels = {
+        **(inherited or {}),
         "org.opencontainers.image.title": manifest.name.name,
         "org.opencontainers.image.created": created,
     }
@@ -148,12 +228,14 @@ def image_config(
     created: str,
     history: Sequence[str] | None = None,
     labels: Mapping[str, str] | None = None,
+    inherited_labels: Mapping[str, str] | None = None,
 ) -> dict[str, Any]:
     """The OCI image config for `manifest`, with the layers `diff_ids` (dependency order).
 
     Entrypoint is dgr's start wrapper (prestart, then exec of its arguments) and Cmd the app's
     exec. `history` gives a `created_by` per layer (default: dependency layers, then this
-    build). `labels` are added to the OCI labels derived from the manifest. The appc fields
+    build). `labels` are added to the OCI labels derived from the manifest, which replace
+    `inherited_labels` (an OCI base image's). The appc fields
     with no OCI equivalent (supplementaryGIDs, isolators, read-only mount points, socket
     activation) are left out.
     """
@@ -177,7 +259,7 @@ def image_config(
     healthcheck = oci_healthcheck(readiness_of(manifest))  # tester.readiness
     if healthcheck is not None:
         config["Healthcheck"] = healthcheck
-    config["Labels"] = _labels(manifest, version, created, labels or {})
+    config["Labels"] = _labels(manifest, version, created, labels or {}, inherited_labels)
     if history is None:
         own = f"dgr build {manifest.name.with_version(version)}"
         history = ["dgr: dependency layer"] * (len(diff_ids) - 1) + [own] if diff_ids else []
@@ -537,6 +619,7 @@ def export_image(
     cache: BlobCache,
     ref: str | None = None,
     labels: Mapping[str, str] | None = None,
+    inherited_labels: Mapping[str, str] | None = None,
 ) -> str:
     """Write the OCI layout `dest` for `manifest`; return the image manifest digest.
 
@@ -551,6 +634,7 @@ def export_image(
         diff_ids=[blob.diff_id for blob in blobs],
         created=created,
         labels=labels,
+        inherited_labels=inherited_labels,
     )
     return write_oci_layout(dest, blobs, config, ref or oci_tag(version))
 

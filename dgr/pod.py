@@ -65,7 +65,8 @@ if TYPE_CHECKING:
     from dgr.tester import TesterContainer, TesterOptions
 
 POD_ATTRIBUTES = "pod"  # /dgr/attributes/pod/ in every app image
-DGR_ANNOTATIONS = ("dgr-version", "build-date")  # written by every build, not inherited
+# written by builds, not inherited
+DGR_ANNOTATIONS = ("dgr-version", "build-date", "dgr-oci-dependencies")
 BUSYBOX = "/dgr/bin/busybox"
 # The holder of the pod's network namespace: busybox only, sleeping until stopped.
 HOLD = "while :; do /dgr/bin/busybox sleep 3600; done"
@@ -185,7 +186,7 @@ def merge_app(inherited: App, app: PodApp) -> App:
     changes = {attr: getattr(app.app, attr) for key, attr in APP_FIELDS.items() if key in app.overridden}
     if "environment" in app.overridden:
         changes["environment"] = _merge_named(inherited.environment, app.app.environment)
-    return replace(inherited, **changes)
+    return replace(inherited, **changes, given=inherited.given | app.overridden)
 
 
 def _merge_named(base: Sequence[NameValue], top: Sequence[NameValue]) -> tuple[NameValue, ...]:
@@ -208,7 +209,13 @@ def dependency_manifest(dep: Dependency) -> dict[str, Any]:
 
 
 def inherited_app(dep: Dependency) -> tuple[App, tuple[NameValue, ...]]:
-    """The `app` and annotations of a dependency's manifest (dgr's own annotations left out)."""
+    """The `app` and annotations of a dependency's manifest (dgr's own annotations left out);
+    of an OCI image: its command, ports, Env, WorkingDir and User (dgr.oci.inherit_app)."""
+    if dep.oci is not None:
+        from dgr.build import flatten
+        from dgr.oci import app_of_config
+
+        return app_of_config(dep.oci.config(), [d.layer for d in flatten((dep,))]), ()
     data = dependency_manifest(dep)
     reader = ManifestReader(dep.layer.parent / "manifest.json")
     raw = {k: v for k, v in (data.get("app") or {}).items() if k != "eventHandlers"}

@@ -22,6 +22,7 @@ from dgr.manifest import (
     render_manifest,
 )
 from dgr.names import ImageName, is_ac_name, to_ac_name
+from dgr.ociref import Reference
 from dgr.yamlload import parse_yaml
 
 INHERIT_POLICIES = ("first", "last", "none")
@@ -78,7 +79,7 @@ class PodApp:
     """One app of a pod: its image(s), and what the pod changes in the inherited `app`."""
 
     name: str
-    dependencies: tuple[ImageName, ...]
+    dependencies: tuple[Reference, ...]
     inherit: str = "first"
     app: App = field(default_factory=App)
     overridden: frozenset[str] = frozenset()  # the `app` keys the pod manifest sets
@@ -86,7 +87,7 @@ class PodApp:
     annotations: tuple[NameValue, ...] = ()
 
     @property
-    def inherit_from(self) -> ImageName | None:
+    def inherit_from(self) -> Reference | None:
         """The dependency whose `app` this app inherits (None: policy `none`)."""
         if not self.dependencies or self.inherit == "none":
             return None

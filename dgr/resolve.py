@@ -2,11 +2,13 @@
 
 Sources, in order: (1) the local store, (2) a project folder of the same repository whose
 manifest builds that name (built first, recursively), (3) appc discovery. Versions are
-pinned to what was found.
+pinned to what was found. A dependency written as an OCI reference (`docker://...`,
+`oci:...`, `oci-archive:...`) is an OCI image instead, pinned by digest (dgr/ociref.py).
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
 import subprocess
 from collections.abc import Iterator
@@ -17,7 +19,8 @@ from dgr.errors import BuildError, DgrError
 from dgr.log import log
 from dgr.manifest import ACI_MANIFEST, POD_MANIFEST, Manifest, load_manifest
 from dgr.names import ImageName
-from dgr.store import Store, StoredImage
+from dgr.ociref import OciReference, Reference
+from dgr.store import Store, StoredImage, StoredOciImage
 
 if TYPE_CHECKING:
     from dgr.build import BuildOptions, Dependency
@@ -81,21 +84,27 @@ def find_local_project(name: ImageName, near: Path) -> Path | None:
 
 
 def resolve_dependencies(
-    names: tuple[ImageName, ...], manifest: Manifest, options: BuildOptions
+    names: tuple[Reference, ...], manifest: Manifest, options: BuildOptions
 ) -> tuple[Dependency, ...]:
     """Resolve each of `names` (in order) for the build of `manifest`."""
     if not names:
         return ()  # and no discovery machinery (requests) to load
     from dgr.newer_versions import newer_version_checks
 
-    with newer_version_checks(names, options.config):  # warns about newer versions, joined here
+    appc = [name for name in names if isinstance(name, ImageName)]
+    with newer_version_checks(appc, options.config):  # warns about newer versions, joined here
         return tuple(resolve_one(name, manifest, options) for name in names)
 
 
-def resolve_one(name: ImageName, manifest: Manifest, options: BuildOptions) -> Dependency:
+def resolve_one(name: Reference, manifest: Manifest, options: BuildOptions) -> Dependency:
     from dgr.build import Dependency, build
 
     log.info("Resolving dependency %s", name)
+    if isinstance(name, OciReference):
+        from dgr.ociref import resolve_image
+
+        image = resolve_image(name, manifest.project, options.config, where=str(manifest.path))
+        return oci_dependency(name, image)
     store = Store(options.config.store_path)
     stored = store.find(name)
     if stored is not None:
@@ -148,3 +157,26 @@ def from_store(store: Store, image: StoredImage) -> Dependency:
             )
         children.append(from_store(store, found))
     return Dependency(image.name, image.image_id, image.layer, tuple(children))
+
+
+def oci_dependency(ref: OciReference, image: StoredOciImage) -> Dependency:
+    """A stored OCI image as a dependency: one per layer, each depending on the layer below
+    (as OCI chain IDs do), the top one carrying the image. Each keeps its blob as fetched,
+    which the OCI output reuses byte for byte."""
+    from dgr.build import Dependency
+    from dgr.oci import LayerBlob
+
+    if not image.layers:
+        raise BuildError(f"{ref}: the image has no layers", hint="a base image needs at least one layer")
+    below: tuple[Dependency, ...] = ()
+    chain = ""
+    for index, layer in enumerate(image.layers):
+        chain = (
+            layer.diff_id
+            if not chain
+            else "sha256:" + hashlib.sha256(f"{chain} {layer.diff_id}".encode()).hexdigest()
+        )
+        top = index == len(image.layers) - 1
+        blob = LayerBlob(layer.blob, layer.digest, layer.diff_id, layer.size, layer.media_type)
+        below = (Dependency(ref, chain, layer.directory, below, blob=blob, oci=image if top else None),)
+    return below[0]

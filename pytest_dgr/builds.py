@@ -22,6 +22,7 @@ from filelock import FileLock
 
 from dgr.errors import BuildError, DgrError
 from dgr.manifest import load_manifest
+from dgr.names import ImageName
 from dgr.store import Store
 from dgr.workspace import Workspace, target_dir
 
@@ -73,8 +74,8 @@ class SessionBuilds:
         store = Store(self.options.config.store_path)
         names = (*manifest.aci.dependencies, *manifest.builder.dependencies, *manifest.tester.dependencies)
         for name in names:
-            if store.find(name) is not None:
-                continue
+            if not isinstance(name, ImageName) or store.find(name) is not None:
+                continue  # an OCI image is fetched, not built
             local = find_local_project(name, folder)
             if local is not None:
                 self._visit(local.resolve(), [*chain, folder], ordered)

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING
 import pytest
 
 from dgr.errors import DgrError
+from dgr.names import ImageName
 from pytest_dgr.items import (
     IMAGE_STATE,
     SETTINGS,
@@ -68,6 +69,8 @@ class PodState(ImageState):
             store = Store(self.options.config.store_path)
             for app in manifest.apps:
                 for name in app.dependencies:
+                    if not isinstance(name, ImageName):
+                        continue  # an OCI image is fetched, not built
                     local = find_local_project(name, self.folder) if store.find(name) is None else None
                     if local is not None:
                         self.settings.builds.build(local)

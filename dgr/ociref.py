@@ -1,0 +1,472 @@
+"""OCI images as dependencies: containers-transports(5) references, fetched into the store.
+
+A dependency (`aci.dependencies`, `builder.dependencies`, `tester.aci.dependencies`, a pod
+app's `dependencies`) written as one of these is an OCI image rather than an appc name:
+
+* `docker://REGISTRY/REPO:TAG` or `docker://REGISTRY/REPO@sha256:HEX` (a registry; a name
+  without a registry is Docker Hub's, as skopeo reads it);
+* `oci:PATH[:TAG]`: an OCI image layout (PATH relative to the project folder, or absolute);
+* `oci-archive:PATH[:TAG]`: the same as a tar archive.
+
+:func:`resolve_image` pins a reference to the digest of its image manifest and makes sure the
+image is in the store (dgr/store.py, :class:`~dgr.store.OciStore`): `skopeo copy` into a
+temporary layout next to the store, then every blob checked against its digest and every
+layer against the config's `diff_id` while it is extracted, all under a lock per reference
+so that parallel builds (and xdist workers) fetch it once. skopeo reads the host's
+containers-registries.conf(5) (mirrors, insecure registries, `CONTAINERS_REGISTRIES_CONF`),
+containers-policy.json(5) and containers-auth.json(5) (`REGISTRY_AUTH_FILE`, what `podman
+login` wrote). A tag of a registry is resolved once and remembered in the store, as podman's
+`missing` pull policy does (`dgr store rm docker://...` forgets it); a local layout or
+archive is read again at every build, so that a new image there is picked up.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import tarfile
+import tempfile
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+from typing import TYPE_CHECKING, Any
+
+from dgr.errors import DgrError, ManifestError
+from dgr.log import log, step
+from dgr.names import ImageName
+
+if TYPE_CHECKING:
+    from dgr.config import Config
+    from dgr.store import OciStore, StoredOciImage
+
+TRANSPORTS = ("docker://", "oci:", "oci-archive:")
+DOCKER_HUB = "docker.io"
+DIGEST = re.compile(r"^sha256:[0-9a-f]{64}$")
+TAG = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
+# A repository path component and a registry host[:port] (the distribution spec's grammar).
+COMPONENT = re.compile(r"^[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*$")
+HOST = re.compile(r"^[A-Za-z0-9.-]+(?::[0-9]+)?$|^\[[0-9a-fA-F:]+\](?::[0-9]+)?$")
+SKOPEO_TIMEOUT = 900.0  # one fetch, whole; a large base on a slow link takes minutes
+MEDIA_INDEXES = (
+    "application/vnd.oci.image.index.v1+json",
+    "application/vnd.docker.distribution.manifest.list.v2+json",
+)
+
+
+class FetchError(DgrError):
+    """An OCI image could not be fetched, or did not pass verification."""
+
+
+@dataclass(frozen=True)
+class OciReference:
+    """A containers-transports(5) reference to an OCI image, as written in a manifest."""
+
+    transport: str  # docker | oci | oci-archive
+    location: str  # docker: [REGISTRY/]REPO; oci, oci-archive: PATH as written
+    tag: str = ""  # docker: the tag; oci, oci-archive: the image's ref name in the layout
+    digest: str = ""  # docker only: sha256:HEX
+
+    def __str__(self) -> str:
+        if self.transport == "docker":
+            return f"docker://{self.location}" + (f"@{self.digest}" if self.digest else f":{self.tag}")
+        return f"{self.transport}:{self.location}" + (f":{self.tag}" if self.tag else "")
+
+    @property
+    def local(self) -> bool:
+        """Whether the image is a file of this host (a layout or an archive)."""
+        return self.transport != "docker"
+
+    @property
+    def registry(self) -> str:
+        """The registry host[:port] of a docker reference (Docker Hub when none is written)."""
+        first, sep, _ = self.location.partition("/")
+        if sep and ("." in first or ":" in first or first == "localhost"):
+            return first
+        return DOCKER_HUB
+
+    @property
+    def tiny_name(self) -> str:
+        """The last path segment (repository or file name), for graphs and logs."""
+        return PurePosixPath(self.location).name
+
+    def path(self, project: Path) -> Path:
+        """The layout or archive of a local reference (relative to the `project` folder)."""
+        return (project / self.location).resolve()
+
+    def source(self, project: Path, digest: str = "") -> str:
+        """The skopeo source: the reference with an absolute path, or pinned to `digest`."""
+        if self.transport == "docker":
+            return f"docker://{self.location}@{digest}" if digest else str(self)
+        return f"{self.transport}:{self.path(project)}" + (f":{self.tag}" if self.tag else "")
+
+    def pinned(self, digest: str) -> str:
+        """The reference with the digest it resolved to: `REF@sha256:...` (as built manifests
+        and logs show it)."""
+        return str(self) if self.digest else f"{self}@{digest}"
+
+
+Reference = ImageName | OciReference  # a dependency as a manifest writes it
+
+
+def is_oci_reference(text: str) -> bool:
+    return text.strip().startswith(TRANSPORTS)
+
+
+def parse_reference(text: str, *, source: Path | str | None = None, key: str = "") -> OciReference:
+    """Parse a containers-transports(5) reference; ManifestError naming `source` and `key`."""
+    text = text.strip()
+
+    def fail(why: str, hint: str | None = None) -> ManifestError:
+        return ManifestError(f"invalid OCI reference {text!r}: {why}", path=source, key=key, hint=hint)
+
+    if text.startswith("docker://"):
+        return _parse_docker(text[len("docker://") :], fail)
+    transport, _, rest = text.partition(":")
+    if transport not in ("oci", "oci-archive"):
+        raise fail("transports are docker://, oci: and oci-archive:")
+    path, _, tag = rest.partition(":")
+    if not path:
+        raise fail("no path", hint=f"{transport}:PATH[:TAG], PATH relative to the project folder")
+    if tag and not TAG.match(tag):
+        raise fail(f"{tag!r} is not a valid tag")
+    return OciReference(transport, path, tag)
+
+
+def _parse_docker(rest: str, fail: Callable[..., ManifestError]) -> OciReference:
+    name, at, digest = rest.partition("@")
+    if at and not DIGEST.match(digest):
+        raise fail(
+            f"{digest!r} is not a sha256 digest", hint="@sha256: followed by 64 lower-case hex digits"
+        )
+    tag = ""
+    head, slash, last = name.rpartition("/")
+    if ":" in last:
+        last, _, tag = last.partition(":")
+        name = f"{head}{slash}{last}"
+        if at:
+            raise fail("a tag and a digest: give one of them", hint="keep the digest, it pins the image")
+        if not TAG.match(tag):
+            raise fail(f"{tag!r} is not a valid tag")
+    parts = name.split("/")
+    if len(parts) > 1 and ("." in parts[0] or ":" in parts[0] or parts[0] == "localhost"):
+        if not HOST.match(parts[0]):
+            raise fail(f"{parts[0]!r} is not a registry host[:port]")
+        parts = parts[1:]
+    if not parts or not all(COMPONENT.match(p) for p in parts):
+        raise fail(
+            "the repository must be lower-case letters and digits separated by '.', '_', '__' or '-'",
+            hint="docker://REGISTRY/REPO:TAG or docker://REGISTRY/REPO@sha256:...",
+        )
+    return OciReference("docker", name, tag or ("" if at else "latest"), digest)
+
+
+def parse_dependency(text: str, *, source: Path | str | None = None, key: str = "") -> Reference:
+    """A dependency as a manifest writes it: an OCI reference, or an appc image name."""
+    if is_oci_reference(text):
+        return parse_reference(text, source=source, key=key)
+    return ImageName.parse(text, source=source, key=key)
+
+
+# --- resolving --------------------------------------------------------------------------------
+
+
+def resolve_image(ref: OciReference, project: Path, config: Config, *, where: str = "") -> StoredOciImage:
+    """The stored image `ref` stands for, fetched first when needed (see the module docstring).
+
+    Errors name the reference (and `where`: the manifest that asks for it); a failed fetch
+    leaves nothing in the store.
+    """
+    from dgr.store import OciStore
+
+    store = OciStore(config.store_path)
+    with store.lock(str(ref.source(project))):
+        fetcher = _Fetcher(ref, project, config, where)
+        digest = fetcher.current_digest(store)
+        stored = store.get(digest)
+        if stored is None:
+            stored = fetcher.fetch(store, digest)
+        if ref.transport == "docker" and not ref.digest:
+            store.remember_tag(str(ref), digest)
+    log.debug("%s is %s", ref, digest)
+    return stored
+
+
+class _Fetcher:
+    """What resolving one reference needs: the digest it stands for, and the copy into a store."""
+
+    def __init__(self, ref: OciReference, project: Path, config: Config, where: str) -> None:
+        self.ref = ref
+        self.project = project
+        self.config = config
+        self.where = where
+
+    def error(self, message: str, **kwargs: Any) -> FetchError:
+        return FetchError(f"{self.ref}: {message}", path=self.where or None, **kwargs)
+
+    def current_digest(self, store: OciStore) -> str:
+        """The digest of the image manifest (for this host's platform) the reference names."""
+        ref = self.ref
+        if ref.digest:
+            return self.platform_digest(ref.digest, store)
+        if ref.local:
+            return self.platform_digest(self.local_digest(), store)
+        remembered = store.tag(str(ref))
+        if remembered is not None:
+            return remembered
+        raw = self.skopeo_inspect_raw(ref.source(self.project))
+        return self.pick_platform(
+            raw,
+            hashlib.sha256(raw).hexdigest(),
+            lambda d: self.skopeo_inspect_raw(ref.source(self.project, d)),
+        )
+
+    def platform_digest(self, digest: str, store: OciStore) -> str:
+        """`digest` itself when it names an image manifest we have or a local one; the entry
+        for this platform when it names an index."""
+        if store.get(digest) is not None:
+            return digest
+        if self.ref.local:
+            reader = _LayoutReader(self.ref, self.project, self.error)
+            raw = reader.blob(digest)
+            return self.pick_platform(raw, digest.removeprefix("sha256:"), reader.blob)
+        raw = self.skopeo_inspect_raw(self.ref.source(self.project, digest))
+        return self.pick_platform(
+            raw,
+            digest.removeprefix("sha256:"),
+            lambda d: self.skopeo_inspect_raw(self.ref.source(self.project, d)),
+        )
+
+    def pick_platform(self, raw: bytes, hex_digest: str, read: Callable[[str], bytes]) -> str:
+        """The image manifest digest: `raw` (whose digest is `hex_digest`) when it is a
+        manifest, the entry for this host's platform (read with `read`) when an index."""
+        from dgr.oci import oci_platform
+
+        try:
+            document = json.loads(raw)
+            media = document.get("mediaType", "")
+            entries = document.get("manifests")
+        except (ValueError, AttributeError):
+            raise self.error("the registry answered with something that is not a manifest") from None
+        if media not in MEDIA_INDEXES and not isinstance(entries, list):
+            return f"sha256:{hex_digest}"
+        wanted = oci_platform()
+        for entry in entries or []:
+            platform = entry.get("platform") or {}
+            if all(platform.get(k) == v for k, v in wanted.items()) and DIGEST.match(
+                entry.get("digest", "")
+            ):
+                digest = str(entry["digest"])
+                return self.pick_platform(read(digest), digest.removeprefix("sha256:"), read)
+        shown = ", ".join(
+            "/".join(str(p.get(k)) for k in ("os", "architecture") if p.get(k))
+            for p in (e.get("platform") or {} for e in entries or [])
+        )
+        raise self.error(
+            f"no image for {wanted['os']}/{wanted['architecture']} in its index",
+            hint=f"it has: {shown or 'no platform'}",
+        )
+
+    def local_digest(self) -> str:
+        """The manifest digest that the layout or archive gives the reference's tag."""
+        reader = _LayoutReader(self.ref, self.project, self.error)
+        return reader.tagged()
+
+    # --- skopeo -------------------------------------------------------------------------------
+
+    def skopeo_options(self, prefix: str) -> list[str]:
+        """Transport options for a registry: TLS, credentials (containers-auth.json(5))."""
+        if self.ref.transport != "docker":
+            return []
+        from dgr.discovery import host_policy
+        from dgr.push.targets import containers_auth_file
+
+        options = []
+        url = f"https://{self.ref.registry}/"
+        policy = host_policy(self.config)
+        if policy.allows("tls", url) or policy.allows("http", url):
+            options.append(f"--{prefix}tls-verify=false")
+        auth = containers_auth_file()
+        if auth is not None:
+            options += [f"--{prefix}authfile", str(auth)]
+        return options
+
+    def skopeo(self, args: list[str], what: str, *, stdout: Path | None = None) -> None:
+        """Run skopeo with `args` (its stdout into the file `stdout`, kept apart from its
+        messages); a FetchError naming the reference when it fails."""
+        from dgr.process import require_tool, run
+
+        argv = [require_tool("skopeo"), *_policy_args(), *args]
+        if stdout is not None:
+            argv = ["/bin/sh", "-c", 'out=$1; shift; exec "$@" > "$out"', "sh", str(stdout), *argv]
+        result = run(argv, check=False, timeout=SKOPEO_TIMEOUT, what=what)
+        if result.returncode != 0:
+            raise self.skopeo_error(result.output)
+
+    def skopeo_inspect_raw(self, source: str) -> bytes:
+        """The manifest (or index) `source` names, byte for byte as the registry serves it."""
+        with tempfile.TemporaryDirectory(prefix="dgr-inspect-") as tmp:
+            out = Path(tmp) / "manifest"
+            self.skopeo(
+                ["inspect", "--raw", *self.skopeo_options(""), source],
+                f"skopeo inspect {source}",
+                stdout=out,
+            )
+            return out.read_bytes()
+
+    def skopeo_error(self, output: str) -> FetchError:
+        """skopeo's failure as one message naming the reference, with a hint."""
+        text = output.lower()
+        details = "\n".join(output.rstrip().splitlines()[-10:])
+        host = self.ref.registry if self.ref.transport == "docker" else ""
+        cases: list[tuple[tuple[str, ...], str, str]] = [
+            (
+                ("http response to https client",),
+                f"{host} speaks plain HTTP, not HTTPS",
+                f"if you trust this network, add http:{host} to insecureOptions in config.yml, "
+                "or mark the registry insecure in registries.conf",
+            ),
+            (
+                ("x509", "certificate"),
+                f"the TLS certificate of {host} is not trusted",
+                f"install the registry's CA, or add tls:{host} to insecureOptions",
+            ),
+            (
+                ("unauthorized", "authentication required", "denied", "401", "403", "invalid username"),
+                f"{host} refused access",
+                f"log in (podman login {host}), or point REGISTRY_AUTH_FILE at an auth file "
+                "that holds credentials for it",
+            ),
+            (
+                ("manifest unknown", "name unknown", "not found", "no such image", "404"),
+                "no such image (unknown repository, tag or digest)",
+                "check the name, the tag or the digest",
+            ),
+            (
+                ("digest did not match", "digest mismatch", "does not match digest", "unexpected digest"),
+                "its content does not match its digest",
+                "the registry or the layout is corrupt or was tampered with: nothing was stored",
+            ),
+            (
+                ("no such host", "connection refused", "i/o timeout", "no route to host",
+                 "network is unreachable", "timeout", "connection reset", "eof"),
+                f"cannot reach {host or 'the source'}",
+                "check the registry address and that it is running (and registries.conf mirrors)",
+            ),
+            (
+                ("no such file or directory",),
+                "the layout or archive does not exist",
+                "PATH is relative to the project folder",
+            ),
+        ]  # fmt: skip
+        for words, message, hint in cases:
+            if any(word in text for word in words):
+                return self.error(message, hint=hint, details=details)
+        return self.error("skopeo failed", details=details)
+
+    # --- copying into the store -----------------------------------------------------------
+
+    def fetch(self, store: OciStore, digest: str) -> StoredOciImage:
+        """Copy the image `digest` into a temporary layout beside the store, then add it."""
+        ref = self.ref
+        scratch = store.scratch()
+        try:
+            layout = scratch / "layout"
+            source = (
+                ref.source(self.project, digest) if ref.transport == "docker" else ref.source(self.project)
+            )
+            with step(f"Fetching {ref.pinned(digest)}"):
+                self.skopeo(
+                    ["copy", "--quiet", *self.skopeo_options("src-"), source, f"oci:{layout}:image"],
+                    f"skopeo copy {source}",
+                )
+                try:
+                    return store.add(layout, digest=digest, reference=str(ref), trusted=trusted(ref))
+                except DgrError as exc:  # name the reference, not a temporary file
+                    raise self.error(exc.message, hint=exc.hint, details=exc.details) from None
+        finally:
+            store.drop_scratch(scratch)
+
+
+def trusted(ref: OciReference) -> bool:
+    """Whether the user vouched for the image's exact bytes: a local file, or a pinned
+    digest. Other images (a registry tag) lose setuid/setgid bits and file capabilities."""
+    return ref.local or bool(ref.digest)
+
+
+def _policy_args() -> list[str]:
+    """skopeo's trust policy: the host's containers-policy.json(5) when there is one, else one
+    that accepts any image (what the digests then guarantee is all there is)."""
+    for path in (Path.home() / ".config/containers/policy.json", Path("/etc/containers/policy.json")):
+        if path.is_file():
+            return []
+    policy = Path(tempfile.gettempdir()) / "dgr-skopeo-policy.json"
+    if not policy.exists():
+        policy.write_text(json.dumps({"default": [{"type": "insecureAcceptAnything"}]}), encoding="utf-8")
+    return ["--policy", str(policy)]
+
+
+class _LayoutReader:
+    """Reads `index.json` and blobs of a local layout (a folder or an oci-archive tar)."""
+
+    def __init__(self, ref: OciReference, project: Path, error: Callable[..., FetchError]) -> None:
+        self.ref = ref
+        self.path = ref.path(project)
+        self.error = error
+        self.archive: dict[str, tarfile.TarInfo] | None = None
+
+    def read(self, name: str) -> bytes:
+        try:
+            if self.ref.transport == "oci":
+                return (self.path / name).read_bytes()
+            with tarfile.open(self.path, "r:*") as tar:
+                if self.archive is None:
+                    self.archive = {m.name.removeprefix("./"): m for m in tar.getmembers()}
+                member = self.archive.get(name)
+                data = tar.extractfile(member) if member is not None else None
+                if data is None:
+                    raise FileNotFoundError(name)
+                return data.read()
+        except FileNotFoundError:
+            if not self.path.exists():
+                raise self.error(
+                    f"{self.path} does not exist", hint="PATH is relative to the project folder"
+                ) from None
+            raise self.error(f"{name} is missing: not an OCI image layout") from None
+        except (OSError, tarfile.TarError) as exc:
+            raise self.error(f"cannot read {self.path}: {exc}") from None
+
+    def blob(self, digest: str) -> bytes:
+        if not DIGEST.match(digest):
+            raise self.error(f"invalid digest {digest!r} in its index")
+        data = self.read(f"blobs/sha256/{digest.removeprefix('sha256:')}")
+        if hashlib.sha256(data).hexdigest() != digest.removeprefix("sha256:"):
+            raise self.error(f"blob {digest} does not match its digest", hint="the layout is corrupt")
+        return data
+
+    def tagged(self) -> str:
+        """The digest that index.json gives the tag (or its only image when no tag is asked)."""
+        try:
+            manifests = json.loads(self.read("index.json"))["manifests"]
+            found: list[Mapping[str, Any]] = [
+                m
+                for m in manifests
+                if not self.ref.tag or (m.get("annotations") or {}).get(REF_NAME) == self.ref.tag
+            ]
+        except (ValueError, KeyError, TypeError, AttributeError):
+            raise self.error("index.json is not an OCI image index") from None
+        if len(found) != 1:
+            tags = sorted(str((m.get("annotations") or {}).get(REF_NAME, "")) for m in manifests)
+            what = f"no image tagged {self.ref.tag!r}" if self.ref.tag else f"{len(found)} images"
+            raise self.error(
+                f"{what} in {self.path}",
+                hint=f"tags there: {', '.join(t for t in tags if t) or 'none'}"
+                + ("" if self.ref.tag else "; name one with :TAG"),
+            )
+        digest = str(found[0].get("digest", ""))
+        if not DIGEST.match(digest):
+            raise self.error(f"invalid digest {digest!r} in index.json")
+        return digest
+
+
+REF_NAME = "org.opencontainers.image.ref.name"
