@@ -5,7 +5,8 @@ app's `dependencies`) written as one of these is an OCI image rather than an app
 
 * `docker://REGISTRY/REPO:TAG` or `docker://REGISTRY/REPO@sha256:HEX` (a registry; a name
   without a registry is Docker Hub's, as skopeo reads it);
-* `oci:PATH[:TAG]`: an OCI image layout (PATH relative to the project folder, or absolute);
+* `oci:PATH[:TAG]`: an OCI image layout (PATH absolute, or relative to the folder of the
+  manifest that writes it: the project or pod folder);
 * `oci-archive:PATH[:TAG]`: the same as a tar archive.
 
 :func:`resolve_image` pins a reference to the digest of its image manifest and makes sure the
@@ -24,6 +25,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
 import tarfile
 import tempfile
@@ -47,6 +49,7 @@ TAG = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
 # A repository path component and a registry host[:port] (the distribution spec's grammar).
 COMPONENT = re.compile(r"^[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*$")
 HOST = re.compile(r"^[A-Za-z0-9.-]+(?::[0-9]+)?$|^\[[0-9a-fA-F:]+\](?::[0-9]+)?$")
+REGISTRIES_CONF_ENV = "CONTAINERS_REGISTRIES_CONF"
 SKOPEO_TIMEOUT = 900.0  # one fetch, whole; a large base on a slow link takes minutes
 MEDIA_INDEXES = (
     "application/vnd.oci.image.index.v1+json",
@@ -66,6 +69,7 @@ class OciReference:
     location: str  # docker: [REGISTRY/]REPO; oci, oci-archive: PATH as written
     tag: str = ""  # docker: the tag; oci, oci-archive: the image's ref name in the layout
     digest: str = ""  # docker only: sha256:HEX
+    folder: str = ""  # where a relative PATH starts: the folder of the manifest that writes it
 
     def __str__(self) -> str:
         if self.transport == "docker":
@@ -90,15 +94,15 @@ class OciReference:
         """The last path segment (repository or file name), for graphs and logs."""
         return PurePosixPath(self.location).name
 
-    def path(self, project: Path) -> Path:
-        """The layout or archive of a local reference (relative to the `project` folder)."""
-        return (project / self.location).resolve()
+    def path(self) -> Path:
+        """The layout or archive of a local reference (PATH relative to `folder`)."""
+        return (Path(self.folder or ".") / self.location).resolve()
 
-    def source(self, project: Path, digest: str = "") -> str:
+    def source(self, digest: str = "") -> str:
         """The skopeo source: the reference with an absolute path, or pinned to `digest`."""
         if self.transport == "docker":
             return f"docker://{self.location}@{digest}" if digest else str(self)
-        return f"{self.transport}:{self.path(project)}" + (f":{self.tag}" if self.tag else "")
+        return f"{self.transport}:{self.path()}" + (f":{self.tag}" if self.tag else "")
 
     def pinned(self, digest: str) -> str:
         """The reference with the digest it resolved to: `REF@sha256:...` (as built manifests
@@ -114,7 +118,9 @@ def is_oci_reference(text: str) -> bool:
 
 
 def parse_reference(text: str, *, source: Path | str | None = None, key: str = "") -> OciReference:
-    """Parse a containers-transports(5) reference; ManifestError naming `source` and `key`."""
+    """Parse a containers-transports(5) reference; ManifestError naming `source` and `key`.
+
+    A relative PATH is relative to the folder of `source` (the manifest that writes it)."""
     text = text.strip()
 
     def fail(why: str, hint: str | None = None) -> ManifestError:
@@ -127,10 +133,11 @@ def parse_reference(text: str, *, source: Path | str | None = None, key: str = "
         raise fail("transports are docker://, oci: and oci-archive:")
     path, _, tag = rest.partition(":")
     if not path:
-        raise fail("no path", hint=f"{transport}:PATH[:TAG], PATH relative to the project folder")
+        raise fail("no path", hint=f"{transport}:PATH[:TAG], PATH relative to the manifest's folder")
     if tag and not TAG.match(tag):
         raise fail(f"{tag!r} is not a valid tag")
-    return OciReference(transport, path, tag)
+    folder = str(Path(source).parent.absolute()) if source is not None else ""
+    return OciReference(transport, path, tag, folder=folder)
 
 
 def _parse_docker(rest: str, fail: Callable[..., ManifestError]) -> OciReference:
@@ -171,7 +178,7 @@ def parse_dependency(text: str, *, source: Path | str | None = None, key: str = 
 # --- resolving --------------------------------------------------------------------------------
 
 
-def resolve_image(ref: OciReference, project: Path, config: Config, *, where: str = "") -> StoredOciImage:
+def resolve_image(ref: OciReference, config: Config, *, where: str = "") -> StoredOciImage:
     """The stored image `ref` stands for, fetched first when needed (see the module docstring).
 
     Errors name the reference (and `where`: the manifest that asks for it); a failed fetch
@@ -180,13 +187,13 @@ def resolve_image(ref: OciReference, project: Path, config: Config, *, where: st
     from dgr.store import OciStore
 
     store = OciStore(config.store_path)
-    with store.lock(str(ref.source(project))):
-        fetcher = _Fetcher(ref, project, config, where)
+    with store.lock(ref.source()):
+        fetcher = _Fetcher(ref, config, where)
         digest = fetcher.current_digest(store)
         stored = store.get(digest)
         if stored is None:
             stored = fetcher.fetch(store, digest)
-        if ref.transport == "docker" and not ref.digest:
+        if not ref.local:
             store.remember_tag(str(ref), digest)
     log.debug("%s is %s", ref, digest)
     return stored
@@ -195,9 +202,8 @@ def resolve_image(ref: OciReference, project: Path, config: Config, *, where: st
 class _Fetcher:
     """What resolving one reference needs: the digest it stands for, and the copy into a store."""
 
-    def __init__(self, ref: OciReference, project: Path, config: Config, where: str) -> None:
+    def __init__(self, ref: OciReference, config: Config, where: str) -> None:
         self.ref = ref
-        self.project = project
         self.config = config
         self.where = where
 
@@ -205,43 +211,40 @@ class _Fetcher:
         return FetchError(f"{self.ref}: {message}", path=self.where or None, **kwargs)
 
     def current_digest(self, store: OciStore) -> str:
-        """The digest of the image manifest (for this host's platform) the reference names."""
+        """The digest of the image manifest (for this host's platform) the reference names.
+
+        A local layout or archive is read every time; a registry reference is asked once and
+        remembered (a digest that names an index too: the store records the platform's image).
+        """
         ref = self.ref
-        if ref.digest:
-            return self.platform_digest(ref.digest, store)
         if ref.local:
-            return self.platform_digest(self.local_digest(), store)
+            reader = _LayoutReader(ref, self.error)
+            return self.pick_platform(reader.tagged(), reader.blob)
         remembered = store.tag(str(ref))
         if remembered is not None:
             return remembered
-        raw = self.skopeo_inspect_raw(ref.source(self.project))
-        return self.pick_platform(
-            raw,
-            hashlib.sha256(raw).hexdigest(),
-            lambda d: self.skopeo_inspect_raw(ref.source(self.project, d)),
-        )
 
-    def platform_digest(self, digest: str, store: OciStore) -> str:
-        """`digest` itself when it names an image manifest we have or a local one; the entry
-        for this platform when it names an index."""
-        if store.get(digest) is not None:
-            return digest
-        if self.ref.local:
-            reader = _LayoutReader(self.ref, self.project, self.error)
-            raw = reader.blob(digest)
-            return self.pick_platform(raw, digest.removeprefix("sha256:"), reader.blob)
-        raw = self.skopeo_inspect_raw(self.ref.source(self.project, digest))
-        return self.pick_platform(
-            raw,
-            digest.removeprefix("sha256:"),
-            lambda d: self.skopeo_inspect_raw(self.ref.source(self.project, d)),
-        )
+        def read(digest: str) -> bytes:
+            raw = self.skopeo_inspect_raw(ref.source(digest))
+            if "sha256:" + hashlib.sha256(raw).hexdigest() != digest:
+                raise self.error(
+                    f"the registry served a manifest that does not match {digest}",
+                    hint="the registry or a mirror is corrupt or was tampered with: nothing was stored",
+                )
+            return raw
 
-    def pick_platform(self, raw: bytes, hex_digest: str, read: Callable[[str], bytes]) -> str:
-        """The image manifest digest: `raw` (whose digest is `hex_digest`) when it is a
-        manifest, the entry for this host's platform (read with `read`) when an index."""
+        if ref.digest:
+            return self.pick_platform(ref.digest, read)
+        raw = self.skopeo_inspect_raw(ref.source())
+        return self.pick_platform("sha256:" + hashlib.sha256(raw).hexdigest(), read, raw)
+
+    def pick_platform(self, digest: str, read: Callable[[str], bytes], raw: bytes | None = None) -> str:
+        """The image manifest digest: `digest` when it names an image manifest, the entry for
+        this host's platform when it names an index. `read` gives the (verified) bytes of a
+        digest; `raw` those of `digest` when they are already known."""
         from dgr.oci import oci_platform
 
+        raw = read(digest) if raw is None else raw
         try:
             document = json.loads(raw)
             media = document.get("mediaType", "")
@@ -249,15 +252,14 @@ class _Fetcher:
         except (ValueError, AttributeError):
             raise self.error("the registry answered with something that is not a manifest") from None
         if media not in MEDIA_INDEXES and not isinstance(entries, list):
-            return f"sha256:{hex_digest}"
+            return digest
         wanted = oci_platform()
         for entry in entries or []:
             platform = entry.get("platform") or {}
             if all(platform.get(k) == v for k, v in wanted.items()) and DIGEST.match(
                 entry.get("digest", "")
             ):
-                digest = str(entry["digest"])
-                return self.pick_platform(read(digest), digest.removeprefix("sha256:"), read)
+                return self.pick_platform(str(entry["digest"]), read)
         shown = ", ".join(
             "/".join(str(p.get(k)) for k in ("os", "architecture") if p.get(k))
             for p in (e.get("platform") or {} for e in entries or [])
@@ -267,21 +269,19 @@ class _Fetcher:
             hint=f"it has: {shown or 'no platform'}",
         )
 
-    def local_digest(self) -> str:
-        """The manifest digest that the layout or archive gives the reference's tag."""
-        reader = _LayoutReader(self.ref, self.project, self.error)
-        return reader.tagged()
-
     # --- skopeo -------------------------------------------------------------------------------
 
     def skopeo_options(self, prefix: str) -> list[str]:
-        """Transport options for a registry: TLS, credentials (containers-auth.json(5))."""
+        """Options for a registry: registries.conf, TLS, credentials (containers-auth.json(5))."""
         if self.ref.transport != "docker":
             return []
         from dgr.discovery import host_policy
         from dgr.push.targets import containers_auth_file
 
         options = []
+        registries = os.environ.get(REGISTRIES_CONF_ENV)
+        if registries:  # skopeo before 1.10 reads only its flag
+            options += ["--registries-conf", registries]
         url = f"https://{self.ref.registry}/"
         policy = host_policy(self.config)
         if policy.allows("tls", url) or policy.allows("http", url):
@@ -356,7 +356,7 @@ class _Fetcher:
             (
                 ("no such file or directory",),
                 "the layout or archive does not exist",
-                "PATH is relative to the project folder",
+                "PATH is relative to the folder of the manifest",
             ),
         ]  # fmt: skip
         for words, message, hint in cases:
@@ -372,9 +372,7 @@ class _Fetcher:
         scratch = store.scratch()
         try:
             layout = scratch / "layout"
-            source = (
-                ref.source(self.project, digest) if ref.transport == "docker" else ref.source(self.project)
-            )
+            source = ref.source(digest) if ref.transport == "docker" else ref.source()
             with step(f"Fetching {ref.pinned(digest)}"):
                 self.skopeo(
                     ["copy", "--quiet", *self.skopeo_options("src-"), source, f"oci:{layout}:image"],
@@ -409,9 +407,9 @@ def _policy_args() -> list[str]:
 class _LayoutReader:
     """Reads `index.json` and blobs of a local layout (a folder or an oci-archive tar)."""
 
-    def __init__(self, ref: OciReference, project: Path, error: Callable[..., FetchError]) -> None:
+    def __init__(self, ref: OciReference, error: Callable[..., FetchError]) -> None:
         self.ref = ref
-        self.path = ref.path(project)
+        self.path = ref.path()
         self.error = error
         self.archive: dict[str, tarfile.TarInfo] | None = None
 
@@ -430,7 +428,7 @@ class _LayoutReader:
         except FileNotFoundError:
             if not self.path.exists():
                 raise self.error(
-                    f"{self.path} does not exist", hint="PATH is relative to the project folder"
+                    f"{self.path} does not exist", hint="PATH is relative to the folder of the manifest"
                 ) from None
             raise self.error(f"{name} is missing: not an OCI image layout") from None
         except (OSError, tarfile.TarError) as exc:

@@ -103,7 +103,7 @@ def resolve_one(name: Reference, manifest: Manifest, options: BuildOptions) -> D
     if isinstance(name, OciReference):
         from dgr.ociref import resolve_image
 
-        image = resolve_image(name, manifest.project, options.config, where=str(manifest.path))
+        image = resolve_image(name, options.config, where=str(manifest.path))
         return oci_dependency(name, image)
     store = Store(options.config.store_path)
     stored = store.find(name)
