@@ -249,9 +249,12 @@ def build_parser() -> argparse.ArgumentParser:
         "rm",
         help="remove stored images",
         parents=common,
-        description="remove images by ID (sha512-..., a unique prefix) or name[:version]",
+        description="remove images by ID (sha512-..., a unique prefix) or name[:version]; OCI images "
+        "by digest (sha256:..., a unique prefix) or reference (docker://..., oci:..., oci-archive:...)",
     )
-    p.add_argument("reference", metavar="REF", help="sha512-ID prefix, or name[:version]")
+    p.add_argument(
+        "reference", metavar="REF", help="sha512-ID prefix, name[:version], sha256: prefix or OCI reference"
+    )
     p = add("completion", "print a shell completion script (bash or zsh)")
     p.add_argument("shell", choices=SHELLS, metavar="SHELL", help=f"one of {', '.join(SHELLS)}")
     return parser

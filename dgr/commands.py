@@ -25,7 +25,7 @@ if TYPE_CHECKING:
     from pytest import CollectReport, TestReport
 
     from dgr.pod import PodBuild
-    from dgr.store import StoredImage
+    from dgr.store import StoredImage, StoredOciImage
 
 
 def options(args: argparse.Namespace) -> BuildOptions:
@@ -246,23 +246,33 @@ def graph(args: argparse.Namespace) -> int:
 
 
 def store(args: argparse.Namespace) -> int:
-    """`store list`: one line per image; `store rm REF`: remove by ID prefix or name[:version]."""
-    from dgr.store import Store
+    """`store list`: one line per image; `store rm REF`: remove by ID prefix or name[:version]
+    (appc), by digest prefix or reference (OCI images, dgr/ociref.py)."""
+    from dgr.ociref import is_oci_reference
+    from dgr.store import OciStore, Store
 
-    images = Store(options(args).config.store_path)
+    root = options(args).config.store_path
+    images, oci_images = Store(root), OciStore(root)
     if args.store_action == "rm":
+        if args.reference.startswith("sha256:") or is_oci_reference(args.reference):
+            removed_oci = oci_images.remove(args.reference)
+            for oci_image in removed_oci:
+                log.info("Removed %s (%s)", oci_image.reference, oci_image.digest[:19])
+            emit(args, {"removed": [_stored_oci(image) for image in removed_oci]})
+            return 0
         removed = images.remove(args.reference)
         for image in removed:
             log.info("Removed %s (%s)", image.name, image.image_id[:23])
         emit(args, {"removed": [_stored(image) for image in removed]})
         return 0
     listed = [_stored(image) for image in images.list()]
+    listed_oci = [_stored_oci(image) for image in oci_images.list()]
     rows = [("ID", "NAME", "OS/ARCH", "SIZE")]
-    for entry in listed:
+    for entry in [*listed, *listed_oci]:
         size = entry["size"]
         rows.append(
             (
-                entry["imageId"][:23],
+                entry.get("imageId", entry.get("digest", ""))[:23],
                 entry["reference"],
                 f"{entry['os'] or '-'}/{entry['arch'] or '-'}",
                 f"{size / (1 << 20):.1f} MiB" if size >= 1 << 20 else f"{size / 1024:.1f} KiB",
@@ -273,8 +283,23 @@ def store(args: argparse.Namespace) -> int:
         "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=False)) + "  " + row[3]
         for row in rows
     ]
-    emit(args, {"images": listed}, "\n".join(lines))
+    emit(args, {"images": listed, "ociImages": listed_oci}, "\n".join(lines))
     return 0
+
+
+def _stored_oci(image: StoredOciImage) -> dict[str, Any]:
+    """An OCI image of the store as JSON (size: its compressed layers)."""
+    from dgr.oci import oci_platform
+
+    platform = oci_platform()
+    return {
+        "digest": image.digest,
+        "reference": image.reference,
+        "os": platform["os"],
+        "arch": platform["architecture"],
+        "size": sum(layer.size for layer in image.layers),
+        "layers": [layer.digest for layer in image.layers],
+    }
 
 
 def _stored(image: StoredImage) -> dict[str, Any]:

@@ -375,13 +375,47 @@ class OciStore:
         with atomic_file(self._tag_path(reference)) as out:
             out.write(json.dumps({"reference": reference, "digest": digest}).encode())
 
-    def forget(self, reference: str) -> bool:
-        """Forget the digest a tag resolved to (the next build asks the registry again)."""
-        path = self._tag_path(reference)
-        if not path.exists():
-            return False
-        path.unlink()
-        return True
+    def remove(self, reference: str) -> builtins.list[StoredOciImage]:
+        """Remove images by digest (`sha256:...`, a unique prefix is enough) or by the
+        reference they were fetched for (a registry tag is then asked again at the next
+        build); their layers and blobs go too, unless another image uses them."""
+        from dgr.ociref import parse_reference
+
+        images = self.list()
+        if reference.startswith("sha256:"):
+            matches = [i for i in images if i.digest.startswith(reference)]
+            if len(matches) > 1:
+                raise DgrError(f"{reference!r} matches {len(matches)} images", path=self.root)
+            key = None
+        else:
+            key = str(parse_reference(reference))
+            digest = self.tag(key)
+            matches = [i for i in images if i.reference == key or i.digest == digest]
+        if not matches and not (key and self._tag_path(key).exists()):
+            raise DgrError(f"no image {reference!r} in the store", path=self.root)
+        gone = {i.digest for i in matches}
+        for tag in self.tags.glob("*.json") if self.tags.is_dir() else []:
+            try:
+                points = json.loads(tag.read_text()).get("digest") in gone
+            except (OSError, ValueError, AttributeError):
+                points = True
+            if points or (key is not None and tag == self._tag_path(key)):
+                tag.unlink()
+        for image in matches:
+            (self.images / f"{image.digest.removeprefix('sha256:')}.json").unlink()
+        kept = self.list()
+        used = {p for i in kept for layer in i.layers for p in (layer.blob, layer.directory)}
+        used.update(self.blobs / i.config_digest.removeprefix("sha256:") for i in kept)
+        for image in matches:
+            for path in (
+                self.blobs / image.config_digest.removeprefix("sha256:"),
+                *(p for layer in image.layers for p in (layer.blob, layer.directory)),
+            ):
+                if path not in used and path.is_dir():
+                    shutil.rmtree(path)
+                elif path not in used:
+                    path.unlink(missing_ok=True)
+        return matches
 
     def scratch(self) -> Path:
         """A folder for one fetch in progress, beside the store (same file system)."""

@@ -418,3 +418,26 @@ def test_the_cli_prints_one_error_without_traceback(repo: Path) -> None:
     assert done.returncode == 1
     assert "docker://127.0.0.1:1/busybox:1: cannot reach 127.0.0.1:1" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_store_lists_and_forgets_oci_images(repo: Path, registry: Registry) -> None:
+    base = make_base(repo / "base")
+    reference = push(base.layout, "1", registry.host, "busybox")
+    opts = options(repo, f"http:{registry.host}")
+    build(project(repo, "app", reference), opts)
+    home = ["-H", str(repo / "home"), "--json"]
+    listed = json.loads(
+        subprocess.run([str(DGR), *home, "store", "list"], capture_output=True, text=True).stdout
+    )
+    (entry,) = listed["ociImages"]
+    assert (
+        entry["digest"] == base.digest
+        and entry["reference"] == reference
+        and entry["layers"] == base.blobs()
+    )
+    done = subprocess.run([str(DGR), *home, "store", "rm", reference], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert oci_store_content(repo / "store") == []
+    asked = manifest_requests(registry)
+    build(project(repo, "app", reference), opts)  # asked again, fetched again
+    assert manifest_requests(registry) > asked
