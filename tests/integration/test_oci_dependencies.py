@@ -5,6 +5,7 @@ for byte in its OCI output; and every bad input one clear error with nothing sto
 from __future__ import annotations
 
 import filecmp
+import hashlib
 import json
 import os
 import subprocess
@@ -20,7 +21,15 @@ from dgr.config import load_config
 from dgr.errors import DgrError
 from dgr.ociref import OciReference
 from tests.support.files import write_tree
-from tests.support.ociimages import Entry, busybox_layer, layout_blobs, push, skopeo, write_layout
+from tests.support.ociimages import (
+    Entry,
+    busybox_layer,
+    layout_blobs,
+    push,
+    skopeo,
+    write_index,
+    write_layout,
+)
 from tests.support.podman import Podman
 from tests.support.registry import Registry, running_registry
 
@@ -263,6 +272,30 @@ def test_a_registry_tag_is_fetched_once_then_remembered(repo: Path, registry: Re
     # a digest reference: the same image, found in the store
     pinned = f"docker://{registry.host}/lib/busybox@{base.digest}"
     build(project(repo, "pinned", pinned, files=CHECKS), opts)
+
+
+def test_docker_manifests_and_multi_arch_indexes(repo: Path, registry: Registry) -> None:
+    base = make_base(repo / "base")
+    arm = write_layout(repo / "base", [busybox_layer()], tag="arm", architecture="arm64")
+    index = write_index(repo / "base", "multi", {"arm64": arm, "amd64": base.digest})
+    opts = options(repo, f"http:{registry.host}")
+    # a Docker v2s2 manifest: pinned by the registry's digest, its layer blobs reused as they are
+    v2 = f"docker://{registry.host}/v2/busybox:1"
+    skopeo(
+        "copy", "--dest-tls-verify=false", "--format", "v2s2", f"oci:{base.layout}:1", v2, policy_dir=repo
+    )
+    raw = skopeo("inspect", "--tls-verify=false", "--raw", v2, policy_dir=repo).stdout
+    assert "vnd.docker.distribution.manifest.v2" in raw
+    result = build(project(repo, "v2", v2, files=CHECKS), opts)
+    dep = result.dependencies[0]
+    assert dep.oci is not None and dep.oci.digest == "sha256:" + hashlib.sha256(raw.encode()).hexdigest()
+    assert layout_of(result)[1][:2] == base.blobs()
+    # an index (registry and local layout): this host's entry
+    multi = f"docker://{registry.host}/multi/busybox:1"
+    skopeo("copy", "--all", "--dest-tls-verify=false", f"oci:{base.layout}:multi", multi, policy_dir=repo)
+    for reference in (multi, "oci:../base:multi", f"docker://{registry.host}/multi/busybox@{index}"):
+        found = build(project(repo, "multi", reference, files=CHECKS), opts).dependencies[0]
+        assert found.oci is not None and found.oci.digest == base.digest, reference
 
 
 def test_registries_conf_makes_a_registry_insecure_and_mirrors_it(

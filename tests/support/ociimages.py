@@ -175,3 +175,34 @@ def push(layout: Path, tag: str, registry: str, repository: str, *, creds: str |
     auth = ["--dest-creds", creds] if creds else []
     skopeo("copy", "--dest-tls-verify=false", *auth, f"oci:{layout}:{tag}", reference, policy_dir=layout)
     return reference
+
+
+def write_index(layout: Path, tag: str, images: dict[str, str]) -> str:
+    """Tag `tag` in `layout` an image index of `images` (architecture: manifest digest); its digest."""
+    blobs = layout / "blobs" / "sha256"
+    entries = []
+    for architecture, digest in images.items():
+        size = (blobs / digest.removeprefix("sha256:")).stat().st_size
+        entries.append(
+            {
+                "mediaType": "application/vnd.oci.image.manifest.v1+json",
+                "digest": digest,
+                "size": size,
+                "platform": {"architecture": architecture, "os": "linux"},
+            }
+        )
+    data = json.dumps(
+        {"schemaVersion": 2, "mediaType": "application/vnd.oci.image.index.v1+json", "manifests": entries}
+    ).encode()
+    digest = _blob(blobs, data)
+    index = json.loads((layout / "index.json").read_text())
+    index["manifests"].append(
+        {
+            "mediaType": "application/vnd.oci.image.index.v1+json",
+            "digest": digest,
+            "size": len(data),
+            "annotations": {"org.opencontainers.image.ref.name": tag},
+        }
+    )
+    (layout / "index.json").write_text(json.dumps(index))
+    return digest
