@@ -76,7 +76,9 @@ class App:
     mount_points: tuple[AppMountPoint, ...] = ()
     ports: tuple[Port, ...] = ()
     isolators: tuple[Isolator, ...] = ()
-    given: frozenset[str] = frozenset()  # the keys the manifest sets (the rest may be inherited)
+    # The keys the manifest sets (the rest may be inherited), sorted: the manifest's repr is an
+    # input of the build key, and a set's order changes from one process to the next.
+    given: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -291,7 +293,7 @@ class ManifestReader:
             mount_points=self.app_mounts(data.get("mountPoints"), f"{key}.mountPoints"),
             ports=self.ports(data.get("ports"), f"{key}.ports"),
             isolators=self.isolators(data.get("isolators"), f"{key}.isolators"),
-            given=frozenset(data),
+            given=tuple(sorted(data)),
         )
 
     def app_mounts(self, data: Any, key: str) -> tuple[AppMountPoint, ...]:

@@ -141,7 +141,7 @@ def inherit_app(app: App, base: Mapping[str, Any], layers: Sequence[Path]) -> Ap
     if not app.working_directory and workdir.startswith("/"):
         changes["working_directory"] = workdir
     user = str(settings.get("User") or "")
-    if user and not {"user", "group"} & app.given:
+    if user and not {"user", "group"} & set(app.given):
         name, _, group = user.partition(":")
         changes["user"] = name
         changes["group"] = group or _primary_group(name, layers)

@@ -223,6 +223,8 @@ class _Fetcher:
         remembered = store.tag(str(ref))
         if remembered is not None:
             return remembered
+        if ref.digest and store.get(ref.digest) is not None:
+            return ref.digest  # an image manifest of this platform, already here: no request
 
         def read(digest: str) -> bytes:
             raw = self.skopeo_inspect_raw(ref.source(digest))
@@ -250,7 +252,7 @@ class _Fetcher:
             media = document.get("mediaType", "")
             entries = document.get("manifests")
         except (ValueError, AttributeError):
-            raise self.error("the registry answered with something that is not a manifest") from None
+            raise self.error(f"{digest} is not a JSON manifest or index") from None
         if media not in MEDIA_INDEXES and not isinstance(entries, list):
             return digest
         wanted = oci_platform()

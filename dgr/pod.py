@@ -186,7 +186,7 @@ def merge_app(inherited: App, app: PodApp) -> App:
     changes = {attr: getattr(app.app, attr) for key, attr in APP_FIELDS.items() if key in app.overridden}
     if "environment" in app.overridden:
         changes["environment"] = _merge_named(inherited.environment, app.app.environment)
-    return replace(inherited, **changes, given=inherited.given | app.overridden)
+    return replace(inherited, **changes, given=tuple(sorted({*inherited.given, *app.overridden})))
 
 
 def _merge_named(base: Sequence[NameValue], top: Sequence[NameValue]) -> tuple[NameValue, ...]:

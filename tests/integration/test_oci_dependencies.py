@@ -222,6 +222,24 @@ def test_a_builder_can_be_an_oci_image(repo: Path) -> None:
     assert not (result.workspace.layer / "usr").exists()  # the builder's files stay out
 
 
+def test_test_tools_can_be_an_oci_image(repo: Path) -> None:
+    from dgr.tester import image_layers_for_tests
+
+    write_layout(
+        repo / "bats", [[Entry("usr", "dir", mode=0o755), Entry("usr/bin/tool", data=b"t")]], tag="1"
+    )
+    make_base(repo / "base")
+    folder = project(
+        repo, "app", "oci:../base:1", extra="tester:\n  aci:\n    dependencies: ['oci:../bats:1']\n"
+    )
+    opts = options(repo)
+    result = build(folder, opts)
+    layers = image_layers_for_tests(result, opts)
+    assert (layers[0] / "usr/bin/tool").read_bytes() == b"t"  # below the image
+    assert layers[1:] == result.layers
+    assert not any((layer / "usr/bin/tool").exists() for layer in result.layers)
+
+
 def test_a_pod_app_inherits_the_oci_image_command_and_settings(repo: Path) -> None:
     from dgr.pod import build_pod
 

@@ -171,7 +171,7 @@ def test_an_app_inherits_what_its_manifest_does_not_set(tmp_path: Path) -> None:
 
 
 def test_what_the_manifest_sets_wins(tmp_path: Path) -> None:
-    app = App(user="0", group="0", working_directory="/app", given=frozenset({"user", "workingDirectory"}))
+    app = App(user="0", group="0", working_directory="/app", given=("user", "workingDirectory"))
     inherited = inherit_app(app, {"config": {**BASE["config"], "User": "1000:1000"}}, [])
     assert (inherited.user, inherited.group, inherited.working_directory) == ("0", "0", "/app")
     no_passwd = inherit_app(App(), BASE, [tmp_path])
@@ -187,3 +187,30 @@ def test_a_pod_app_takes_the_command_and_ports_of_an_oci_image(tmp_path: Path) -
     ]
     assert app.user == "web" and app.working_directory == "/srv"
     assert app_of_config({}, []).exec == App().exec
+
+
+def test_the_keys_a_manifest_sets_print_the_same_in_every_process(tmp_path: Path) -> None:
+    # The manifest's repr is an input of the build key: a set there would change it from one
+    # interpreter to the next (string hashes are salted), and rebuild images for nothing.
+    import subprocess
+    import sys
+
+    (tmp_path / "aci-manifest.yml").write_text(
+        "name: example.com/app:1\naci:\n  app:\n    exec: [/bin/true]\n    user: '1'\n    group: '1'\n"
+        "    environment: [{name: A, value: b}]\n    workingDirectory: /srv\n"
+    )
+    code = (
+        "from pathlib import Path; from dgr.manifest import load_manifest; "
+        f"print(repr(load_manifest(Path({str(tmp_path)!r}))))"
+    )
+    seen = {
+        subprocess.run(
+            [sys.executable, "-c", code],
+            capture_output=True,
+            text=True,
+            check=True,
+            env={"PYTHONHASHSEED": str(seed)},
+        ).stdout
+        for seed in range(1, 6)
+    }
+    assert len(seen) == 1
