@@ -51,7 +51,8 @@ def containerfile(family: Path, base_layout: Path, base_tag: str, context: Path)
     lines = [
         f"FROM oci:{base_layout}:{base_tag}",
         "COPY runlevels/build/10.nginx.sh /tmp/10.nginx.sh",
-        "RUN mkdir -p /dgr/builder/attributes && sh /tmp/10.nginx.sh && rm -rf /dgr/builder /tmp/10.nginx.sh",
+        "RUN mkdir -p /dgr/builder/attributes && sh /tmp/10.nginx.sh"
+        " && rm -rf /dgr/builder /tmp/10.nginx.sh",
         "COPY attributes/ /dgr/attributes/nginx/",
         "COPY templates/ /dgr/templates/",
     ]
@@ -117,7 +118,8 @@ def main() -> None:
         print(f"| {part} | {cold:.1f} s | {ms(again)} | {again / cold:.1%} |")
     print()
     print(
-        "| nginx on the base | dgr cold | buildah, base in storage | buildah, fresh storage | dgr / buildah (base in storage) |"
+        "| nginx on the base | dgr cold | buildah, base in storage | buildah, fresh storage "
+        "| dgr / buildah (base in storage) |"
     )
     print("| --- | ---: | ---: | ---: | ---: |")
     dgr_cold, warm_b, fresh_b = (

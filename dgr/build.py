@@ -713,7 +713,9 @@ def package(b: _Build, manifest: Manifest, when: int) -> str:
             d.blob or oci.LayerSource(d.layer, key=d.image_id) for d in below
         ]
         layers.append(oci.LayerSource(b.internals, key=f"dgr-internals-{b.internals.name}"))
-        layers.append(oci.LayerSource(upper))
+        # Remembered under the image ID (which the same layer always gives): images built on
+        # this one find its blob without compressing its layer again.
+        layers.append(oci.LayerSource(upper, key=image_id))
         cache = oci.BlobCache(b.options.config.cache_path / "blobs", ids)
         base = oci_base(b.aci_deps)
         oci.export_image(
