@@ -34,7 +34,7 @@ from dgr.cache import cached_folder
 from dgr.config import Config
 from dgr.errors import BuildError, DgrError
 from dgr.log import level_name, log, step
-from dgr.manifest import Manifest, NameValue, load_manifest
+from dgr.manifest import Manifest, NameValue, is_templated, load_manifest
 from dgr.names import ImageName, generate_version
 from dgr.ociref import OciReference, Reference
 from dgr.process import kill_group
@@ -57,6 +57,9 @@ ACI_HOME = "/dgr/aci-home"
 BUILDER_ATTRIBUTES = "/dgr/builder/attributes"
 STAGES_IN_IMAGE = "/dgr/builder/stages"
 TEMPLATER_INPUTS = "/dgr/builder/templater"  # the image's attributes/templates, copied out
+# In the target: the attributes the build scripts wrote, to render the manifest of an up-to-date
+# build as its build did.
+BUILT_ATTRIBUTES = "builder-attributes.json"
 STAGES = ("inherit", "project")  # staged folders copied into the image, in this order
 
 
@@ -455,20 +458,44 @@ def prepare_templater(b: _Build) -> None:
             log.debug("templater run not prepared (rendered at every start): %s", reason)
 
 
-def final_manifest(b: _Build) -> Manifest:
-    """Render aci-manifest.yml with the attributes build scripts wrote (SPEC §3)."""
+def final_manifest(b: _Build) -> tuple[Manifest, dict[str, Any]]:
+    """Render aci-manifest.yml with the attributes build scripts wrote (SPEC §3); the
+    manifest, and those attributes."""
     from dgr.attributes import collect_attribute_files, load_attributes
 
     manifest = b.manifest
+    attributes: dict[str, Any] = {}
     if manifest.path.exists():
         directory = b.ws.scratch("builder-attributes")
         files = collect_attribute_files(directory)
-        attributes: dict[str, Any] = load_attributes(files, env={}) if files else {}
+        attributes = load_attributes(files, env={}) if files else {}
         manifest = with_oci_base(load_manifest(b.project, attributes), b.aci_deps)
     if not manifest.name.version:
         version = generate_version(b.project, epoch.from_environment())
         manifest = _with_name(manifest, manifest.name.with_version(version))
-    return manifest
+    return manifest, attributes
+
+
+def manifest_of_last_build(
+    manifest: Manifest, ws: Workspace, deps: tuple[Dependency, ...]
+) -> Manifest | None:
+    """The manifest an up-to-date build made, named as `target/manifest.json` names it:
+    rendered again with the attributes its build scripts wrote (kept in the target), so
+    that what depends on them (the app's environment, annotations) is what the image has.
+    None when a templated manifest's attributes were not kept (a target of an older dgr)."""
+    from dgr.aci import read_aci_manifest
+
+    final = _with_name(manifest, json_manifest_name(read_aci_manifest(ws.aci)))
+    if not manifest.path.exists() or not is_templated(manifest.path.read_text(encoding="utf-8")):
+        return final
+    try:
+        attributes = json.loads((ws.target / BUILT_ATTRIBUTES).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    if not isinstance(attributes, dict):
+        return None
+    rendered = with_oci_base(load_manifest(manifest.project, attributes), deps)
+    return _with_name(rendered, final.name)
 
 
 def _with_name(manifest: Manifest, name: ImageName) -> Manifest:
@@ -549,13 +576,11 @@ def build(
         manifest = with_oci_base(manifest, deps)
         internals = internals_layer(options.config.cache_path)
         key = build_key(manifest, options, internals, deps, builder_deps, ws.target, extra_attributes)
-        if not force and up_to_date(ws, key):
-            from dgr.aci import read_aci_manifest
-
-            final = json_manifest_name(read_aci_manifest(ws.aci))
-            log.info("%s up to date (%s)", final, ws.target)
+        last = manifest_of_last_build(manifest, ws, deps) if not force and up_to_date(ws, key) else None
+        if last is not None:
+            log.info("%s up to date (%s)", last.name, ws.target)
             image_id = (ws.target / "image.id").read_text().strip()
-            return BuildResult(manifest, final, ws, image_id, deps, internals, up_to_date=True)
+            return BuildResult(last, last.name, ws, image_id, deps, internals, up_to_date=True)
         ws.reset_work()
         with open(ws.log, "w", encoding="utf-8") as log_file:
             umask = os.umask(0o022)  # what dgr stages for the image gets the same modes on every host
@@ -598,8 +623,9 @@ def _run_pipeline(b: _Build) -> BuildResult:
         shell |= run_steps(b, builder, builder_steps(b, "late"))
         if b.options.shell_after and not shell:
             log.warning("no step %s ran (nothing to run): no shell opened", b.options.shell_after)
-        final = final_manifest(b)
+        final, attributes = final_manifest(b)
         image_id = package(b, final, when)
+        _write_atomic(b.ws.target / BUILT_ATTRIBUTES, json.dumps(attributes, sort_keys=True, default=str))
     log.info("Finished building %s", final.name)
     return BuildResult(final, final.name, b.ws, image_id, b.aci_deps, b.internals)
 

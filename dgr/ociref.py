@@ -49,6 +49,7 @@ TAG = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
 # A repository path component and a registry host[:port] (the distribution spec's grammar).
 COMPONENT = re.compile(r"^[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*$")
 HOST = re.compile(r"^[A-Za-z0-9.-]+(?::[0-9]+)?$|^\[[0-9a-fA-F:]+\](?::[0-9]+)?$")
+REF_NAME = "org.opencontainers.image.ref.name"  # a tag in an OCI layout's index.json
 REGISTRIES_CONF_ENV = "CONTAINERS_REGISTRIES_CONF"
 SKOPEO_TIMEOUT = 900.0  # one fetch, whole; a large base on a slow link takes minutes
 MEDIA_INDEXES = (
@@ -188,7 +189,7 @@ def resolve_image(ref: OciReference, config: Config, *, where: str = "") -> Stor
 
     store = OciStore(config.store_path)
     with store.lock(ref.source()):
-        fetcher = _Fetcher(ref, config, where)
+        fetcher = _Fetcher(ref, config, where, store)
         digest = fetcher.current_digest(store)
         stored = store.get(digest)
         if stored is None:
@@ -202,10 +203,11 @@ def resolve_image(ref: OciReference, config: Config, *, where: str = "") -> Stor
 class _Fetcher:
     """What resolving one reference needs: the digest it stands for, and the copy into a store."""
 
-    def __init__(self, ref: OciReference, config: Config, where: str) -> None:
+    def __init__(self, ref: OciReference, config: Config, where: str, store: OciStore) -> None:
         self.ref = ref
         self.config = config
         self.where = where
+        self.store = store
 
     def error(self, message: str, **kwargs: Any) -> FetchError:
         return FetchError(f"{self.ref}: {message}", path=self.where or None, **kwargs)
@@ -298,7 +300,7 @@ class _Fetcher:
         messages); a FetchError naming the reference when it fails."""
         from dgr.process import require_tool, run
 
-        argv = [require_tool("skopeo"), *_policy_args(), *args]
+        argv = [require_tool("skopeo"), *_policy_args(self.store.root), *args]
         if stdout is not None:
             argv = ["/bin/sh", "-c", 'out=$1; shift; exec "$@" > "$out"', "sh", str(stdout), *argv]
         result = run(argv, check=False, timeout=SKOPEO_TIMEOUT, what=what)
@@ -394,15 +396,19 @@ def trusted(ref: OciReference) -> bool:
     return ref.local or bool(ref.digest)
 
 
-def _policy_args() -> list[str]:
+def _policy_args(folder: Path) -> list[str]:
     """skopeo's trust policy: the host's containers-policy.json(5) when there is one, else one
-    that accepts any image (what the digests then guarantee is all there is)."""
+    that accepts any image (what the digests then guarantee is all there is), kept in
+    `folder` (the store's, not a shared temporary folder)."""
     for path in (Path.home() / ".config/containers/policy.json", Path("/etc/containers/policy.json")):
         if path.is_file():
             return []
-    policy = Path(tempfile.gettempdir()) / "dgr-skopeo-policy.json"
-    if not policy.exists():
-        policy.write_text(json.dumps({"default": [{"type": "insecureAcceptAnything"}]}), encoding="utf-8")
+    policy = folder / "policy.json"
+    if not policy.is_file():
+        from dgr.layer import atomic_file
+
+        with atomic_file(policy) as out:
+            out.write(json.dumps({"default": [{"type": "insecureAcceptAnything"}]}).encode())
     return ["--policy", str(policy)]
 
 
@@ -467,6 +473,3 @@ class _LayoutReader:
         if not DIGEST.match(digest):
             raise self.error(f"invalid digest {digest!r} in index.json")
         return digest
-
-
-REF_NAME = "org.opencontainers.image.ref.name"

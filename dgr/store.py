@@ -306,6 +306,7 @@ class OciStore:
     images/<digest hex>.json          an image: reference, config digest, layers
     tags/<sha256 of reference>.json   a registry tag and the digest it resolved to
     locks/, .fetch-*/                 locks per reference; fetches in progress
+    policy.json                       skopeo's policy when the host has none (dgr/ociref.py)
     ```
     An image record is written last, after its blobs and layers are in place, so a record
     always describes a complete image; a failed fetch removes its `.fetch-*` folder.

@@ -95,3 +95,28 @@ def test_template_functions_on_build_time_attributes(tmp_path: Path, dgr_home: P
     manifest = json.loads((project / "target" / "manifest.json").read_text())
     assert (project / "target" / "version").read_text() == "example.com/aci-fn:1.22.1.9-full"
     assert {"name": "upstream", "value": "1.22.1-9"} in manifest["annotations"]
+
+
+def test_an_up_to_date_build_gives_the_manifest_its_build_rendered(tmp_path: Path, options: object) -> None:
+    # The tests and `dgr run` start containers from the build result: the app's environment
+    # must hold the build-time attribute, not the pre-build `<no value>`.
+    from dgr.build import BuildOptions, build
+
+    assert isinstance(options, BuildOptions)
+    project = write_tree(
+        tmp_path / "aci-app",
+        {
+            "aci-manifest.yml": (
+                "name: example.com/aci-app:{{ pkg.version }}\n"
+                "aci:\n  app:\n    environment: [{name: PKG_VERSION, value: '{{ pkg.version }}'}]\n"
+            ),
+            "runlevels/builder/10.version.sh": WRITE_VERSION,
+        },
+    )
+    for expected_up_to_date in (False, True):
+        result = build(project, options)
+        assert result.up_to_date is expected_up_to_date
+        assert result.manifest.name.version == DEBIAN_VERSION
+        assert {e.name: e.value for e in result.manifest.aci.app.environment} == {
+            "PKG_VERSION": DEBIAN_VERSION
+        }
