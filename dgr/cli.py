@@ -17,6 +17,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from dgr import userns
 from dgr.errors import DgrError, UsageError
 from dgr.log import COLOR_CHOICES, log, parse_level, setup, use_color
 
@@ -257,6 +258,10 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+# Commands that start no sandbox and touch no layer: an ordinary user runs them as is.
+HOST_ONLY = frozenset({"init", "version", "config", "aci-version", "completion"})
+
+
 def program(args: argparse.Namespace) -> int:
     """Run the command of `args`; raises DgrError on failure."""
     from dgr import commands
@@ -308,6 +313,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     # SIGTERM unwinds like Ctrl-C, so that containers, sandboxes and temporary folders go.
     signal.signal(signal.SIGTERM, _terminate)
     try:
+        if args.command not in HOST_ONLY and userns.needs_rootless_namespace():
+            return userns.rerun_in_rootless_namespace()  # as rootless podman (docs/security.md)
         args.set_env_flags = parse_set_env(args.set_env or [], {})
         args.set_env = parse_set_env(args.set_env or [], dict(os.environ))
         return program(args)

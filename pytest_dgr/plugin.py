@@ -18,6 +18,8 @@ from typing import Any
 
 import pytest
 
+from dgr import userns
+from dgr.errors import DgrError
 from dgr.manifest import ACI_MANIFEST, POD_MANIFEST
 from pytest_dgr.items import SETTINGS, ImageDirectory, Settings, image_state
 
@@ -61,6 +63,20 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         metavar="SECONDS",
         help="pause between two wait.sh runs (default: 1)",
     )
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_cmdline_main(config: pytest.Config) -> int | None:
+    """An ordinary user's session runs again in dgr's user namespace (docs/security.md), where
+    sandboxes can be made; without a subordinate id range it goes on as is (dgr items then
+    fail with the error saying how to get one)."""
+    if getattr(config, "workerinput", None) is not None or not userns.needs_rootless_namespace():
+        return None
+    try:
+        return userns.rerun_in_rootless_namespace()
+    except DgrError as exc:
+        config.issue_config_time_warning(pytest.PytestWarning(f"dgr: {exc}"), stacklevel=2)
+        return None
 
 
 def pytest_configure(config: pytest.Config) -> None:
