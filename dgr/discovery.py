@@ -31,7 +31,9 @@ from dgr.config import Config
 from dgr.errors import DgrError
 from dgr.log import log
 
-INSECURE_OPTIONS = ("http", "tls")
+# http: plain HTTP allowed; tls: certificates not checked; image: images accepted without a
+# verified signature (as rkt's --insecure-options=image), setuid bits and capabilities kept.
+INSECURE_OPTIONS = ("http", "tls", "image")
 MAX_REDIRECTS = 10
 MAX_PAGE_BYTES = 1 << 20  # a discovery page is small; do not read an endless one
 DEFAULT_TIMEOUT = 30.0
@@ -82,7 +84,8 @@ def host_policy(config: Config) -> HostPolicy:
                 f"unknown insecure option {entry!r}",
                 path=config.home / "config.yml",
                 key="insecureOptions",
-                hint="use http:HOST (plain HTTP allowed) or tls:HOST (certificate not checked)",
+                hint="use http:HOST (plain HTTP allowed), tls:HOST (certificate not checked) or "
+                "image:HOST (unsigned images accepted)",
             )
         if host.strip():
             hosts.setdefault(host.strip(), set()).add(option)

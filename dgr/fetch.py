@@ -28,6 +28,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import requests
 
@@ -246,7 +247,8 @@ def fetch_image(
     """
     store = store or Store(config.store_path)
     wanted = default_labels(name.version, "linux", appc_arch())
-    session = PolicySession(host_policy(config), discovery_settings(config).timeout)
+    policy = host_policy(config)
+    session = PolicySession(policy, discovery_settings(config).timeout)
     with session:
         endpoints = discover(name.name, wanted, config, session=session)
         entry = sign_entry_for(name.domain, config)
@@ -259,6 +261,13 @@ def fetch_image(
             aci, asc = Path(tmp) / "image.aci", Path(tmp) / "image.aci.asc"
             endpoint = _download_first(session, endpoints.acis, aci, str(name))
             signature = None
+            if keyring is None and not policy.allows("image", endpoint.aci):
+                host = urlsplit(endpoint.aci).netloc
+                raise FetchError(
+                    f"{name} from {endpoint.aci} cannot be verified: no keyring for {name.domain}",
+                    hint=f"configure a keyring for {name.domain} in `sign` (config.yml), or accept "
+                    f"unsigned images from this host with image:{host} in insecureOptions",
+                )
             if keyring is not None:
                 try:
                     download(session, endpoint.asc, asc, f"{name} signature")
