@@ -120,6 +120,8 @@ def run(
     except BaseException:
         kill_group(proc)
         raise
+    # What it left running (a helper that outlived its parent) would hold the output open.
+    kill_group(proc)
     pump.join()
     output = "".join(full) if full is not None else "".join(keep)
     result = Result(argv, proc.returncode, output)

@@ -224,8 +224,17 @@ def make_scaffold(directory: Path, dirs: Sequence[str] = (), files: Sequence[str
 
 @functools.cache
 def check_host() -> None:
-    """Fail early, with a hint, when the host cannot run sandboxes (no id range, no overlayfs)."""
-    userns.current()
+    """Fail early, with a hint, when the host cannot run sandboxes (no id range, no user
+    namespaces, no overlayfs)."""
+    ids = userns.current()
+    if ids.own:
+        probe = run([require_tool("unshare", "util-linux"), "--user", "true"], check=False)
+        if probe.returncode != 0:
+            raise ToolError(
+                f"cannot create user namespaces here: {probe.output.strip()}",
+                hint="dgr's sandboxes need them: not from inside a chroot (use pivot_root or a "
+                "container), and with user.max_user_namespaces above 0 (docs/security.md)",
+            )
     if not _has_overlay():
         try:
             run(["modprobe", "overlay"], check=False)
