@@ -25,11 +25,12 @@ CHOWN_SCRIPT = "#!/dgr/bin/busybox sh\necho served > /www\n/dgr/bin/busybox chow
 
 
 @pytest.fixture(scope="module")
-def user() -> RootlessUser:
+def user() -> Iterator[RootlessUser]:
     found = ensure_rootless_user()
     if isinstance(found, str):
         pytest.skip(f"rootless tests: {found}")
-    return found
+    yield found
+    found.cleanup()
 
 
 @pytest.fixture

@@ -15,9 +15,12 @@ import shutil
 import subprocess
 import sys
 import sysconfig
+import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+
+from filelock import FileLock
 
 from dgr.userns import SIZE, SUBGID, SUBUID, SubRange, subordinate_range
 
@@ -33,6 +36,10 @@ class RootlessUser:
     subuids: SubRange
     python: tuple[str, ...]  # how the user starts this checkout's dgr: interpreter (+ env)
     env: Mapping[str, str]
+    code: Path  # the readable copy of the code (see _readable_code), removed by cleanup()
+
+    def cleanup(self) -> None:
+        shutil.rmtree(self.code, ignore_errors=True)
 
     def run(
         self, argv: Sequence[str], *, cwd: Path, home: Path, timeout: float = 300
@@ -63,32 +70,52 @@ def _free_start() -> int:
     return end
 
 
-def _python_for(user: str) -> tuple[tuple[str, ...], dict[str, str]] | str:
-    """This checkout's dgr as `user` can run it: the venv's interpreter, or the system's one
-    with the venv's packages (a venv made from an interpreter under /root, as pyenv's, cannot
-    be run by another user); a reason when neither works."""
-    probe = ["runuser", "-u", user, "--"]
-    if (
-        subprocess.run([*probe, sys.executable, "-c", "import dgr"], capture_output=True, cwd="/").returncode
-        == 0
-    ):
-        return (sys.executable,), {}
-    system = shutil.which("python3", path="/usr/bin")
-    if system is None:
-        return "no /usr/bin/python3 for the rootless user"
+def _readable_code() -> Path:
+    """This checkout's packages and the venv's, where the user can read them: the checkout
+    may sit in a folder only root may enter (/root). Hard links when the filesystem allows
+    (nothing copied), else copies; the caller removes the folder."""
+    code = Path(tempfile.mkdtemp(prefix="dgr-rootless-code-", dir="/var/tmp"))
+    for package in ("dgr", "pytest_dgr"):
+        shutil.copytree(REPO / package, code / package, ignore=shutil.ignore_patterns("__pycache__"))
     site = sysconfig.get_paths()["purelib"]
-    env = {"PYTHONPATH": f"{REPO}:{site}"}
+    if subprocess.run(["cp", "-al", site, str(code / "site")], capture_output=True).returncode != 0:
+        shutil.rmtree(code / "site", ignore_errors=True)
+        subprocess.run(["cp", "-a", site, str(code / "site")], check=True)
+    code.chmod(0o755)
+    return code
+
+
+def _python_for(user: str, code: Path) -> tuple[tuple[str, ...], dict[str, str]] | str:
+    """How `user` runs this checkout's dgr: an interpreter of the venv's Python version that
+    the user may execute, with the packages where the user may read them; or why not."""
+    probe = ["runuser", "-u", user, "--"]
+    same = f"import sys; sys.exit(sys.version_info[:2] != {tuple(sys.version_info[:2])})"
+    candidates = [os.path.realpath(sys.executable), "/usr/bin/python3"]
+    python = next(
+        (
+            c
+            for c in candidates
+            if subprocess.run([*probe, c, "-c", same], capture_output=True, cwd="/").returncode == 0
+        ),
+        None,
+    )
+    if python is None:
+        return (
+            f"{user} can run no Python {sys.version_info[0]}.{sys.version_info[1]} ({', '.join(candidates)})"
+        )
+    env = {"PYTHONPATH": f"{code}:{code / 'site'}"}
     check = [
         *probe,
         "env",
         f"PYTHONPATH={env['PYTHONPATH']}",
-        system,
+        python,
         "-c",
         "import dgr, jinja2, yaml, filelock",
     ]
-    if subprocess.run(check, capture_output=True, cwd="/").returncode != 0:
-        return f"{user} can run neither {sys.executable} nor {system} with this checkout's packages"
-    return (system,), env
+    done = subprocess.run(check, capture_output=True, text=True, cwd="/")
+    if done.returncode != 0:
+        return f"{user} cannot import dgr with {python}: {done.stderr.strip()[-200:]}"
+    return (python,), env
 
 
 def ensure_rootless_user() -> RootlessUser | str:
@@ -98,22 +125,25 @@ def ensure_rootless_user() -> RootlessUser | str:
     for tool in ("useradd", "usermod", "runuser", "newuidmap", "newgidmap"):
         if shutil.which(tool) is None:
             return f"{tool} is missing (packages passwd, util-linux, uidmap)"
-    try:
-        pwd.getpwnam(USER)
-    except KeyError:
-        subprocess.run(["useradd", "--create-home", "--shell", "/bin/sh", USER], check=True)
-    entry = pwd.getpwnam(USER)
-    if (
-        subordinate_range(SUBUID, USER, entry.pw_uid) is None
-        or subordinate_range(SUBGID, USER, entry.pw_uid) is None
-    ):
-        start = _free_start()
-        ids = f"{start}-{start + SIZE - 1}"
-        subprocess.run(["usermod", "--add-subuids", ids, "--add-subgids", ids, USER], check=True)
+    with FileLock("/var/tmp/dgr-rootless-user.lock"):  # xdist workers set it up one at a time
+        try:
+            pwd.getpwnam(USER)
+        except KeyError:
+            subprocess.run(["useradd", "--create-home", "--shell", "/bin/sh", USER], check=True)
+        entry = pwd.getpwnam(USER)
+        if (
+            subordinate_range(SUBUID, USER, entry.pw_uid) is None
+            or subordinate_range(SUBGID, USER, entry.pw_uid) is None
+        ):
+            start = _free_start()
+            ids = f"{start}-{start + SIZE - 1}"
+            subprocess.run(["usermod", "--add-subuids", ids, "--add-subgids", ids, USER], check=True)
     subuids = subordinate_range(SUBUID, USER, entry.pw_uid)
     assert subuids is not None
-    found = _python_for(USER)
+    code = _readable_code()
+    found = _python_for(USER, code)
     if isinstance(found, str):
+        shutil.rmtree(code, ignore_errors=True)
         return found
     python, env = found
-    return RootlessUser(USER, entry.pw_uid, entry.pw_gid, subuids, python, env)
+    return RootlessUser(USER, entry.pw_uid, entry.pw_gid, subuids, python, env, code)
