@@ -346,16 +346,14 @@ def _json_error(args: argparse.Namespace, exc: DgrError) -> None:
     """With --json, a failure is a document too: `{"error": {"message": ..., ...}}`."""
     if not args.json:
         return
-    fields = ("message", "path", "line", "key", "hint", "details")
-    error = {name: getattr(exc, name) for name in fields if getattr(exc, name) is not None}
-    print(json.dumps({"error": error}, indent=2, ensure_ascii=False))
+    print(json.dumps({"error": exc.to_json()}, indent=2, ensure_ascii=False))
 
 
 def _report(exc: DgrError) -> None:
-    log.error("%s", exc, exc_info=log.isEnabledFor(logging.DEBUG))
-    if exc.details:
-        for line in exc.details.rstrip().splitlines():
-            log.error("  | %s", line)
+    first, *rest = exc.render().splitlines()
+    log.error("%s", first, exc_info=log.isEnabledFor(logging.DEBUG))
+    for line in rest:
+        log.error("%s", line)
 
 
 if __name__ == "__main__":

@@ -85,8 +85,8 @@ def plain(text: str) -> str:
 
 
 def format_error(exc: DgrError) -> str:
-    """A DgrError as a short block: where, what, the hint, then the details (no colours)."""
-    return plain(_format_error(exc))
+    """A DgrError as it renders itself, without terminal colours."""
+    return plain(exc.render())
 
 
 def fixture_value(state: S | None, fixture: str, where: str, get: Callable[[S], T]) -> T:
@@ -102,18 +102,6 @@ def fixture_value(state: S | None, fixture: str, where: str, get: Callable[[S], 
     except DgrError as exc:
         reason = format_error(exc)
     pytest.fail(reason, pytrace=False)
-
-
-def _format_error(exc: DgrError) -> str:
-    lines = [f"{exc.location()}: {exc.message}" if exc.location() else exc.message]
-    if exc.key:
-        lines[0] += f" (key: {exc.key})"
-    if exc.hint:
-        lines.append(f"hint: {exc.hint}")
-    if exc.details:
-        lines.append("")
-        lines.extend(f"  | {line}" for line in exc.details.rstrip("\n").splitlines())
-    return "\n".join(lines)
 
 
 class ImageState:
