@@ -11,6 +11,7 @@ layers below, this build's layer (`upper`) on top; only `upper` becomes the imag
 
 from __future__ import annotations
 
+import math
 import os
 import re
 import shlex
@@ -18,7 +19,8 @@ import shutil
 import signal
 import sys
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import IO, Any
@@ -31,13 +33,15 @@ from dgr.builder_root import busybox_root
 from dgr.buildkey import build_key, up_to_date
 from dgr.cache import cached_folder
 from dgr.config import Config
-from dgr.errors import BuildError, DgrError
+from dgr.errors import BuildError, DgrError, ManifestError, host_errors
+from dgr.leftovers import remove_stale
 from dgr.log import level_name, log, step
-from dgr.manifest import Manifest, load_manifest
+from dgr.manifest import HostMount, Manifest, load_manifest
 from dgr.names import ImageName, generate_version
 from dgr.process import kill_group
 from dgr.sandbox import Bind, Overlay, Sandbox, make_scaffold
 from dgr.staging import (
+    check_inputs,
     has_scripts,
     inside_project,
     stage_build_runlevels,
@@ -52,6 +56,7 @@ BUILDER_ATTRIBUTES = "/dgr/builder/attributes"
 STAGES_IN_IMAGE = "/dgr/builder/stages"
 TEMPLATER_INPUTS = "/dgr/builder/templater"  # the image's attributes/templates, copied out
 STAGES = ("inherit", "project")  # staged folders copied into the image, in this order
+SCRIPT_TIMEOUT_ENV = "DGR_SCRIPT_TIMEOUT"  # seconds execute_files (functions.sh) gives each script
 
 
 @dataclass(frozen=True)
@@ -66,6 +71,10 @@ class BuildOptions:
     targets_root: Path | None = None
     shell_on_failure: bool = False  # a debugging shell in the sandbox of a failing step
     shell_after: str = ""  # a debugging shell after this step (one of SHELL_STEPS)
+    # Seconds all runlevels of a build may take, and each script (--timeout,
+    # --script-timeout); None: the manifest's build.timeout / build.scriptTimeout, if any.
+    timeout: float | None = None
+    script_timeout: float | None = None
 
 
 @dataclass(frozen=True)
@@ -126,10 +135,16 @@ class _Build:
     log_file: IO[str]
     extra_attributes: tuple[tuple[str, Path], ...] = ()
     runlevels: Path | None = None  # the staged build runlevels (staging.stage_build_runlevels)
+    deadline: float | None = None  # time.monotonic() by which the runlevels must be done
 
     @property
     def project(self) -> Path:
         return self.manifest.project
+
+    @property
+    def script_timeout(self) -> float | None:
+        found = self.options.script_timeout
+        return found if found is not None else self.manifest.script_timeout
 
     def image_overlay(self) -> Overlay:
         below = flatten(self.aci_deps)
@@ -164,6 +179,8 @@ class _Build:
         )
         if in_builder:
             env["ROOTFS"] = ROOTFS_IN_BUILDER
+        if self.script_timeout:  # execute_files (functions.sh) kills a script after it
+            env[SCRIPT_TIMEOUT_ENV] = str(math.ceil(self.script_timeout))
         env.update(self.options.set_env)
         return env
 
@@ -182,7 +199,7 @@ class _Build:
         """Where the image-rootfs steps run; `stages` are bound read-only at STAGES_IN_IMAGE."""
         binds = self.common_binds()
         for mount in self.manifest.build_mount_points:
-            binds.append(Bind(host_mount_source(mount.source, self.project), mount.to, read_only=False))
+            binds.append(Bind(host_mount_source(mount, self.project), mount.to, read_only=False))
         binds += [Bind(stage, f"{STAGES_IN_IMAGE}/{stage.name}") for stage in stages]
         binds.append(Bind(self.ws.scratch("templater"), TEMPLATER_INPUTS, read_only=False))
         overlay = self.image_overlay()
@@ -201,7 +218,7 @@ class _Build:
         builder = self.builder_overlay(cache)
         binds = [Bind(image.mountpoint, ROOTFS_IN_BUILDER, read_only=False), *self.common_binds()]
         for mount in self.manifest.builder.mount_points:
-            binds.append(Bind(host_mount_source(mount.source, self.project), mount.to, read_only=False))
+            binds.append(Bind(host_mount_source(mount, self.project), mount.to, read_only=False))
         return Sandbox(
             root=builder.mountpoint,
             overlays=(image, builder),
@@ -212,21 +229,34 @@ class _Build:
         )
 
 
-def host_mount_source(source: str, project: Path) -> Path:
-    """A mount `from`: `~/x` is in the invoking user's home, relative paths in the project.
-
-    A missing source directory is created (the original's behaviour, issue #202), owned by
-    the sandboxes' root so that scripts can write into it (e.g. a download cache).
-    """
+def host_mount_source(mount: HostMount, project: Path) -> Path:
+    """A mount `from`: `~/x` is in the invoking user's home, relative paths in the project."""
+    source = mount.source
     if source.startswith("~/"):
         home = Path(os.path.expanduser("~" + os.environ.get("SUDO_USER", "")))
-        path = home / source[2:]
-    else:
-        path = (project / source).resolve()
-    if not path.exists():
+        return home / source[2:]
+    return (project / source).resolve()
+
+
+def prepare_mount_sources(manifest: Manifest) -> None:
+    """Check that every mount `from` of the build exists, before anything runs: a missing one
+    is an error naming it, unless the mount is `optional`; it is then created (as the
+    original created every one, issue #202), owned by the sandboxes' root so that scripts
+    can write into it (e.g. a download cache)."""
+    for mount in (*manifest.builder.mount_points, *manifest.build_mount_points):
+        path = host_mount_source(mount, manifest.project)
+        if path.exists():
+            continue
+        if not mount.optional:
+            raise ManifestError(
+                f"mount point source {mount.source!r} does not exist ({path})",
+                path=manifest.path if manifest.path.exists() else manifest.project,
+                line=mount.line,
+                key=mount.key,
+                hint="create it, or add `optional: true` to the mount point to have dgr create it empty",
+            )
         path.mkdir(parents=True)
         userns.current().give(path)
-    return path
 
 
 def _scaffold(b: _Build) -> None:
@@ -261,9 +291,14 @@ def strip_ansi(text: str) -> str:
 
 
 def _failed_script(output: str) -> str | None:
+    """What execute_files (functions.sh) said about the script that failed: `PATH (exit N)`,
+    or `PATH timed out (after Ns)`."""
     for line in reversed(output.splitlines()):
         if "Script failed -> " in line:
             return line.split("Script failed -> ", 1)[1].strip()
+        if "Script timed out -> " in line:
+            script, _, after = line.split("Script timed out -> ", 1)[1].strip().partition(" ")
+            return f"{script} timed out {after}".strip()
     return None
 
 
@@ -368,6 +403,10 @@ def debug_shell(sandbox: Sandbox, why: str) -> None:
         signal.signal(signal.SIGINT, interrupt)
 
 
+class _StepsTimedOut(BuildError):
+    """The build's runlevels took longer than its timeout."""
+
+
 def _run_steps(b: _Build, sandbox: Sandbox, steps: list[Step]) -> None:
     if not steps:
         return
@@ -375,7 +414,21 @@ def _run_steps(b: _Build, sandbox: Sandbox, steps: list[Step]) -> None:
     for item in steps:
         argv += [item.kind, item.label, item.path]
     sink = _StepLog(b)
-    result = sandbox.run(argv, check=False, log_file=sink, keep_output=False)
+    timeout = None if b.deadline is None else max(b.deadline - time.monotonic(), 0.001)
+    try:
+        # With check=False, `error` is raised only on timeout.
+        result = sandbox.run(
+            argv, check=False, log_file=sink, keep_output=False, timeout=timeout, error=_StepsTimedOut
+        )
+    except _StepsTimedOut as exc:
+        limit = b.options.timeout if b.options.timeout is not None else b.manifest.build_timeout
+        raise BuildError(
+            f"the build timed out after {limit:g}s, in {sink.current or 'a build step'}",
+            path=b.manifest.path if b.manifest.path.exists() else b.project,
+            key="build.timeout",
+            details=strip_ansi(exc.details or ""),
+            hint=f"raise build.timeout in the manifest or --timeout; full log in {b.ws.log}",
+        ) from None
     if result.returncode != 0:
         script = _failed_script(strip_ansi(result.output))
         what = f"script {script}" if script else f"exit code {result.returncode}"
@@ -482,16 +535,72 @@ def build(
     `extra_attributes` are `(name, folder)` pairs whose attribute files go to
     `/dgr/attributes/<name>/`, above the dependencies' and below the project's own (a pod's
     shared attributes, see dgr/pod.py).
-    """
-    from dgr.resolve import resolve_dependencies
 
+    The host's refusals (disk full, read-only target...) are a HostError naming the file;
+    a project that needs itself, through its dependencies, is a BuildError naming the cycle.
+    """
     explicit_epoch = epoch.from_environment()  # an invalid value fails before anything is written
     if explicit_epoch is not None:  # an input: build scripts get it too (a --set-env value wins)
         options = replace(options, set_env={epoch.ENV: str(explicit_epoch), **options.set_env})
-    manifest = manifest or load_manifest(project)
+    with host_errors("build"):
+        manifest = manifest or load_manifest(project)
+        with _in_progress(manifest):
+            return _build(manifest, options, force, target, extra_attributes)
+
+
+# The builds in progress in this process, outermost first: a dependency's build that needs
+# one of them again is a cycle (it would wait forever for its own lock).
+_BUILDING: list[Manifest] = []
+
+
+@contextmanager
+def _in_progress(manifest: Manifest) -> Iterator[None]:
+    folder = manifest.project.resolve()
+    for index, building in enumerate(_BUILDING):
+        if building.project.resolve() == folder:
+            chain = " -> ".join(m.name.name for m in (*_BUILDING[index:], manifest))
+            raise BuildError(
+                f"dependency cycle: {chain}",
+                path=_BUILDING[-1].path,
+                hint="images cannot depend on each other: move what they share into a third image",
+            )
+    _BUILDING.append(manifest)
+    try:
+        yield
+    finally:
+        _BUILDING.pop()
+
+
+# Temporary names that writers in a target make (dgr/leftovers.py); those without an owner
+# are made under the target's lock only.
+TARGET_TEMPORARIES = (
+    ".image.aci.",
+    ".oci.",
+    ".manifest.json.",
+    ".version.",
+    ".image.id.",
+    ".build.json.",
+    ".cp-",
+    ".load-",
+    "templates-",
+    ".image.docker.tar.",
+    ".image.oci.tar.",
+)
+
+
+def _build(
+    manifest: Manifest,
+    options: BuildOptions,
+    force: bool,
+    target: Path | None,
+    extra_attributes: tuple[tuple[str, Path], ...],
+) -> BuildResult:
+    from dgr.resolve import resolve_dependencies
+
     ws = Workspace(target or target_dir(manifest, options.config, options.targets_root))
     ws.target.mkdir(parents=True, exist_ok=True)
     with FileLock(str(ws.lock)):
+        remove_stale(ws.target, *TARGET_TEMPORARIES)
         deps = resolve_dependencies(manifest.aci.dependencies, manifest, options)
         builder_deps = resolve_dependencies(manifest.builder.dependencies, manifest, options)
         internals = internals_layer(options.config.cache_path)
@@ -503,12 +612,24 @@ def build(
             log.info("%s up to date (%s)", final, ws.target)
             image_id = (ws.target / "image.id").read_text().strip()
             return BuildResult(manifest, final, ws, image_id, deps, internals, up_to_date=True)
+        check_inputs(manifest.project, extra_attributes)
+        prepare_mount_sources(manifest)
         ws.reset_work()
         with open(ws.log, "w", encoding="utf-8") as log_file:
             umask = os.umask(0o022)  # what dgr stages for the image gets the same modes on every host
             runlevels = stage_build_runlevels(manifest.project, ws.scratch("stages/runlevels"))
+            limit = options.timeout if options.timeout is not None else manifest.build_timeout
             b = _Build(
-                manifest, ws, options, internals, deps, builder_deps, log_file, extra_attributes, runlevels
+                manifest,
+                ws,
+                options,
+                internals,
+                deps,
+                builder_deps,
+                log_file,
+                extra_attributes,
+                runlevels,
+                deadline=time.monotonic() + limit if limit else None,
             )
             try:
                 result = _run_pipeline(b)

@@ -127,6 +127,17 @@ def _globals(suppress: bool) -> _Parser:
     return p
 
 
+def _seconds(text: str) -> float:
+    """A positive number of seconds (argparse type)."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0 < value < float("inf"):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a positive number of seconds")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="dgr",
@@ -153,6 +164,18 @@ def build_parser() -> argparse.ArgumentParser:
         choices=SHELL_STEPS,
         metavar="STEP",
         help=f"open a shell in the sandbox after STEP, then go on (always builds): {', '.join(SHELL_STEPS)}",
+    )
+    p.add_argument(
+        "--timeout",
+        type=_seconds,
+        metavar="SECONDS",
+        help="fail the build when its runlevels take longer in all (default: build.timeout, none)",
+    )
+    p.add_argument(
+        "--script-timeout",
+        type=_seconds,
+        metavar="SECONDS",
+        help="kill a runlevel script that takes longer, failing the build (default: build.scriptTimeout)",
     )
     p = add("clean", "remove the target folder (then run COMMAND if given)")
     p.add_argument(

@@ -41,6 +41,8 @@ def options(args: argparse.Namespace) -> BuildOptions:
         targets_root=Path(root).absolute() if root else None,
         shell_on_failure=bool(getattr(args, "shell_on_failure", False)),
         shell_after=getattr(args, "shell_after", None) or "",
+        timeout=getattr(args, "timeout", None),
+        script_timeout=getattr(args, "script_timeout", None),
     )
 
 

@@ -14,6 +14,7 @@ The configuration (`discovery` section of config.yml, every key optional; docs/s
       timeout: 30                              # seconds to connect and between bytes read
       newerVersionCheck: true                  # also ask discovery for newer dependency versions
       newerVersionCacheSeconds: 3600           # how long such an answer is reused
+      retries: 2                               # downloads tried again after a network failure
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ MAX_REDIRECTS = 10
 MAX_PAGE_BYTES = 1 << 20  # a discovery page is small; do not read an endless one
 DEFAULT_TIMEOUT = 30.0
 DEFAULT_NEWER_CACHE_SECONDS = 3600
+DEFAULT_RETRIES = 2
 _UNRESOLVED = re.compile(r"\{[^{}]*\}")
 
 
@@ -99,6 +101,7 @@ class DiscoverySettings:
     timeout: float = DEFAULT_TIMEOUT
     newer_version_check: bool = True
     newer_version_cache_seconds: float = DEFAULT_NEWER_CACHE_SECONDS
+    retries: int = DEFAULT_RETRIES  # downloads tried again after a network failure or HTTP 5xx
 
 
 def discovery_settings(config: Config) -> DiscoverySettings:
@@ -107,7 +110,7 @@ def discovery_settings(config: Config) -> DiscoverySettings:
     where = config.home / "config.yml"
     if not isinstance(raw, dict):
         raise DgrError("discovery must be a mapping", path=where, key="discovery")
-    known = {"hosts", "timeout", "newerVersionCheck", "newerVersionCacheSeconds"}
+    known = {"hosts", "timeout", "newerVersionCheck", "newerVersionCacheSeconds", "retries"}
     for key in raw:
         if key not in known:
             raise DgrError(
@@ -142,7 +145,11 @@ def discovery_settings(config: Config) -> DiscoverySettings:
             path=where,
             key="discovery.newerVersionCheck",
         )
+    retries = raw.get("retries", DEFAULT_RETRIES)
+    if isinstance(retries, bool) or not isinstance(retries, int) or retries < 0:
+        raise DgrError("discovery.retries must be a whole number, 0 or more", path=where, key="discovery.retries")
     return DiscoverySettings(
+        retries=retries,
         hosts={str(k).lower(): v.lower() for k, v in hosts.items()},
         timeout=number("timeout", DEFAULT_TIMEOUT) or DEFAULT_TIMEOUT,
         newer_version_check=check,

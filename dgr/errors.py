@@ -7,6 +7,9 @@ it as one block and exits 1; the pytest plugin shows it without a traceback of o
 
 from __future__ import annotations
 
+import errno
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 
@@ -76,3 +79,47 @@ class ToolError(DgrError):
 
 class ContainerError(DgrError):
     """A container could not be started or failed while running."""
+
+
+class HostError(DgrError):
+    """The host refused a file operation: disk full, read-only, no permission..."""
+
+
+# errno → (what it means, what to do). Anything else stays an OSError: a bug to report.
+_HOST_ERRORS: dict[int, tuple[str, str]] = {
+    errno.ENOSPC: ("no space left on device", "free some space (or point -p / targetWorkDir elsewhere)"),
+    errno.EDQUOT: ("disk quota exceeded", "free some space, or raise the quota"),
+    errno.EROFS: (
+        "read-only file system",
+        "point the target at a writable folder (-p, targetWorkDir) or remount it read-write",
+    ),
+    errno.EACCES: ("permission denied", "check the owner and mode of the folder, or run dgr as its owner"),
+    errno.EPERM: ("operation not permitted", "check the folder's attributes (chattr) and owner"),
+    errno.EMFILE: ("too many open files", "raise the limit (ulimit -n)"),
+    errno.ENFILE: ("too many open files on the host", "close other programs, or raise fs.file-max"),
+}
+
+
+def host_error(exc: OSError, doing: str = "") -> HostError | None:
+    """The HostError for `exc` (naming its file and what dgr was `doing`), or None when `exc`
+    is not one of the host's refusals a user can act on."""
+    known = _HOST_ERRORS.get(exc.errno or 0)
+    if known is None:
+        return None
+    meaning, hint = known
+    where = exc.filename if exc.filename is not None else None
+    message = f"{doing}: {meaning}" if doing else meaning
+    return HostError(message, path=where, hint=hint)
+
+
+@contextmanager
+def host_errors(doing: str = "") -> Iterator[None]:
+    """Turn the host's refusals (ENOSPC, EROFS, EACCES...) raised in the block into one
+    HostError naming the file; other exceptions pass unchanged."""
+    try:
+        yield
+    except OSError as exc:
+        error = host_error(exc, doing)
+        if error is None:
+            raise
+        raise error from None
