@@ -71,12 +71,14 @@ def run(
     keep_output: bool = True,
     error: type[DgrError] = ToolError,
     what: str | None = None,
+    pass_fds: Sequence[int] = (),
 ) -> Result:
     """Run `args`, wait for it, and return its exit code and merged stdout/stderr.
 
     `log_file` receives the output line by line while the process runs; `echo` copies it to
     our stderr (used for `-L debug`). With `check`, a non-zero exit raises `error` whose
     message names `what` (default: the command) and whose details hold the output's tail.
+    `pass_fds` stay open in the process (e.g. a memfd it reads as /proc/self/fd/N).
     """
     argv = tuple(str(a) for a in args)
     log.log(TRACE, "run: %s", shlex.join(argv))
@@ -96,6 +98,7 @@ def run(
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             start_new_session=True,
+            pass_fds=tuple(pass_fds),
         )
     except FileNotFoundError:
         raise ToolError(f"{argv[0]} not found on this host") from None
