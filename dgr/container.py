@@ -14,7 +14,6 @@ import shlex
 import shutil
 import signal
 import subprocess
-import tempfile
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -24,6 +23,7 @@ from typing import TYPE_CHECKING
 
 from dgr import userns
 from dgr.errors import ContainerError
+from dgr.leftovers import make_dir
 from dgr.log import log
 from dgr.ports import PortMapping, forward, parse_ports, stop
 from dgr.process import Result, require_tool, run
@@ -33,6 +33,7 @@ if TYPE_CHECKING:
     from dgr.build import BuildResult
 
 START = "/dgr/bin/start"
+CONTAINER_PREFIX = "dgr-container-"
 
 
 @dataclass(frozen=True)
@@ -65,7 +66,8 @@ class Container:
     def __init__(self, spec: ContainerSpec, state_dir: Path | None = None, keep: bool = False) -> None:
         self.spec = spec
         self.keep = keep
-        self.state = state_dir or Path(tempfile.mkdtemp(prefix=f"dgr-{spec.name}-"))
+        # In the system's temporary folder: what a killed `dgr run` left there goes at the next.
+        self.state = state_dir or make_dir(None, CONTAINER_PREFIX)
         self.log_path = self.state / "container.log"
         self.proc: subprocess.Popen[bytes] | None = None
         self._init_pid: int | None = None

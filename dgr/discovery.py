@@ -147,7 +147,9 @@ def discovery_settings(config: Config) -> DiscoverySettings:
         )
     retries = raw.get("retries", DEFAULT_RETRIES)
     if isinstance(retries, bool) or not isinstance(retries, int) or retries < 0:
-        raise DgrError("discovery.retries must be a whole number, 0 or more", path=where, key="discovery.retries")
+        raise DgrError(
+            "discovery.retries must be a whole number, 0 or more", path=where, key="discovery.retries"
+        )
     return DiscoverySettings(
         retries=retries,
         hosts={str(k).lower(): v.lower() for k, v in hosts.items()},

@@ -169,7 +169,9 @@ class _Extractor:
             try:
                 os.setxattr(target, key[13:], raw, follow_symlinks=False)
             except OSError as exc:  # a malformed value (EINVAL), a name the file system refuses
-                raise self.refuse(member.name, f"its xattr {key[13:]} cannot be set: {exc.strerror}") from None
+                raise self.refuse(
+                    member.name, f"its xattr {key[13:]} cannot be set: {exc.strerror}"
+                ) from None
         if not member.issym():
             mode = member.mode
             if mode & (stat.S_ISUID | stat.S_ISGID) and not self.trusted and not member.isdir():

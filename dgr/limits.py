@@ -125,7 +125,10 @@ def limits(config: Config) -> Limits:
     unknown = sorted(set(raw) - {"imageSize", "expansion", "files"})
     if unknown:
         raise DgrError(
-            f"unknown key {unknown[0]!r} in limits", path=where, key="limits", hint="known: expansion, files, imageSize"
+            f"unknown key {unknown[0]!r} in limits",
+            path=where,
+            key="limits",
+            hint="known: expansion, files, imageSize",
         )
     found = DEFAULT
     if "imageSize" in raw:

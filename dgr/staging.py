@@ -99,7 +99,9 @@ def _check_link(path: Path, real_root: Path) -> None:
             hint="copy the file into the project instead of linking to it",
         )
     if not resolved.exists():
-        raise LinkOutError(f"a symlink to {target!r}, which does not exist", path=path, hint="fix or remove the link")
+        raise LinkOutError(
+            f"a symlink to {target!r}, which does not exist", path=path, hint="fix or remove the link"
+        )
 
 
 def check_inputs(project: Path, extra_attributes: Sequence[tuple[str, Path]] = ()) -> None:

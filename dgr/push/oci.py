@@ -216,10 +216,13 @@ def check_answers(target: Target) -> None:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # urllib3's InsecureRequestWarning: nothing is sent
-            requests.get(f"https://{target.registry}/v2/", timeout=timeout, verify=False, allow_redirects=False)
+            requests.get(
+                f"https://{target.registry}/v2/", timeout=timeout, verify=False, allow_redirects=False
+            )
     except requests.Timeout:
         raise NetworkError(
-            f"push to {target.registry} failed: it accepts connections but did not answer within {timeout:g}s",
+            f"push to {target.registry} failed: it accepts connections but did not answer "
+            f"within {timeout:g}s",
             key=target.key,
             hint="check that the registry is running and not overloaded",
         ) from None

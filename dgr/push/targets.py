@@ -243,7 +243,7 @@ def credentials_from_auth_file(path: Path, host: str) -> Credentials | None:
             continue
         if not isinstance(entry, dict):
             raise PushError(
-                f"the auth entry for {host} must be a mapping such as {{\"auth\": \"...\"}}",
+                f'the auth entry for {host} must be a mapping such as {{"auth": "..."}}',
                 path=path,
                 key=f"auths.{key}",
             )
