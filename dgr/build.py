@@ -403,6 +403,9 @@ def debug_shell(sandbox: Sandbox, why: str) -> None:
         signal.signal(signal.SIGINT, interrupt)
 
 
+_DISK_FULL = "No space left on device"
+
+
 class _StepsTimedOut(BuildError):
     """The build's runlevels took longer than its timeout."""
 
@@ -434,11 +437,13 @@ def _run_steps(b: _Build, sandbox: Sandbox, steps: list[Step]) -> None:
         what = f"script {script}" if script else f"exit code {result.returncode}"
         if b.options.shell_on_failure:
             debug_shell(sandbox, f"{sink.current or 'build step'} failed")
+        tail = strip_ansi(result.tail())
+        full = "the disk is full (No space left on device): free some space; " if _DISK_FULL in tail else ""
         raise BuildError(
             f"{sink.current or 'build step'} failed: {what}",
             path=b.project,
-            details=strip_ansi(result.tail()),
-            hint=f"full log in {b.ws.log}",
+            details=tail,
+            hint=f"{full}full log in {b.ws.log}",
         )
 
 
@@ -542,10 +547,9 @@ def build(
     explicit_epoch = epoch.from_environment()  # an invalid value fails before anything is written
     if explicit_epoch is not None:  # an input: build scripts get it too (a --set-env value wins)
         options = replace(options, set_env={epoch.ENV: str(explicit_epoch), **options.set_env})
-    with host_errors("build"):
-        manifest = manifest or load_manifest(project)
-        with _in_progress(manifest):
-            return _build(manifest, options, force, target, extra_attributes)
+    manifest = manifest or load_manifest(project)
+    with _in_progress(manifest):
+        return _build(manifest, options, force, target, extra_attributes)
 
 
 # The builds in progress in this process, outermost first: a dependency's build that needs
@@ -595,28 +599,40 @@ def _build(
     target: Path | None,
     extra_attributes: tuple[tuple[str, Path], ...],
 ) -> BuildResult:
+    ws = Workspace(target or target_dir(manifest, options.config, options.targets_root))
+    with host_errors("build", where=ws.target):
+        ws.target.mkdir(parents=True, exist_ok=True)
+        with FileLock(str(ws.lock)):
+            return _build_locked(manifest, options, force, ws, extra_attributes)
+
+
+def _build_locked(
+    manifest: Manifest,
+    options: BuildOptions,
+    force: bool,
+    ws: Workspace,
+    extra_attributes: tuple[tuple[str, Path], ...],
+) -> BuildResult:
     from dgr.resolve import resolve_dependencies
 
-    ws = Workspace(target or target_dir(manifest, options.config, options.targets_root))
-    ws.target.mkdir(parents=True, exist_ok=True)
-    with FileLock(str(ws.lock)):
-        remove_stale(ws.target, *TARGET_TEMPORARIES)
-        deps = resolve_dependencies(manifest.aci.dependencies, manifest, options)
-        builder_deps = resolve_dependencies(manifest.builder.dependencies, manifest, options)
-        internals = internals_layer(options.config.cache_path)
-        key = build_key(manifest, options, internals, deps, builder_deps, ws.target, extra_attributes)
-        if not force and up_to_date(ws, key):
-            from dgr.aci import read_aci_manifest
+    remove_stale(ws.target, *TARGET_TEMPORARIES)
+    deps = resolve_dependencies(manifest.aci.dependencies, manifest, options)
+    builder_deps = resolve_dependencies(manifest.builder.dependencies, manifest, options)
+    internals = internals_layer(options.config.cache_path)
+    key = build_key(manifest, options, internals, deps, builder_deps, ws.target, extra_attributes)
+    if not force and up_to_date(ws, key):
+        from dgr.aci import read_aci_manifest
 
-            final = json_manifest_name(read_aci_manifest(ws.aci))
-            log.info("%s up to date (%s)", final, ws.target)
-            image_id = (ws.target / "image.id").read_text().strip()
-            return BuildResult(manifest, final, ws, image_id, deps, internals, up_to_date=True)
-        check_inputs(manifest.project, extra_attributes)
-        prepare_mount_sources(manifest)
-        ws.reset_work()
-        with open(ws.log, "w", encoding="utf-8") as log_file:
-            umask = os.umask(0o022)  # what dgr stages for the image gets the same modes on every host
+        final = json_manifest_name(read_aci_manifest(ws.aci))
+        log.info("%s up to date (%s)", final, ws.target)
+        image_id = (ws.target / "image.id").read_text().strip()
+        return BuildResult(manifest, final, ws, image_id, deps, internals, up_to_date=True)
+    check_inputs(manifest.project, extra_attributes)
+    prepare_mount_sources(manifest)
+    ws.reset_work()
+    with open(ws.log, "w", encoding="utf-8") as log_file:
+        umask = os.umask(0o022)  # what dgr stages for the image gets the same modes on every host
+        try:
             runlevels = stage_build_runlevels(manifest.project, ws.scratch("stages/runlevels"))
             limit = options.timeout if options.timeout is not None else manifest.build_timeout
             b = _Build(
@@ -631,14 +647,13 @@ def _build(
                 runlevels,
                 deadline=time.monotonic() + limit if limit else None,
             )
-            try:
-                result = _run_pipeline(b)
-            finally:
-                os.umask(umask)
-                if not options.keep:
-                    shutil.rmtree(ws.work, ignore_errors=True)
-        ws.key_file.write_text(key.text())
-        return result
+            result = _run_pipeline(b)
+        finally:
+            os.umask(umask)
+            if not options.keep:
+                shutil.rmtree(ws.work, ignore_errors=True)
+    ws.key_file.write_text(key.text())
+    return result
 
 
 def _run_pipeline(b: _Build) -> BuildResult:

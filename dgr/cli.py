@@ -17,7 +17,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from dgr.errors import DgrError, UsageError
+from dgr.errors import DgrError, UsageError, host_errors
 from dgr.log import COLOR_CHOICES, log, parse_level, setup, use_color
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
@@ -308,7 +308,8 @@ def program(args: argparse.Namespace) -> int:
         raise UsageError(f"dgr {args.command} has no --json: {NO_JSON[args.command]}")
     if args.json and (getattr(args, "shell_on_failure", False) or getattr(args, "shell_after", None)):
         raise UsageError("--json does not go with a debugging shell (its output is on stdout)")
-    return handlers[args.command](args)
+    with host_errors(f"dgr {args.command}"):  # disk full, read-only... as one message
+        return handlers[args.command](args)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

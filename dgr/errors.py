@@ -100,26 +100,26 @@ _HOST_ERRORS: dict[int, tuple[str, str]] = {
 }
 
 
-def host_error(exc: OSError, doing: str = "") -> HostError | None:
-    """The HostError for `exc` (naming its file and what dgr was `doing`), or None when `exc`
-    is not one of the host's refusals a user can act on."""
+def host_error(exc: OSError, doing: str = "", where: Path | None = None) -> HostError | None:
+    """The HostError for `exc` (naming its file, else `where`, and what dgr was `doing`), or
+    None when `exc` is not one of the host's refusals a user can act on."""
     known = _HOST_ERRORS.get(exc.errno or 0)
     if known is None:
         return None
     meaning, hint = known
-    where = exc.filename if exc.filename is not None else None
     message = f"{doing}: {meaning}" if doing else meaning
-    return HostError(message, path=where, hint=hint)
+    return HostError(message, path=exc.filename if exc.filename is not None else where, hint=hint)
 
 
 @contextmanager
-def host_errors(doing: str = "") -> Iterator[None]:
+def host_errors(doing: str = "", where: Path | None = None) -> Iterator[None]:
     """Turn the host's refusals (ENOSPC, EROFS, EACCES...) raised in the block into one
-    HostError naming the file; other exceptions pass unchanged."""
+    HostError naming the file (or `where`, when the system call names none: a write); other
+    exceptions pass unchanged."""
     try:
         yield
     except OSError as exc:
-        error = host_error(exc, doing)
+        error = host_error(exc, doing, where)
         if error is None:
             raise
         raise error from None

@@ -258,6 +258,7 @@ def fetch_image(
     DiscoveryError when discovery finds no endpoint; FetchError for everything after that.
     """
     store = store or Store(config.store_path)
+    limits(config)  # a bad limits section fails before any download
     downloads = config.cache_path / "downloads"
     downloads.mkdir(parents=True, exist_ok=True)
     # One download per image: a second dgr fetching it meanwhile waits, then finds it stored.

@@ -296,7 +296,7 @@ class ManifestReader:
         exec_ = self.strings(data.get("exec"), f"{key}.exec") or DEFAULT_EXEC
         workdir = self.string(data.get("workingDirectory"), f"{key}.workingDirectory")
         if workdir and not workdir.startswith("/"):
-            raise self.fail(f"{key}.workingDirectory must be an absolute path", key)
+            raise self.fail(f"{key}.workingDirectory must be an absolute path", f"{key}.workingDirectory")
         gids = tuple(
             self.integer(g, f"{key}.supplementaryGIDs[{i}]", 0)
             for i, g in enumerate(self.listing(data.get("supplementaryGIDs"), f"{key}.supplementaryGIDs"))

@@ -105,23 +105,23 @@ def _check_link(path: Path, real_root: Path) -> None:
 
 
 def check_inputs(project: Path, extra_attributes: Sequence[tuple[str, Path]] = ()) -> None:
-    """Read what a start of the image will read, so that errors fail the build: every
+    """Refuse links out of the project under `attributes/`, `templates/` and `runlevels/`,
+    and read what a start of the image will read, so that errors fail the build: every
     attribute file (YAML, a map with `default:`/`override:` maps, the syntax of attribute
     templates), every template and partial (Jinja2 syntax) and every template `.cfg` (keys,
     uid, gid, mode, checkCmd). Errors name the file and, when known, the line. Rendering
     itself waits for the start: attributes may still come from prestart scripts or overrides.
     """
     folders = [(folder.parent, folder) for _, folder in extra_attributes]
-    if (project / "attributes").exists():
-        folders.append((project, project / "attributes"))
+    folders += [(project, project / name) for name in ("attributes", "templates", "runlevels")]
     for root, folder in folders:
-        refuse_links_out(root, folder)
-        for path in attribute_sources(folder):
-            check_attribute_file(path)
-    templates = project / "templates"
-    if templates.exists():
-        refuse_links_out(project, templates)
-        check_templates(templates)
+        if os.path.lexists(folder):
+            refuse_links_out(root, folder)
+        if folder.name == "attributes" and folder.is_dir():
+            for path in attribute_sources(folder):
+                check_attribute_file(path)
+    if (project / "templates").is_dir():
+        check_templates(project / "templates")
 
 
 def check_attribute_file(path: Path) -> None:
