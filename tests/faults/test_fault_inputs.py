@@ -272,7 +272,7 @@ FILES_AND_MOUNTS = [
     ),
     Case(
         "mount-source-missing",
-        r"aci-manifest.yml:5: mount point source 'cache' does not exist.*\(key: build.mountPoints\[0\].from\)",
+        r"aci-manifest.yml:5: mount point source 'cache' does not exist.*key: build.mountPoints.0..from",
         manifest("build:\n  mountPoints:\n    - to: /var/cache\n      from: cache\n"),
     ),
     Case(
