@@ -24,6 +24,7 @@ from __future__ import annotations
 import hashlib
 import re
 import time
+import zlib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -218,12 +219,22 @@ def _size(n: int) -> str:
 # --- verification --------------------------------------------------------------------------
 
 
-def read_manifest(aci: Path) -> dict[str, Any]:
-    """The image manifest of a downloaded ACI (nothing extracted); FetchError if unreadable."""
+def read_manifest(aci: Path, source: str) -> dict[str, Any]:
+    """The image manifest of a downloaded ACI (nothing extracted); FetchError naming `source`
+    if unreadable."""
     try:
         return read_aci_manifest(aci)
     except DgrError as exc:
-        raise FetchError(f"the downloaded image is not a valid ACI: {exc.message}") from None
+        raise FetchError(f"{source} is not a valid ACI: {exc.message}") from None
+
+
+def downloaded_image_id(aci: Path, source: str) -> str:
+    """The image ID of a downloaded ACI; FetchError naming `source` when it is corrupt (a
+    truncated gzip stream...)."""
+    try:
+        return image_id_of(aci)
+    except (OSError, EOFError, zlib.error) as exc:
+        raise FetchError(f"{source} is corrupt: {exc}", hint="download it again; check the server") from None
 
 
 def check_manifest(
@@ -299,15 +310,16 @@ def _fetch_image(
                     ) from None
                 verify_signature(aci, asc, keyring)
                 signature = asc
-            manifest = read_manifest(aci)
+            source = f"{name} from {endpoint.aci}"
+            manifest = read_manifest(aci, source)
             check_manifest(manifest, name, wanted, endpoint.aci)
-            image_id = image_id_of(aci)
+            image_id = downloaded_image_id(aci, source)
             _fetch_dependencies(manifest, store, config, (*parents, name.name))
             try:
                 stored = store.add(aci, signature=signature, image_id=image_id, limits=limits(config))
             except DgrError as exc:  # e.g. an entry escaping the layer: name the image, not a temp file
                 raise FetchError(
-                    f"{name} from {endpoint.aci}: {exc.message}", details=exc.details, hint=exc.hint
+                    f"{source}: {exc.message}", key=exc.key, details=exc.details, hint=exc.hint
                 ) from None
     log.info("Fetched %s (%s)", stored.name, stored.image_id[:19])
     return stored
