@@ -78,7 +78,7 @@ def bomb() -> bytes:
 def hostile(id_: str, message: str, make: Callable[[Env], bytes], config: str = "") -> Case:
     return Case(
         id_,
-        message if message.startswith("^") else rf"^{HOSTILE}:1 from http://\S+:? {message}",
+        message if message.startswith("^") else rf"^{HOSTILE}:1 from http://\S+:? .*{message}",
         DEPENDS,
         config=config,
         setup=serve(make),
