@@ -38,7 +38,7 @@ from dgr.aci import ROOTFS as ACI_ROOTFS
 from dgr.aci import check_rfc3339
 from dgr.errors import BuildError, DgrError
 from dgr.layer import StreamDigests, TarSink, TarWriter, Whiteouts, atomic_file
-from dgr.leftovers import owned
+from dgr.leftovers import owned, remove_stale
 from dgr.manifest import App, Manifest
 from dgr.names import oci_tag
 from dgr.readiness import oci_healthcheck, readiness_of
@@ -250,6 +250,7 @@ class BlobCache:
     def _store(self, produce: Any) -> LayerBlob:
         """Run `produce(out) -> StreamDigests` into a temporary blob, then file it by digest."""
         self.blobs.mkdir(parents=True, exist_ok=True)
+        remove_stale(self.blobs, ".blob.")  # what a killed build was writing
         fd, name = tempfile.mkstemp(prefix=owned(".blob."), suffix=".tmp", dir=self.blobs)
         tmp = Path(name)
         try:
