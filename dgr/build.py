@@ -815,7 +815,8 @@ def clean(project: Path, options: BuildOptions) -> Path:
     manifest = load_manifest(project)
     ws = Workspace(target_dir(manifest, options.config, options.targets_root))
     if ws.target.exists():
-        shutil.rmtree(ws.target)
+        with host_errors("dgr clean", folder=ws.target):
+            shutil.rmtree(ws.target)
     return ws.target
 
 

@@ -45,7 +45,7 @@ from dgr.discovery import (
     discovery_settings,
     host_policy,
 )
-from dgr.errors import DgrError
+from dgr.errors import DgrError, HostError
 from dgr.leftovers import temporary_dir
 from dgr.limits import limits
 from dgr.log import log, step
@@ -318,8 +318,9 @@ def _fetch_image(
             try:
                 stored = store.add(aci, signature=signature, image_id=image_id, limits=limits(config))
             except DgrError as exc:  # e.g. an entry escaping the layer: name the image, not a temp file
+                path = exc.path if isinstance(exc, HostError) else None  # the store's folder
                 raise FetchError(
-                    f"{source}: {exc.message}", key=exc.key, details=exc.details, hint=exc.hint
+                    f"{source}: {exc.message}", path=path, key=exc.key, details=exc.details, hint=exc.hint
                 ) from None
     log.info("Fetched %s (%s)", stored.name, stored.image_id[:19])
     return stored

@@ -26,7 +26,7 @@ from typing import Any
 from filelock import FileLock
 
 from dgr import userns
-from dgr.errors import DgrError
+from dgr.errors import DgrError, host_errors
 from dgr.leftovers import make_dir
 from dgr.limits import DEFAULT as DEFAULT_LIMITS
 from dgr.limits import Limits
@@ -125,14 +125,27 @@ class Store:
         that expands beyond `limits` is refused (dgr/limits.py). What an add killed midway
         left is removed by the next one (dgr/leftovers.py).
         """
-        from dgr.aci import read_aci_manifest
-
         image_id = image_id or image_id_of(aci)
         dest = self.images / image_id
         if dest.is_dir():
             if signature is not None and not (dest / "image.aci.asc").exists():
                 shutil.copyfile(signature, dest / "image.aci.asc")
             return self.get(image_id)
+        with host_errors("adding an image to the store", folder=self.images):
+            return self._add(aci, dest, layer, signature, image_id, trusted, limits)
+
+    def _add(
+        self,
+        aci: Path,
+        dest: Path,
+        layer: Path | None,
+        signature: Path | None,
+        image_id: str,
+        trusted: bool,
+        limits: Limits,
+    ) -> StoredImage:
+        from dgr.aci import read_aci_manifest
+
         self.images.mkdir(parents=True, exist_ok=True)
         tmp = make_dir(self.images, ".add-")
         try:

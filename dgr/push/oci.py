@@ -153,7 +153,7 @@ def push_oci(layout: Path, name: ImageName, target: Target, config: Config) -> O
     login_file = containers_auth_file() if target.auth_file is None and target.credentials is None else None
     if login_file is not None:
         log.debug("credentials for %s: %s", target.registry, login_file)
-    check_answers(target)
+    check_answers(target, verify)
     with ExitStack() as files:
         policy = files.enter_context(memory_file("policy.json", json.dumps(SKOPEO_POLICY)))
         digest_file = files.enter_context(memory_file("digest", ""))
@@ -206,19 +206,19 @@ def memory_file(name: str, text: str) -> Iterator[Path]:
         os.close(fd)
 
 
-def check_answers(target: Target) -> None:
+def check_answers(target: Target, verify: bool) -> None:
     """NetworkError when the registry accepts connections but does not answer `GET /v2/`
     within ANSWER_TIMEOUT (or the target's shorter timeout). Any answer will do, even a
-    refusal or a failed TLS handshake (skopeo reports those); no credential is sent."""
+    refusal or a failed TLS handshake (skopeo reports those); no credential is sent. A
+    registry opted out of TLS checks is asked over plain HTTP (skopeo falls back to it)."""
     import requests
 
     timeout = min(ANSWER_TIMEOUT, target.step_timeout)
+    url = f"{'https' if verify else 'http'}://{target.registry}/v2/"
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # urllib3's InsecureRequestWarning: nothing is sent
-            requests.get(
-                f"https://{target.registry}/v2/", timeout=timeout, verify=False, allow_redirects=False
-            )
+            requests.get(url, timeout=timeout, verify=False, allow_redirects=False)
     except requests.Timeout:
         raise NetworkError(
             f"push to {target.registry} failed: it accepts connections but did not answer "
