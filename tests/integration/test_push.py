@@ -380,7 +380,7 @@ class FlakyProxy:
 def test_a_push_is_tried_again_after_a_network_failure(
     tmp_path: Path, cache_dir: Path, registry: Registry, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    proxy = FlakyProxy(registry.host, failures=1)
+    proxy = FlakyProxy(registry.host, failures=2)  # the first: the answer check before skopeo runs
     try:
         proj = project(tmp_path)
         target = f"push:\n  - type: oci\n    registry: {proxy.host}\n    namespace: test\n    retries: 1\n"
