@@ -167,7 +167,7 @@ def test_kill_during_extraction(
     env = fault_env
     cache = own_cache(env)
     env.config(server.config())
-    big = [entry(f"rootfs/data/{i}", os.urandom(4 << 20)) for i in range(24)]
+    big = [entry(f"rootfs/data/{i}", os.urandom(4 << 20)) for i in range(12)]
     server.publish("example.test/big", "1", aci("example.test/big", "1", big))
     env.write({"aci-manifest.yml": BASE_MANIFEST + "aci:\n  dependencies: [example.test/big:1]\n"})
     proc = start(env, "build")
