@@ -19,8 +19,7 @@ import shutil
 import signal
 import sys
 import time
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import IO, Any
@@ -75,6 +74,9 @@ class BuildOptions:
     # --script-timeout); None: the manifest's build.timeout / build.scriptTimeout, if any.
     timeout: float | None = None
     script_timeout: float | None = None
+    # The builds this one is a dependency of, outermost first, as (project folder, image
+    # name): a dependency that needs one of them again is a cycle (see _check_cycle).
+    building: tuple[tuple[Path, str], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -548,31 +550,24 @@ def build(
     if explicit_epoch is not None:  # an input: build scripts get it too (a --set-env value wins)
         options = replace(options, set_env={epoch.ENV: str(explicit_epoch), **options.set_env})
     manifest = manifest or load_manifest(project)
-    with _in_progress(manifest):
-        return _build(manifest, options, force, target, extra_attributes)
+    options = _check_cycle(manifest, options)
+    return _build(manifest, options, force, target, extra_attributes)
 
 
-# The builds in progress in this process, outermost first: a dependency's build that needs
-# one of them again is a cycle (it would wait forever for its own lock).
-_BUILDING: list[Manifest] = []
-
-
-@contextmanager
-def _in_progress(manifest: Manifest) -> Iterator[None]:
+def _check_cycle(manifest: Manifest, options: BuildOptions) -> BuildOptions:
+    """`options` for the dependencies of `manifest`'s build; a BuildError naming the cycle
+    when an image that `manifest` is a dependency of is `manifest` itself (its build would
+    otherwise wait forever for its own target's lock)."""
     folder = manifest.project.resolve()
-    for index, building in enumerate(_BUILDING):
-        if building.project.resolve() == folder:
-            chain = " -> ".join(m.name.name for m in (*_BUILDING[index:], manifest))
+    for index, (outer, _) in enumerate(options.building):
+        if outer == folder:
+            chain = " -> ".join([*(name for _, name in options.building[index:]), manifest.name.name])
             raise BuildError(
                 f"dependency cycle: {chain}",
-                path=_BUILDING[-1].path,
+                path=manifest.path,
                 hint="images cannot depend on each other: move what they share into a third image",
             )
-    _BUILDING.append(manifest)
-    try:
-        yield
-    finally:
-        _BUILDING.pop()
+    return replace(options, building=(*options.building, (folder, manifest.name.name)))
 
 
 # Temporary names that writers in a target make (dgr/leftovers.py); those without an owner

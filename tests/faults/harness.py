@@ -161,11 +161,17 @@ def outputs(env: Env) -> dict[str, str]:
 
 
 def snapshot(root: Path, skip: Sequence[Path]) -> dict[str, tuple[int, int, str]]:
-    """Every path under root (but `skip`): its type and size, a symlink's target."""
+    """Every path under root (but `skip`, and the `target` folder of any project): its type
+    and size, a symlink's target."""
     found: dict[str, tuple[int, int, str]] = {}
     skipped = {str(p) for p in skip}
     for dirpath, dirnames, filenames in os.walk(root):
-        dirnames[:] = [d for d in dirnames if os.path.join(dirpath, d) not in skipped]
+        dirnames[:] = [
+            d
+            for d in dirnames
+            if os.path.join(dirpath, d) not in skipped
+            and not (d == "target" and os.path.isfile(os.path.join(dirpath, "aci-manifest.yml")))
+        ]
         for name in (*dirnames, *filenames):
             path = os.path.join(dirpath, name)
             if path in skipped:

@@ -31,6 +31,8 @@ def make_dir(rel: str) -> Callable[[Env], None]:
     return setup
 
 
+OTHER_DEPENDS_ON_FAULT = f"name: example.com/aci-other:1\naci: {{dependencies: [{NAME}:1]}}\n"
+
 MANIFEST = [
     Case("name-is-a-number", r"aci-manifest.yml:1: name must be a string, not a number", {M: "name: 5\n"}),
     Case("name-missing", r"aci-manifest.yml: name is mandatory in manifest", {M: "aci: {}\n"}),
@@ -83,6 +85,14 @@ MANIFEST = [
         "depends-on-itself",
         r"aci-manifest.yml:3: dependency cycle: example.com/aci-fault depends on itself",
         manifest(f"aci:\n  dependencies:\n    - {NAME}\n"),
+    ),
+    Case(
+        "projects-depend-on-each-other",
+        r"aci-manifest.yml: dependency cycle: example.com/aci-fault -> example.com/aci-other -> ",
+        {
+            **manifest("aci:\n  dependencies: [example.com/aci-other:1]\n"),
+            "../aci-other/aci-manifest.yml": OTHER_DEPENDS_ON_FAULT,
+        },
     ),
     Case(
         "dependency-not-found",
