@@ -137,14 +137,25 @@ class _Build:
     log_file: IO[str]
     extra_attributes: tuple[tuple[str, Path], ...] = ()
     runlevels: Path | None = None  # the staged build runlevels (staging.stage_build_runlevels)
-    deadline: float | None = None  # time.monotonic() by which the runlevels must be done
+    started: float = field(default_factory=time.monotonic)
 
     @property
     def project(self) -> Path:
         return self.manifest.project
 
     @property
+    def timeout(self) -> float | None:
+        """Seconds the runlevels may take in all: --timeout, else build.timeout."""
+        found = self.options.timeout
+        return found if found is not None else self.manifest.build_timeout
+
+    @property
+    def deadline(self) -> float | None:
+        return None if self.timeout is None else self.started + self.timeout
+
+    @property
     def script_timeout(self) -> float | None:
+        """Seconds each script may take: --script-timeout, else build.scriptTimeout."""
         found = self.options.script_timeout
         return found if found is not None else self.manifest.script_timeout
 
@@ -419,16 +430,16 @@ def _run_steps(b: _Build, sandbox: Sandbox, steps: list[Step]) -> None:
     for item in steps:
         argv += [item.kind, item.label, item.path]
     sink = _StepLog(b)
-    timeout = None if b.deadline is None else max(b.deadline - time.monotonic(), 0.001)
+    deadline = b.deadline
+    timeout = None if deadline is None else max(deadline - time.monotonic(), 0.001)
     try:
         # With check=False, `error` is raised only on timeout.
         result = sandbox.run(
             argv, check=False, log_file=sink, keep_output=False, timeout=timeout, error=_StepsTimedOut
         )
     except _StepsTimedOut as exc:
-        limit = b.options.timeout if b.options.timeout is not None else b.manifest.build_timeout
         raise BuildError(
-            f"the build timed out after {limit:g}s, in {sink.current or 'a build step'}",
+            f"the build timed out after {b.timeout:g}s, in {sink.current or 'a build step'}",
             path=b.manifest.path if b.manifest.path.exists() else b.project,
             key="build.timeout",
             details=strip_ansi(exc.details or ""),
@@ -551,7 +562,11 @@ def build(
         options = replace(options, set_env={epoch.ENV: str(explicit_epoch), **options.set_env})
     manifest = manifest or load_manifest(project)
     options = _check_cycle(manifest, options)
-    return _build(manifest, options, force, target, extra_attributes)
+    ws = Workspace(target or target_dir(manifest, options.config, options.targets_root))
+    with host_errors("build", where=ws.target):
+        ws.target.mkdir(parents=True, exist_ok=True)
+        with FileLock(str(ws.lock)):
+            return _build_locked(manifest, options, force, ws, extra_attributes)
 
 
 def _check_cycle(manifest: Manifest, options: BuildOptions) -> BuildOptions:
@@ -587,20 +602,6 @@ TARGET_TEMPORARIES = (
 )
 
 
-def _build(
-    manifest: Manifest,
-    options: BuildOptions,
-    force: bool,
-    target: Path | None,
-    extra_attributes: tuple[tuple[str, Path], ...],
-) -> BuildResult:
-    ws = Workspace(target or target_dir(manifest, options.config, options.targets_root))
-    with host_errors("build", where=ws.target):
-        ws.target.mkdir(parents=True, exist_ok=True)
-        with FileLock(str(ws.lock)):
-            return _build_locked(manifest, options, force, ws, extra_attributes)
-
-
 def _build_locked(
     manifest: Manifest,
     options: BuildOptions,
@@ -629,18 +630,8 @@ def _build_locked(
         umask = os.umask(0o022)  # what dgr stages for the image gets the same modes on every host
         try:
             runlevels = stage_build_runlevels(manifest.project, ws.scratch("stages/runlevels"))
-            limit = options.timeout if options.timeout is not None else manifest.build_timeout
             b = _Build(
-                manifest,
-                ws,
-                options,
-                internals,
-                deps,
-                builder_deps,
-                log_file,
-                extra_attributes,
-                runlevels,
-                deadline=time.monotonic() + limit if limit else None,
+                manifest, ws, options, internals, deps, builder_deps, log_file, extra_attributes, runlevels
             )
             result = _run_pipeline(b)
         finally:
