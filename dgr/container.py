@@ -67,7 +67,7 @@ class Container:
         self.spec = spec
         self.keep = keep
         # In the system's temporary folder: what a killed `dgr run` left there goes at the next.
-        self.state = state_dir or make_dir(None, CONTAINER_PREFIX)
+        self.state = state_dir or make_dir(None, CONTAINER_PREFIX, suffix=f"-{spec.name}")
         self.log_path = self.state / "container.log"
         self.proc: subprocess.Popen[bytes] | None = None
         self._init_pid: int | None = None

@@ -47,7 +47,7 @@ from dgr.discovery import (
 )
 from dgr.errors import DgrError, HostError
 from dgr.leftovers import temporary_dir
-from dgr.limits import limits
+from dgr.limits import Limits, limits
 from dgr.log import log, step
 from dgr.names import ImageName
 from dgr.process import require_tool, run
@@ -269,7 +269,7 @@ def fetch_image(
     DiscoveryError when discovery finds no endpoint; FetchError for everything after that.
     """
     store = store or Store(config.store_path)
-    limits(config)  # a bad limits section fails before any download
+    expansion = limits(config)  # a bad limits section fails before any download
     downloads = config.cache_path / "downloads"
     downloads.mkdir(parents=True, exist_ok=True)
     # One download per image: a second dgr fetching it meanwhile waits, then finds it stored.
@@ -280,11 +280,16 @@ def fetch_image(
         if found is not None:
             log.info("%s was fetched meanwhile (%s)", found.name, found.image_id[:19])
             return found
-        return _fetch_image(name, config, store, downloads, _parents)
+        return _fetch_image(name, config, store, downloads, expansion, _parents)
 
 
 def _fetch_image(
-    name: ImageName, config: Config, store: Store, downloads: Path, parents: tuple[str, ...]
+    name: ImageName,
+    config: Config,
+    store: Store,
+    downloads: Path,
+    expansion: Limits,
+    parents: tuple[str, ...],
 ) -> StoredImage:
     wanted = default_labels(name.version, "linux", appc_arch())
     settings = discovery_settings(config)
@@ -316,7 +321,7 @@ def _fetch_image(
             image_id = downloaded_image_id(aci, source)
             _fetch_dependencies(manifest, store, config, (*parents, name.name))
             try:
-                stored = store.add(aci, signature=signature, image_id=image_id, limits=limits(config))
+                stored = store.add(aci, signature=signature, image_id=image_id, limits=expansion)
             except DgrError as exc:  # e.g. an entry escaping the layer: name the image, not a temp file
                 path = exc.path if isinstance(exc, HostError) else None  # the store's folder
                 raise FetchError(

@@ -528,7 +528,7 @@ def start_pod(
     from dgr.container import Container, image_spec
 
     pod = built.pod
-    state = make_dir(None, "dgr-pod-")
+    state = make_dir(None, "dgr-pod-", suffix=f"-{pod.ac_name}")
     environment = dict(env or {})
     if override is not None:
         environment["TEMPLATER_OVERRIDE"] = override

@@ -102,7 +102,7 @@ def resolve_one(name: ImageName, manifest: Manifest, options: BuildOptions) -> D
         return from_store(store, stored)
     folder = find_local_project(name, manifest.project)
     if folder is not None:
-        result = build(folder, options)  # a cycle is found there (dgr.build._in_progress)
+        result = build(folder, options)  # a cycle is found there (dgr.build._check_cycle)
         if name.version and result.name.version != name.version:
             raise BuildError(
                 f"dependency {name}: {folder} builds version {result.name.version}",
