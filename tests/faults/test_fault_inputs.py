@@ -246,6 +246,11 @@ RUNLEVELS = [
         {"runlevels/prestart-early/10.x.sh": Link("/usr/bin/env")},
     ),
     Case(
+        "build-script-dangling",
+        r"runlevels/build/10.x.sh: a symlink to 'missing.sh', which does not exist",
+        {"runlevels/build/10.x.sh": Link("missing.sh")},
+    ),
+    Case(
         "inherit-script-dangling",
         r"runlevels/inherit-build-early/10.x.sh: a symlink to '../gone.sh', which does not exist",
         {"runlevels/inherit-build-early/10.x.sh": Link("../gone.sh")},

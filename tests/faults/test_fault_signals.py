@@ -338,3 +338,17 @@ def test_kill_during_dgr_run(fault_env: Env, capfd: pytest.CaptureFixture[str]) 
     assert [p.name for p in env.tmp.iterdir()], "no container folder left to check"
     assert dgr(env, ["run", "--", "/dgr/bin/busybox", "true"], capfd).code == 0
     assert list(env.tmp.iterdir()) == []
+
+
+def test_a_running_dgr_keeps_its_files(fault_env: Env, capfd: pytest.CaptureFixture[str]) -> None:
+    """The next run removes what dead processes left, never what a live one uses."""
+    env = fault_env
+    proc = start(env, "run", "--", "/dgr/bin/busybox", "sleep", MARK)
+    wait_until(sleeping, proc, "the container's app")
+    (running,) = list(env.tmp.iterdir())
+    assert dgr(env, ["run", "--", "/dgr/bin/busybox", "true"], capfd).code == 0  # cleans TMPDIR first
+    assert running.is_dir() and sleeping(), "a live dgr's container folder was removed"
+    returned, out = stop(proc, signal.SIGTERM)
+    assert returned == 143, out
+    nothing_left_running(env)
+    assert list(env.tmp.iterdir()) == []
