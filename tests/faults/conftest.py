@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 from collections.abc import Callable
 from pathlib import Path
@@ -65,7 +64,7 @@ def run_case(fault_env: Env, capfd: pytest.CaptureFixture[str]) -> Callable[[Cas
         if case.setup is not None:
             case.setup(env)
         before_outputs = outputs(env)
-        skip = [*untouched_areas(env), env.home]
+        skip = untouched_areas(env)
         before = snapshot(env.root, skip)
         capfd.readouterr()
         result = dgr(env, case.command, capfd)
@@ -87,7 +86,3 @@ def run_case(fault_env: Env, capfd: pytest.CaptureFixture[str]) -> Callable[[Cas
         return result
 
     return run
-
-
-def remove_tree(path: Path) -> None:
-    shutil.rmtree(path, ignore_errors=True)

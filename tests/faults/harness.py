@@ -32,6 +32,8 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import pytest
+
 from dgr.cli import main
 
 NAME = "example.com/aci-fault"
@@ -123,7 +125,7 @@ class Env:
         return str(self.extra["base_config"])
 
 
-def dgr(env: Env, args: Sequence[str], capfd: object) -> Result:
+def dgr(env: Env, args: Sequence[str], capfd: pytest.CaptureFixture[str]) -> Result:
     """Run the CLI in-process, as the user would (TMPDIR is the case's own folder)."""
     import tempfile
 
@@ -135,7 +137,7 @@ def dgr(env: Env, args: Sequence[str], capfd: object) -> Result:
         code = int(exc.code or 0)
     finally:
         tempfile.tempdir = saved
-    out, err = capfd.readouterr()  # type: ignore[attr-defined]
+    out, err = capfd.readouterr()
     return Result(code, out, err)
 
 
