@@ -318,3 +318,16 @@ def test_device_nodes_are_dropped_with_a_warning(
     assert "dropped device nodes of 2 entries: rootfs/dev/sda, rootfs/dev/mem" in result.err
     layer = next((fault_env.store / "images").glob("sha512-*/layer"))
     assert sorted(p.name for p in (layer / "dev").iterdir()) == []
+
+
+def test_a_discovery_page_answering_503_is_asked_again(
+    fault_env: Env, server: DiscoveryServer, capfd: pytest.CaptureFixture[str]
+) -> None:
+    server.publish(HOSTILE, "1", aci(HOSTILE, "1"))
+    server.page_failures = 1
+    fault_env.write(DEPENDS)
+    fault_env.extra["base_config"] = str(fault_env.extra["base_config"]).replace("retries: 0", "retries: 1")
+    fault_env.config("")
+    result = dgr(fault_env, ["build"], capfd)
+    assert result.code == 0, result.err
+    assert "HTTP 503; trying again in 1s (1/1)" in result.err

@@ -39,13 +39,17 @@ class DiscoveryServer:
         self.status: dict[str, int] = {}  # path -> a status to answer instead
         self.gets: Counter[str] = Counter()
         self.delay = 0.0  # seconds to wait before answering a file (parallel fetches overlap)
+        self.page_failures = 0  # discovery pages answered with HTTP 503 before a good one
         server = self
 
         class Handler(BaseHTTPRequestHandler):
             def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
                 path = self.path.split("?", 1)[0]
                 server.gets[path] += 1
-                if self.path.endswith("?ac-discovery=1"):
+                if self.path.endswith("?ac-discovery=1") and server.page_failures:
+                    server.page_failures -= 1
+                    self._send(503, b"busy\n", "text/plain")
+                elif self.path.endswith("?ac-discovery=1"):
                     self._send(200, server.page().encode(), "text/html")
                 elif path in server.status:
                     self._send(server.status[path], b"no\n", "text/plain")
