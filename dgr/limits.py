@@ -130,13 +130,13 @@ def limits(config: Config) -> Limits:
             key="limits",
             hint="known: expansion, files, imageSize",
         )
-    found = DEFAULT
-    if "imageSize" in raw:
-        found = Limits(parse_size(raw["imageSize"], "limits.imageSize", where), found.expansion, found.files)
-    expansion = raw.get("expansion", found.expansion)
+    size = (
+        parse_size(raw["imageSize"], "limits.imageSize", where) if "imageSize" in raw else DEFAULT.image_size
+    )
+    expansion = raw.get("expansion", DEFAULT.expansion)
     if isinstance(expansion, bool) or not isinstance(expansion, int | float) or expansion < 1:
         raise DgrError("limits.expansion must be a number, 1 or more", path=where, key="limits.expansion")
-    files = raw.get("files", found.files)
+    files = raw.get("files", DEFAULT.files)
     if isinstance(files, bool) or not isinstance(files, int) or files < 1:
         raise DgrError("limits.files must be a whole number, 1 or more", path=where, key="limits.files")
-    return Limits(found.image_size, float(expansion), files)
+    return Limits(size, float(expansion), files)
