@@ -55,8 +55,9 @@ def owned(prefix: str) -> str:
 
 
 def alive(name: str, prefix: str) -> bool:
-    """Whether the owner of temporary `name` (made with `owned(prefix)`) still runs."""
-    match = _OWNER.match(name, len(prefix))
+    """Whether the owner of temporary `name` (made with `owned(prefix)`, or with a longer
+    prefix that starts with `prefix`: `.image.aci.asc.` for `.image.aci.`) still runs."""
+    match = _OWNER.search(name, len(prefix))
     if match is None:
         return False
     pid, start = int(match.group(1)), match.group(2)

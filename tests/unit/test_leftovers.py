@@ -65,3 +65,12 @@ def test_make_dir_clears_the_dead_first_and_temporary_dir_cleans_up(tmp_path: Pa
         (tmp / "x").write_text("x")
     assert not tmp.exists()
     assert remove_stale(tmp_path / "missing", "run-") == []
+
+
+def test_a_longer_prefix_keeps_its_owner(tmp_path: Path) -> None:
+    """`.image.aci.asc.<owner>...` (a signature being written) is not taken for a stale
+    `.image.aci.` temporary."""
+    signing = tmp_path / (owned(".image.aci.asc.") + "abc.tmp")
+    signing.write_text("x")
+    remove_stale(tmp_path, ".image.aci.")
+    assert signing.exists()
