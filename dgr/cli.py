@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from dgr import userns
-from dgr.errors import DgrError, UsageError
+from dgr.errors import DgrError, UsageError, host_errors
 from dgr.log import COLOR_CHOICES, log, parse_level, setup, use_color
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
@@ -128,6 +128,17 @@ def _globals(suppress: bool) -> _Parser:
     return p
 
 
+def _seconds(text: str) -> float:
+    """A positive number of seconds (argparse type)."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0 < value < float("inf"):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a positive number of seconds")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="dgr",
@@ -154,6 +165,18 @@ def build_parser() -> argparse.ArgumentParser:
         choices=SHELL_STEPS,
         metavar="STEP",
         help=f"open a shell in the sandbox after STEP, then go on (always builds): {', '.join(SHELL_STEPS)}",
+    )
+    p.add_argument(
+        "--timeout",
+        type=_seconds,
+        metavar="SECONDS",
+        help="fail the build when its runlevels take longer in all (default: build.timeout, none)",
+    )
+    p.add_argument(
+        "--script-timeout",
+        type=_seconds,
+        metavar="SECONDS",
+        help="kill a runlevel script that takes longer, failing the build (default: build.scriptTimeout)",
     )
     p = add("clean", "remove the target folder (then run COMMAND if given)")
     p.add_argument(
@@ -290,7 +313,8 @@ def program(args: argparse.Namespace) -> int:
         raise UsageError(f"dgr {args.command} has no --json: {NO_JSON[args.command]}")
     if args.json and (getattr(args, "shell_on_failure", False) or getattr(args, "shell_after", None)):
         raise UsageError("--json does not go with a debugging shell (its output is on stdout)")
-    return handlers[args.command](args)
+    with host_errors(f"dgr {args.command}"):  # disk full, read-only... as one message
+        return handlers[args.command](args)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -10,6 +10,9 @@ same class with the same fields (:meth:`DgrError.to_json`, :func:`error_from_jso
 
 from __future__ import annotations
 
+import errno
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -108,3 +111,61 @@ class ToolError(DgrError):
 
 class ContainerError(DgrError):
     """A container could not be started or failed while running."""
+
+
+class HostError(DgrError):
+    """The host refused a file operation: disk full, read-only, no permission..."""
+
+
+# errno → (what it means, what to do). Anything else stays an OSError: a bug to report.
+_HOST_ERRORS: dict[int, tuple[str, str]] = {
+    errno.ENOSPC: (
+        "no space left on device",
+        "free some space, or move the folder (-p, targetWorkDir, storePath, cachePath)",
+    ),
+    errno.EDQUOT: ("disk quota exceeded", "free some space, or raise the quota"),
+    errno.EROFS: (
+        "read-only file system",
+        "remount it read-write, or use a writable folder (-p, targetWorkDir, storePath, cachePath)",
+    ),
+    errno.EACCES: ("permission denied", "check the owner and mode of the folder, or run dgr as its owner"),
+    errno.EPERM: ("operation not permitted", "check the folder's attributes (chattr) and owner"),
+    errno.EMFILE: ("too many open files", "raise the limit (ulimit -n)"),
+    errno.ENFILE: ("too many open files on the host", "close other programs, or raise fs.file-max"),
+}
+
+
+# Refusals about writing: the second file of a copy or a rename is the one written.
+_WRITING = {errno.ENOSPC, errno.EDQUOT, errno.EROFS}
+
+
+def host_error(
+    exc: OSError, doing: str = "", where: Path | None = None, folder: Path | None = None
+) -> HostError | None:
+    """The HostError for `exc`, or None when `exc` is not one of the host's refusals a user
+    can act on. It names what dgr was `doing` and the file: `folder` when given (what is in
+    it is temporary), else the file the system call names (as an absolute path), else `where`."""
+    known = _HOST_ERRORS.get(exc.errno or 0)
+    if known is None:
+        return None
+    meaning, hint = known
+    message = f"{doing}: {meaning}" if doing else meaning
+    named = exc.filename2 if exc.filename2 is not None and exc.errno in _WRITING else exc.filename
+    if isinstance(named, bytes | int):
+        named = None
+    if named is not None and not Path(named).is_absolute():  # shutil.rmtree names them so
+        named = None
+    return HostError(message, path=folder or named or where, hint=hint)
+
+
+@contextmanager
+def host_errors(doing: str = "", where: Path | None = None, folder: Path | None = None) -> Iterator[None]:
+    """Turn the host's refusals (ENOSPC, EROFS, EACCES...) raised in the block into one
+    HostError (see :func:`host_error`); other exceptions pass unchanged."""
+    try:
+        yield
+    except OSError as exc:
+        error = host_error(exc, doing, where, folder)
+        if error is None:
+            raise
+        raise error from None

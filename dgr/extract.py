@@ -16,12 +16,14 @@ import os
 import shutil
 import stat
 import tarfile
-import tempfile
 from pathlib import Path, PurePosixPath
 from typing import IO
 
 from dgr.errors import BuildError, DgrError
 from dgr.layer import CHUNK, OPAQUE_MARKER, OVERLAY_XATTRS, WHITEOUT_PREFIX
+from dgr.leftovers import make_dir
+from dgr.limits import DEFAULT as DEFAULT_LIMITS
+from dgr.limits import Budget, Limits
 from dgr.log import log
 from dgr.process import run
 from dgr.userns import IDENTITY, IdMap
@@ -33,8 +35,9 @@ class _Extractor:
     """Applies one layer tar onto `dest`, refusing anything that would land outside it."""
 
     def __init__(
-        self, dest: Path, source: str, strip: str, whiteouts: bool, ids: IdMap, trusted: bool
+        self, dest: Path, source: str, strip: str, whiteouts: bool, ids: IdMap, trusted: bool, budget: Budget
     ) -> None:
+        self.budget = budget
         self.dest = os.path.realpath(dest)
         self.source = source
         self.strip = strip.strip("/")
@@ -107,6 +110,7 @@ class _Extractor:
         parts = self.parts(member.name)
         if parts is None:
             return
+        self.budget.take(member.name, member.size if member.isreg() else 0)
         if not parts:
             if member.isdir():
                 self.directories.append((self.dest, member))
@@ -162,7 +166,12 @@ class _Extractor:
                 self.drop("file capabilities", member.name)
                 continue
             raw = value.encode("utf-8", "surrogateescape")
-            os.setxattr(target, key[13:], raw, follow_symlinks=False)
+            try:
+                os.setxattr(target, key[13:], raw, follow_symlinks=False)
+            except OSError as exc:  # a malformed value (EINVAL), a name the file system refuses
+                raise self.refuse(
+                    member.name, f"its xattr {key[13:]} cannot be set: {exc.strerror}"
+                ) from None
         if not member.issym():
             mode = member.mode
             if mode & (stat.S_ISUID | stat.S_ISGID) and not self.trusted and not member.isdir():
@@ -244,6 +253,7 @@ def extract_layer(
     whiteouts: bool = True,
     ids: IdMap = IDENTITY,
     trusted: bool = True,
+    limits: Limits = DEFAULT_LIMITS,
 ) -> None:
     """Apply the layer `tar` (a path or a stream; raw, gzip, bzip2 or xz) onto directory `dest`.
 
@@ -254,11 +264,13 @@ def extract_layer(
     symlink that leads outside `dest`, or hard-link to something outside it. Ownership
     (shifted to the host ids of `ids`), modes, mtimes and xattrs (except `trusted.overlay.*`)
     are restored; device nodes are dropped, and so are setuid/setgid bits and file
-    capabilities unless the layer is `trusted`.
+    capabilities unless the layer is `trusted`. An archive expanding beyond `limits` (see
+    dgr/limits.py) is refused before the entry that goes beyond is written.
     """
     dest.mkdir(parents=True, exist_ok=True)
     name = os.fspath(tar) if isinstance(tar, Path) else getattr(tar, "name", "<stream>")
-    extractor = _Extractor(dest, str(name), strip, whiteouts, ids, trusted)
+    size = os.path.getsize(tar) if isinstance(tar, Path) else None
+    extractor = _Extractor(dest, str(name), strip, whiteouts, ids, trusted, limits.budget(size, str(name)))
     try:
         if isinstance(tar, Path):
             archive = tarfile.open(tar, mode="r|*")
@@ -275,9 +287,11 @@ def extract_layer(
     extractor.finish()
 
 
-def extract_aci_rootfs(aci: Path, dest: Path, *, ids: IdMap = IDENTITY, trusted: bool = True) -> None:
+def extract_aci_rootfs(
+    aci: Path, dest: Path, *, ids: IdMap = IDENTITY, trusted: bool = True, limits: Limits = DEFAULT_LIMITS
+) -> None:
     """Extract the `rootfs/` of the ACI `aci` into `dest` (no whiteouts: appc has none)."""
-    extract_layer(aci, dest, strip="rootfs", whiteouts=False, ids=ids, trusted=trusted)
+    extract_layer(aci, dest, strip="rootfs", whiteouts=False, ids=ids, trusted=trusted, limits=limits)
 
 
 def copy_from_aci(aci: Path, path: str, host_dir: Path) -> Path:
@@ -289,7 +303,7 @@ def copy_from_aci(aci: Path, path: str, host_dir: Path) -> Path:
     rel = PurePosixPath(path.lstrip("/"))
     if not rel.parts or ".." in rel.parts:
         raise DgrError(f"cp: {path!r} is not a path inside the image")
-    scratch = Path(tempfile.mkdtemp(prefix=".cp-", dir=aci.parent))
+    scratch = make_dir(aci.parent, ".cp-")
     try:
         extract_aci_rootfs(aci, scratch)
         source = scratch.joinpath(*rel.parts)

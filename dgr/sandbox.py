@@ -25,7 +25,7 @@ from pathlib import Path
 
 from dgr import userns
 from dgr.errors import DgrError, ToolError
-from dgr.process import Result, require_tool, run
+from dgr.process import Result, die_with_parent, require_tool, run
 from dgr.userns import IdMap
 
 # Runs as dgr (real root, or root of the rootless namespace) in the private mount namespace:
@@ -205,7 +205,9 @@ class Sandbox:
     def spawn(self, argv: Sequence[str], **popen: object) -> subprocess.Popen[bytes]:
         """Start `argv` inside the sandbox without waiting (for long-running containers)."""
         self.prepare()
-        return subprocess.Popen(self.command(argv), start_new_session=True, **popen)  # type: ignore[call-overload,no-any-return]
+        return subprocess.Popen(  # type: ignore[call-overload,no-any-return]
+            self.command(argv), start_new_session=True, preexec_fn=die_with_parent(), **popen
+        )
 
 
 def make_scaffold(directory: Path, dirs: Sequence[str] = (), files: Sequence[str] = ()) -> Path:

@@ -19,7 +19,6 @@ import json
 import os
 import platform
 import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -27,7 +26,10 @@ from typing import Any
 from filelock import FileLock
 
 from dgr import userns
-from dgr.errors import DgrError
+from dgr.errors import DgrError, host_errors
+from dgr.leftovers import make_dir
+from dgr.limits import DEFAULT as DEFAULT_LIMITS
+from dgr.limits import Limits
 from dgr.names import ImageName, compare_versions
 from dgr.process import run
 
@@ -114,22 +116,38 @@ class Store:
         signature: Path | None = None,
         image_id: str | None = None,
         trusted: bool = True,
+        limits: Limits = DEFAULT_LIMITS,
     ) -> StoredImage:
         """Put `aci` (with its unpacked `layer` when known) into the store; idempotent.
 
         The layer is stored owned by the host ids of dgr's sandboxes (dgr/userns.py); from an
-        image that is not `trusted`, setuid/setgid bits and file capabilities are dropped.
+        image that is not `trusted`, setuid/setgid bits and file capabilities are dropped; one
+        that expands beyond `limits` is refused (dgr/limits.py). What an add killed midway
+        left is removed by the next one (dgr/leftovers.py).
         """
-        from dgr.aci import read_aci_manifest
-
         image_id = image_id or image_id_of(aci)
         dest = self.images / image_id
         if dest.is_dir():
             if signature is not None and not (dest / "image.aci.asc").exists():
                 shutil.copyfile(signature, dest / "image.aci.asc")
             return self.get(image_id)
+        with host_errors("adding an image to the store", folder=self.images):
+            return self._add(aci, dest, layer, signature, image_id, trusted, limits)
+
+    def _add(
+        self,
+        aci: Path,
+        dest: Path,
+        layer: Path | None,
+        signature: Path | None,
+        image_id: str,
+        trusted: bool,
+        limits: Limits,
+    ) -> StoredImage:
+        from dgr.aci import read_aci_manifest
+
         self.images.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=".add-", dir=self.images))
+        tmp = make_dir(self.images, ".add-")
         try:
             manifest = read_aci_manifest(aci)
             shutil.copyfile(aci, tmp / "image.aci")
@@ -142,7 +160,7 @@ class Store:
             else:
                 from dgr.extract import extract_aci_rootfs
 
-                extract_aci_rootfs(aci, tmp / "layer", ids=userns.current(), trusted=trusted)
+                extract_aci_rootfs(aci, tmp / "layer", ids=userns.current(), trusted=trusted, limits=limits)
             (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
             with self._lock():
                 if dest.exists():

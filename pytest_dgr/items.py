@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import re
-import tempfile
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, replace
@@ -22,6 +21,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import pytest
 
 from dgr.errors import ContainerError, DgrError
+from dgr.leftovers import make_dir, temporary_dir
 from dgr.tap import BatsResult, BatsRun, bats_tests
 from dgr.tester import (
     TesterContainer,
@@ -308,11 +308,10 @@ class TemplatesItem(DgrItem):
     def runtest(self) -> None:
         result = self.state.image()
         if self.state.options.keep:
-            work = Path(tempfile.mkdtemp(prefix="templates-", dir=result.workspace.target))
-            rendered = check_templates(result, work)
+            rendered = check_templates(result, make_dir(result.workspace.target, "templates-"))
         else:
-            with tempfile.TemporaryDirectory(prefix="dgr-templates-") as tmp:
-                rendered = check_templates(result, Path(tmp))
+            with temporary_dir(None, "dgr-templates-") as tmp:
+                rendered = check_templates(result, tmp)
         self.add_report_section("call", "dgr", "templates rendered with: " + ", ".join(rendered))
 
 

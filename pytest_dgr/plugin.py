@@ -28,6 +28,7 @@ from pytest_dgr.items import SETTINGS, ImageDirectory, Settings, image_state
 pytest_plugins = ["pytest_dgr.push", "pytest_dgr.reruns"]
 
 SESSION_DIR = pytest.StashKey[Path]()
+SESSION_PREFIX = "dgr-session-"
 OWNS_SESSION_DIR = pytest.StashKey[bool]()
 
 
@@ -86,8 +87,14 @@ def pytest_configure(config: pytest.Config) -> None:
         config.stash[SESSION_DIR] = Path(workerinput["dgr_session_dir"])
         config.stash[OWNS_SESSION_DIR] = False
     else:
-        # Created on first use; shared with xdist workers through their workerinput.
-        config.stash[SESSION_DIR] = Path(tempfile.gettempdir()) / f"dgr-session-{uuid.uuid4().hex[:12]}"
+        # Created on first use; shared with xdist workers through their workerinput. Named for
+        # this process: what a killed session left goes now (dgr/leftovers.py).
+        from dgr.leftovers import owned, remove_stale
+
+        remove_stale(Path(tempfile.gettempdir()), SESSION_PREFIX)
+        config.stash[SESSION_DIR] = (
+            Path(tempfile.gettempdir()) / f"{owned(SESSION_PREFIX)}{uuid.uuid4().hex[:12]}"
+        )
         config.stash[OWNS_SESSION_DIR] = True
     if workerinput is None and config.pluginmanager.hasplugin("xdist"):
         config.pluginmanager.register(XdistController(config.stash[SESSION_DIR]), "dgr-xdist-controller")

@@ -361,7 +361,7 @@ def test_a_download_that_is_not_an_aci_is_refused(tmp_path: Path, server: Server
     publish(server, "example.test/app", "1.0.0", b"<html>not found, but 200</html>")
     config = make_config(tmp_path, server)
 
-    with pytest.raises(FetchError, match="the downloaded image is not a valid ACI"):
+    with pytest.raises(FetchError, match="is not a valid ACI"):
         fetch_image(ImageName("example.test/app", "1.0.0"), config)
     assert nothing_stored(config)
 
