@@ -12,6 +12,7 @@ layers below, this build's layer (`upper`) on top; only `upper` becomes the imag
 from __future__ import annotations
 
 import json
+import math
 import os
 import re
 import shlex
@@ -32,14 +33,16 @@ from dgr.builder_root import busybox_root
 from dgr.buildkey import build_key, up_to_date
 from dgr.cache import cached_folder
 from dgr.config import Config
-from dgr.errors import BuildError, DgrError
+from dgr.errors import BuildError, DgrError, ManifestError, host_errors
+from dgr.leftovers import remove_stale
 from dgr.log import level_name, log, step
-from dgr.manifest import Manifest, NameValue, is_templated, load_manifest
+from dgr.manifest import HostMount, Manifest, NameValue, is_templated, load_manifest
 from dgr.names import ImageName, generate_version
 from dgr.ociref import OciReference, Reference
 from dgr.process import kill_group
 from dgr.sandbox import Bind, Overlay, Sandbox, make_scaffold
 from dgr.staging import (
+    check_inputs,
     has_scripts,
     inside_project,
     stage_build_runlevels,
@@ -61,6 +64,7 @@ TEMPLATER_INPUTS = "/dgr/builder/templater"  # the image's attributes/templates,
 # build as its build did.
 BUILT_ATTRIBUTES = "builder-attributes.json"
 STAGES = ("inherit", "project")  # staged folders copied into the image, in this order
+SCRIPT_TIMEOUT_ENV = "DGR_SCRIPT_TIMEOUT"  # seconds execute_files (functions.sh) gives each script
 
 
 @dataclass(frozen=True)
@@ -75,6 +79,13 @@ class BuildOptions:
     targets_root: Path | None = None
     shell_on_failure: bool = False  # a debugging shell in the sandbox of a failing step
     shell_after: str = ""  # a debugging shell after this step (one of SHELL_STEPS)
+    # Seconds all runlevels of a build may take, and each script (--timeout,
+    # --script-timeout); None: the manifest's build.timeout / build.scriptTimeout, if any.
+    timeout: float | None = None
+    script_timeout: float | None = None
+    # The builds this one is a dependency of, outermost first, as (project folder, image
+    # name): a dependency that needs one of them again is a cycle (see _check_cycle).
+    building: tuple[tuple[Path, str], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -141,10 +152,27 @@ class _Build:
     log_file: IO[str]
     extra_attributes: tuple[tuple[str, Path], ...] = ()
     runlevels: Path | None = None  # the staged build runlevels (staging.stage_build_runlevels)
+    started: float = field(default_factory=time.monotonic)
 
     @property
     def project(self) -> Path:
         return self.manifest.project
+
+    @property
+    def timeout(self) -> float | None:
+        """Seconds the runlevels may take in all: --timeout, else build.timeout."""
+        found = self.options.timeout
+        return found if found is not None else self.manifest.build_timeout
+
+    @property
+    def deadline(self) -> float | None:
+        return None if self.timeout is None else self.started + self.timeout
+
+    @property
+    def script_timeout(self) -> float | None:
+        """Seconds each script may take: --script-timeout, else build.scriptTimeout."""
+        found = self.options.script_timeout
+        return found if found is not None else self.manifest.script_timeout
 
     def image_overlay(self) -> Overlay:
         below = flatten(self.aci_deps)
@@ -179,6 +207,8 @@ class _Build:
         )
         if in_builder:
             env["ROOTFS"] = ROOTFS_IN_BUILDER
+        if self.script_timeout:  # execute_files (functions.sh) kills a script after it
+            env[SCRIPT_TIMEOUT_ENV] = str(math.ceil(self.script_timeout))
         env.update(self.options.set_env)
         return env
 
@@ -197,7 +227,7 @@ class _Build:
         """Where the image-rootfs steps run; `stages` are bound read-only at STAGES_IN_IMAGE."""
         binds = self.common_binds()
         for mount in self.manifest.build_mount_points:
-            binds.append(Bind(host_mount_source(mount.source, self.project), mount.to, read_only=False))
+            binds.append(Bind(host_mount_source(mount, self.project), mount.to, read_only=False))
         binds += [Bind(stage, f"{STAGES_IN_IMAGE}/{stage.name}") for stage in stages]
         binds.append(Bind(self.ws.scratch("templater"), TEMPLATER_INPUTS, read_only=False))
         overlay = self.image_overlay()
@@ -216,7 +246,7 @@ class _Build:
         builder = self.builder_overlay(cache)
         binds = [Bind(image.mountpoint, ROOTFS_IN_BUILDER, read_only=False), *self.common_binds()]
         for mount in self.manifest.builder.mount_points:
-            binds.append(Bind(host_mount_source(mount.source, self.project), mount.to, read_only=False))
+            binds.append(Bind(host_mount_source(mount, self.project), mount.to, read_only=False))
         return Sandbox(
             root=builder.mountpoint,
             overlays=(image, builder),
@@ -227,21 +257,34 @@ class _Build:
         )
 
 
-def host_mount_source(source: str, project: Path) -> Path:
-    """A mount `from`: `~/x` is in the invoking user's home, relative paths in the project.
-
-    A missing source directory is created (the original's behaviour, issue #202), owned by
-    the sandboxes' root so that scripts can write into it (e.g. a download cache).
-    """
+def host_mount_source(mount: HostMount, project: Path) -> Path:
+    """A mount `from`: `~/x` is in the invoking user's home, relative paths in the project."""
+    source = mount.source
     if source.startswith("~/"):
         home = Path(os.path.expanduser("~" + os.environ.get("SUDO_USER", "")))
-        path = home / source[2:]
-    else:
-        path = (project / source).resolve()
-    if not path.exists():
+        return home / source[2:]
+    return (project / source).resolve()
+
+
+def prepare_mount_sources(manifest: Manifest) -> None:
+    """Check that every mount `from` of the build exists, before anything runs: a missing one
+    is an error naming it, unless the mount is `optional`; it is then created (as the
+    original created every one, issue #202), owned by the sandboxes' root so that scripts
+    can write into it (e.g. a download cache)."""
+    for mount in (*manifest.builder.mount_points, *manifest.build_mount_points):
+        path = host_mount_source(mount, manifest.project)
+        if path.exists():
+            continue
+        if not mount.optional:
+            raise ManifestError(
+                f"mount point source {mount.source!r} does not exist ({path})",
+                path=manifest.path if manifest.path.exists() else manifest.project,
+                line=mount.line,
+                key=mount.key,
+                hint="create it, or add `optional: true` to the mount point to have dgr create it empty",
+            )
         path.mkdir(parents=True)
         userns.current().give(path)
-    return path
 
 
 def _scaffold(b: _Build) -> None:
@@ -276,9 +319,14 @@ def strip_ansi(text: str) -> str:
 
 
 def _failed_script(output: str) -> str | None:
+    """What execute_files (functions.sh) said about the script that failed: `PATH (exit N)`,
+    or `PATH timed out (after Ns)`."""
     for line in reversed(output.splitlines()):
         if "Script failed -> " in line:
             return line.split("Script failed -> ", 1)[1].strip()
+        if "Script timed out -> " in line:
+            script, _, after = line.split("Script timed out -> ", 1)[1].strip().partition(" ")
+            return f"{script} timed out {after}".strip()
     return None
 
 
@@ -383,6 +431,13 @@ def debug_shell(sandbox: Sandbox, why: str) -> None:
         signal.signal(signal.SIGINT, interrupt)
 
 
+_DISK_FULL = "No space left on device"
+
+
+class _StepsTimedOut(BuildError):
+    """The build's runlevels took longer than its timeout."""
+
+
 def _run_steps(b: _Build, sandbox: Sandbox, steps: list[Step]) -> None:
     if not steps:
         return
@@ -390,17 +445,33 @@ def _run_steps(b: _Build, sandbox: Sandbox, steps: list[Step]) -> None:
     for item in steps:
         argv += [item.kind, item.label, item.path]
     sink = _StepLog(b)
-    result = sandbox.run(argv, check=False, log_file=sink, keep_output=False)
+    deadline = b.deadline
+    timeout = None if deadline is None else max(deadline - time.monotonic(), 0.001)
+    try:
+        # With check=False, `error` is raised only on timeout.
+        result = sandbox.run(
+            argv, check=False, log_file=sink, keep_output=False, timeout=timeout, error=_StepsTimedOut
+        )
+    except _StepsTimedOut as exc:
+        raise BuildError(
+            f"the build timed out after {b.timeout:g}s, in {sink.current or 'a build step'}",
+            path=b.manifest.path if b.manifest.path.exists() else b.project,
+            key="build.timeout",
+            details=strip_ansi(exc.details or ""),
+            hint=f"raise build.timeout in the manifest or --timeout; full log in {b.ws.log}",
+        ) from None
     if result.returncode != 0:
         script = _failed_script(strip_ansi(result.output))
         what = f"script {script}" if script else f"exit code {result.returncode}"
         if b.options.shell_on_failure:
             debug_shell(sandbox, f"{sink.current or 'build step'} failed")
+        tail = strip_ansi(result.tail())
+        full = "the disk is full (No space left on device): free some space; " if _DISK_FULL in tail else ""
         raise BuildError(
             f"{sink.current or 'build step'} failed: {what}",
             path=b.project,
-            details=strip_ansi(result.tail()),
-            hint=f"full log in {b.ws.log}",
+            details=tail,
+            hint=f"{full}full log in {b.ws.log}",
         )
 
 
@@ -561,41 +632,92 @@ def build(
     `extra_attributes` are `(name, folder)` pairs whose attribute files go to
     `/dgr/attributes/<name>/`, above the dependencies' and below the project's own (a pod's
     shared attributes, see dgr/pod.py).
-    """
-    from dgr.resolve import resolve_dependencies
 
+    The host's refusals (disk full, read-only target...) are a HostError naming the file;
+    a project that needs itself, through its dependencies, is a BuildError naming the cycle.
+    """
     explicit_epoch = epoch.from_environment()  # an invalid value fails before anything is written
     if explicit_epoch is not None:  # an input: build scripts get it too (a --set-env value wins)
         options = replace(options, set_env={epoch.ENV: str(explicit_epoch), **options.set_env})
     manifest = manifest or load_manifest(project)
+    options = _check_cycle(manifest, options)
     ws = Workspace(target or target_dir(manifest, options.config, options.targets_root))
-    ws.target.mkdir(parents=True, exist_ok=True)
-    with FileLock(str(ws.lock)):
-        deps = resolve_dependencies(manifest.aci.dependencies, manifest, options)
-        builder_deps = resolve_dependencies(manifest.builder.dependencies, manifest, options)
-        manifest = with_oci_base(manifest, deps)
-        internals = internals_layer(options.config.cache_path)
-        key = build_key(manifest, options, internals, deps, builder_deps, ws.target, extra_attributes)
-        last = manifest_of_last_build(manifest, ws, deps) if not force and up_to_date(ws, key) else None
-        if last is not None:
-            log.info("%s up to date (%s)", last.name, ws.target)
-            image_id = (ws.target / "image.id").read_text().strip()
-            return BuildResult(last, last.name, ws, image_id, deps, internals, up_to_date=True)
-        ws.reset_work()
-        with open(ws.log, "w", encoding="utf-8") as log_file:
-            umask = os.umask(0o022)  # what dgr stages for the image gets the same modes on every host
+    with host_errors("build", where=ws.target):
+        ws.target.mkdir(parents=True, exist_ok=True)
+        with FileLock(str(ws.lock)):
+            return _build_locked(manifest, options, force, ws, extra_attributes)
+
+
+def _check_cycle(manifest: Manifest, options: BuildOptions) -> BuildOptions:
+    """`options` for the dependencies of `manifest`'s build; a BuildError naming the cycle
+    when an image that `manifest` is a dependency of is `manifest` itself (its build would
+    otherwise wait forever for its own target's lock)."""
+    folder = manifest.project.resolve()
+    for index, (outer, _) in enumerate(options.building):
+        if outer == folder:
+            chain = " -> ".join([*(name for _, name in options.building[index:]), manifest.name.name])
+            raise BuildError(
+                f"dependency cycle: {chain}",
+                path=manifest.path,
+                hint="images cannot depend on each other: move what they share into a third image",
+            )
+    return replace(options, building=(*options.building, (folder, manifest.name.name)))
+
+
+# Temporary names that writers in a target make (dgr/leftovers.py); those without an owner
+# are made under the target's lock only.
+TARGET_TEMPORARIES = (
+    ".image.aci.",
+    ".oci.",
+    ".manifest.json.",
+    ".version.",
+    ".image.id.",
+    ".build.json.",
+    ".cp-",
+    ".load-",
+    "templates-",
+    ".image.docker.tar.",
+    ".image.oci.tar.",
+)
+
+
+def _build_locked(
+    manifest: Manifest,
+    options: BuildOptions,
+    force: bool,
+    ws: Workspace,
+    extra_attributes: tuple[tuple[str, Path], ...],
+) -> BuildResult:
+    from dgr.resolve import resolve_dependencies
+
+    remove_stale(ws.target, *TARGET_TEMPORARIES)
+    deps = resolve_dependencies(manifest.aci.dependencies, manifest, options)
+    builder_deps = resolve_dependencies(manifest.builder.dependencies, manifest, options)
+    manifest = with_oci_base(manifest, deps)
+    internals = internals_layer(options.config.cache_path)
+    key = build_key(manifest, options, internals, deps, builder_deps, ws.target, extra_attributes)
+    last = manifest_of_last_build(manifest, ws, deps) if not force and up_to_date(ws, key) else None
+    if last is not None:
+        log.info("%s up to date (%s)", last.name, ws.target)
+        image_id = (ws.target / "image.id").read_text().strip()
+        return BuildResult(last, last.name, ws, image_id, deps, internals, up_to_date=True)
+    check_inputs(manifest.project, extra_attributes)
+    prepare_mount_sources(manifest)
+    ws.reset_work()
+    with open(ws.log, "w", encoding="utf-8") as log_file:
+        umask = os.umask(0o022)  # what dgr stages for the image gets the same modes on every host
+        try:
             runlevels = stage_build_runlevels(manifest.project, ws.scratch("stages/runlevels"))
             b = _Build(
                 manifest, ws, options, internals, deps, builder_deps, log_file, extra_attributes, runlevels
             )
-            try:
-                result = _run_pipeline(b)
-            finally:
-                os.umask(umask)
-                if not options.keep:
-                    shutil.rmtree(ws.work, ignore_errors=True)
-        ws.key_file.write_text(key.text())
-        return result
+            result = _run_pipeline(b)
+        finally:
+            os.umask(umask)
+            if not options.keep:
+                shutil.rmtree(ws.work, ignore_errors=True)
+    ws.key_file.write_text(key.text())
+    return result
 
 
 def _run_pipeline(b: _Build) -> BuildResult:
@@ -777,7 +899,8 @@ def clean(project: Path, options: BuildOptions) -> Path:
     manifest = load_manifest(project)
     ws = Workspace(target_dir(manifest, options.config, options.targets_root))
     if ws.target.exists():
-        shutil.rmtree(ws.target)
+        with host_errors("dgr clean", folder=ws.target):
+            shutil.rmtree(ws.target)
     return ws.target
 
 

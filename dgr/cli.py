@@ -17,7 +17,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from dgr.errors import DgrError, UsageError
+from dgr import userns
+from dgr.errors import DgrError, UsageError, host_errors
 from dgr.log import COLOR_CHOICES, log, parse_level, setup, use_color
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
@@ -127,6 +128,17 @@ def _globals(suppress: bool) -> _Parser:
     return p
 
 
+def _seconds(text: str) -> float:
+    """A positive number of seconds (argparse type)."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0 < value < float("inf"):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a positive number of seconds")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="dgr",
@@ -153,6 +165,18 @@ def build_parser() -> argparse.ArgumentParser:
         choices=SHELL_STEPS,
         metavar="STEP",
         help=f"open a shell in the sandbox after STEP, then go on (always builds): {', '.join(SHELL_STEPS)}",
+    )
+    p.add_argument(
+        "--timeout",
+        type=_seconds,
+        metavar="SECONDS",
+        help="fail the build when its runlevels take longer in all (default: build.timeout, none)",
+    )
+    p.add_argument(
+        "--script-timeout",
+        type=_seconds,
+        metavar="SECONDS",
+        help="kill a runlevel script that takes longer, failing the build (default: build.scriptTimeout)",
     )
     p = add("clean", "remove the target folder (then run COMMAND if given)")
     p.add_argument(
@@ -260,6 +284,10 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+# Commands that start no sandbox and touch no layer: an ordinary user runs them as is.
+HOST_ONLY = frozenset({"init", "version", "config", "aci-version", "completion"})
+
+
 def program(args: argparse.Namespace) -> int:
     """Run the command of `args`; raises DgrError on failure."""
     from dgr import commands
@@ -288,7 +316,8 @@ def program(args: argparse.Namespace) -> int:
         raise UsageError(f"dgr {args.command} has no --json: {NO_JSON[args.command]}")
     if args.json and (getattr(args, "shell_on_failure", False) or getattr(args, "shell_after", None)):
         raise UsageError("--json does not go with a debugging shell (its output is on stdout)")
-    return handlers[args.command](args)
+    with host_errors(f"dgr {args.command}"):  # disk full, read-only... as one message
+        return handlers[args.command](args)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -311,6 +340,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     # SIGTERM unwinds like Ctrl-C, so that containers, sandboxes and temporary folders go.
     signal.signal(signal.SIGTERM, _terminate)
     try:
+        if args.command not in HOST_ONLY and userns.needs_rootless_namespace():
+            return userns.rerun_in_rootless_namespace()  # as rootless podman (docs/security.md)
         args.set_env_flags = parse_set_env(args.set_env or [], {})
         args.set_env = parse_set_env(args.set_env or [], dict(os.environ))
         return program(args)
@@ -342,16 +373,14 @@ def _json_error(args: argparse.Namespace, exc: DgrError) -> None:
     """With --json, a failure is a document too: `{"error": {"message": ..., ...}}`."""
     if not args.json:
         return
-    fields = ("message", "path", "line", "key", "hint", "details")
-    error = {name: getattr(exc, name) for name in fields if getattr(exc, name) is not None}
-    print(json.dumps({"error": error}, indent=2, ensure_ascii=False))
+    print(json.dumps({"error": exc.to_json()}, indent=2, ensure_ascii=False))
 
 
 def _report(exc: DgrError) -> None:
-    log.error("%s", exc, exc_info=log.isEnabledFor(logging.DEBUG))
-    if exc.details:
-        for line in exc.details.rstrip().splitlines():
-            log.error("  | %s", line)
+    first, *rest = exc.render().splitlines()
+    log.error("%s", first, exc_info=log.isEnabledFor(logging.DEBUG))
+    for line in rest:
+        log.error("%s", line)
 
 
 if __name__ == "__main__":

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import sys
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager, redirect_stdout
@@ -41,6 +42,8 @@ def options(args: argparse.Namespace) -> BuildOptions:
         targets_root=Path(root).absolute() if root else None,
         shell_on_failure=bool(getattr(args, "shell_on_failure", False)),
         shell_after=getattr(args, "shell_after", None) or "",
+        timeout=getattr(args, "timeout", None),
+        script_timeout=getattr(args, "script_timeout", None),
     )
 
 
@@ -340,9 +343,30 @@ def run_tests(args: argparse.Namespace) -> tuple[int, _TestCounts]:
         pod_folder(args) or project(args), options(args), home=getattr(args, "home_path", None), extra=extra
     )
     counts = _TestCounts()
-    with _stdout_to_stderr(getattr(args, "json", False)):
+    with _stdout_to_stderr(getattr(args, "json", False)), _terminate_as_interrupt():
         code = int(pytest.main(argv, plugins=[counts]))
     return code, counts
+
+
+@contextmanager
+def _terminate_as_interrupt() -> Iterator[None]:
+    """While pytest runs, SIGTERM stops it as Ctrl-C does (its containers stopped, the session
+    reported as interrupted), not as a failure of the test that was running; then it reaches
+    dgr's own handler (exit code 143)."""
+    received: list[int] = []
+
+    def interrupt(signum: int, frame: object) -> None:
+        received.append(signum)
+        if len(received) == 1:  # once: a second SIGTERM must not cut pytest's teardown short
+            raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    if received:
+        signal.raise_signal(signal.SIGTERM)
 
 
 class _TestCounts:

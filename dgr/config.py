@@ -13,7 +13,9 @@ from typing import Any
 from dgr.errors import DgrError
 from dgr.yamlload import parse_yaml
 
-KNOWN_KEYS = {"targetWorkDir", "storePath", "cachePath", "insecureOptions", "push", "sign", "discovery"}
+KNOWN_KEYS = {
+    "targetWorkDir", "storePath", "cachePath", "insecureOptions", "push", "sign", "discovery", "limits",
+}  # fmt: skip
 
 
 def default_home() -> Path:

@@ -14,7 +14,6 @@ import shlex
 import shutil
 import signal
 import subprocess
-import tempfile
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -24,15 +23,17 @@ from typing import TYPE_CHECKING
 
 from dgr import userns
 from dgr.errors import ContainerError
+from dgr.leftovers import make_dir
 from dgr.log import log
 from dgr.ports import PortMapping, forward, parse_ports, stop
-from dgr.process import Result, require_tool, run
+from dgr.process import Result, die_with_parent, require_tool, run
 from dgr.sandbox import DEFAULT_PATH, Bind, Overlay, Sandbox, make_scaffold
 
 if TYPE_CHECKING:
     from dgr.build import BuildResult
 
 START = "/dgr/bin/start"
+CONTAINER_PREFIX = "dgr-container-"
 
 
 @dataclass(frozen=True)
@@ -65,7 +66,8 @@ class Container:
     def __init__(self, spec: ContainerSpec, state_dir: Path | None = None, keep: bool = False) -> None:
         self.spec = spec
         self.keep = keep
-        self.state = state_dir or Path(tempfile.mkdtemp(prefix=f"dgr-{spec.name}-"))
+        # In the system's temporary folder: what a killed `dgr run` left there goes at the next.
+        self.state = state_dir or make_dir(None, CONTAINER_PREFIX, suffix=f"-{spec.name}")
         self.log_path = self.state / "container.log"
         self.proc: subprocess.Popen[bytes] | None = None
         self._init_pid: int | None = None
@@ -125,7 +127,7 @@ class Container:
         sandbox.prepare()
         listeners: list[subprocess.Popen[bytes]] = []
         try:
-            with subprocess.Popen(sandbox.command(self.argv())) as proc:
+            with subprocess.Popen(sandbox.command(self.argv()), preexec_fn=die_with_parent()) as proc:
                 self.proc = proc
                 try:
                     if ports:

@@ -14,11 +14,13 @@ The configuration (`discovery` section of config.yml, every key optional; docs/s
       timeout: 30                              # seconds to connect and between bytes read
       newerVersionCheck: true                  # also ask discovery for newer dependency versions
       newerVersionCacheSeconds: 3600           # how long such an answer is reused
+      retries: 2                               # downloads (pages: HTTP 5xx) tried again
 """
 
 from __future__ import annotations
 
 import re
+import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from html.parser import HTMLParser
@@ -31,11 +33,14 @@ from dgr.config import Config
 from dgr.errors import DgrError
 from dgr.log import log
 
-INSECURE_OPTIONS = ("http", "tls")
+# http: plain HTTP allowed; tls: certificates not checked; image: images accepted without a
+# verified signature (as rkt's --insecure-options=image), setuid bits and capabilities kept.
+INSECURE_OPTIONS = ("http", "tls", "image")
 MAX_REDIRECTS = 10
 MAX_PAGE_BYTES = 1 << 20  # a discovery page is small; do not read an endless one
 DEFAULT_TIMEOUT = 30.0
 DEFAULT_NEWER_CACHE_SECONDS = 3600
+DEFAULT_RETRIES = 2
 _UNRESOLVED = re.compile(r"\{[^{}]*\}")
 
 
@@ -82,7 +87,8 @@ def host_policy(config: Config) -> HostPolicy:
                 f"unknown insecure option {entry!r}",
                 path=config.home / "config.yml",
                 key="insecureOptions",
-                hint="use http:HOST (plain HTTP allowed) or tls:HOST (certificate not checked)",
+                hint="use http:HOST (plain HTTP allowed), tls:HOST (certificate not checked) or "
+                "image:HOST (unsigned images accepted)",
             )
         if host.strip():
             hosts.setdefault(host.strip(), set()).add(option)
@@ -99,6 +105,7 @@ class DiscoverySettings:
     timeout: float = DEFAULT_TIMEOUT
     newer_version_check: bool = True
     newer_version_cache_seconds: float = DEFAULT_NEWER_CACHE_SECONDS
+    retries: int = DEFAULT_RETRIES  # downloads tried again after a network failure or HTTP 5xx
 
 
 def discovery_settings(config: Config) -> DiscoverySettings:
@@ -107,7 +114,7 @@ def discovery_settings(config: Config) -> DiscoverySettings:
     where = config.home / "config.yml"
     if not isinstance(raw, dict):
         raise DgrError("discovery must be a mapping", path=where, key="discovery")
-    known = {"hosts", "timeout", "newerVersionCheck", "newerVersionCacheSeconds"}
+    known = {"hosts", "timeout", "newerVersionCheck", "newerVersionCacheSeconds", "retries"}
     for key in raw:
         if key not in known:
             raise DgrError(
@@ -142,7 +149,13 @@ def discovery_settings(config: Config) -> DiscoverySettings:
             path=where,
             key="discovery.newerVersionCheck",
         )
+    retries = raw.get("retries", DEFAULT_RETRIES)
+    if isinstance(retries, bool) or not isinstance(retries, int) or retries < 0:
+        raise DgrError(
+            "discovery.retries must be a whole number, 0 or more", path=where, key="discovery.retries"
+        )
     return DiscoverySettings(
+        retries=retries,
         hosts={str(k).lower(): v.lower() for k, v in hosts.items()},
         timeout=number("timeout", DEFAULT_TIMEOUT) or DEFAULT_TIMEOUT,
         newer_version_check=check,
@@ -329,7 +342,7 @@ def discover(
         for prefix in prefixes(name):
             for url in discovery_urls(prefix, settings, policy):
                 tried.append(url)
-                page = _get_page(http, url)
+                page = _get_page(http, url, settings.retries)
                 if page is None:
                     continue
                 found = endpoints_from_tags(parse_meta_tags(page), name, labels, url)
@@ -348,19 +361,35 @@ def discover(
     )
 
 
-def _get_page(http: requests.Session, url: str) -> str | None:
-    """The page at `url` (at most MAX_PAGE_BYTES of it), or None on any failure or non-200."""
+def _get_page(http: requests.Session, url: str, retries: int) -> str | None:
+    """The page at `url` (at most MAX_PAGE_BYTES of it), or None on any failure or non-200.
+    An HTTP 5xx is asked again `retries` times, 1, 2, 4... seconds apart (a server that does
+    not answer is not: the walk moves on, see discover)."""
+    for attempt in range(retries + 1):
+        status, page = _get_page_once(http, url)
+        if status < 500 or attempt == retries:
+            return page
+        delay = min(2.0**attempt, 30.0)
+        log.warning(
+            "discovery: %s: HTTP %s; trying again in %.0fs (%d/%d)", url, status, delay, attempt + 1, retries
+        )
+        time.sleep(delay)
+    return None
+
+
+def _get_page_once(http: requests.Session, url: str) -> tuple[int, str | None]:
+    """The status and page of one GET of `url` (status 0 when no answer came)."""
     try:
         with http.get(url, headers={"Accept": "text/html"}, stream=True) as response:
             if response.status_code != 200:
                 log.debug("discovery: %s: HTTP %s", url, response.status_code)
-                return None
+                return response.status_code, None
             body = b""
             for chunk in response.iter_content(64 * 1024):
                 body += chunk
                 if len(body) >= MAX_PAGE_BYTES:
                     break
-            return body[:MAX_PAGE_BYTES].decode(response.encoding or "utf-8", "replace")
+            return 200, body[:MAX_PAGE_BYTES].decode(response.encoding or "utf-8", "replace")
     except requests.RequestException as exc:
         log.debug("discovery: %s: %s", url, exc)
-        return None
+        return 0, None

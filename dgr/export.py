@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from dgr.errors import DgrError
+from dgr.leftovers import make_dir
 from dgr.log import log, step
 from dgr.names import ImageName
 from dgr.oci import REPOSITORY_COMPONENT, SKOPEO_POLICY, TAG, describe_layout
@@ -98,7 +99,7 @@ def export_archive(result: BuildResult, dest: Path | None = None, fmt: str = "do
     dest = check_destination(dest or ws.target / FORMATS[fmt])
     skopeo = require_tool("skopeo")
     try:
-        work = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", suffix=".tmp", dir=dest.parent))
+        work = make_dir(dest.parent, f".{dest.name}.", suffix=".tmp")
     except OSError as exc:
         raise ExportError(f"cannot write the archive {dest}: {exc.strerror} (in {dest.parent})") from None
     try:
@@ -132,7 +133,7 @@ def load_into(engine: str, result: BuildResult) -> str:
     if engine not in ENGINES:
         raise ExportError(f"unknown engine {engine!r}", hint=f"one of {', '.join(ENGINES)}")
     tool = require_tool(engine, "podman" if engine == "podman" else "docker.io")
-    work = Path(tempfile.mkdtemp(prefix=".load-", dir=result.workspace.target))
+    work = make_dir(result.workspace.target, ".load-")
     try:
         exported = export_archive(result, work / FORMATS["docker-archive"])
         with step(f"Loading {exported.reference} into {engine}"):

@@ -20,12 +20,14 @@ import os
 import shutil
 import stat
 import tarfile
-import tempfile
 from pathlib import Path, PurePosixPath
 from typing import IO
 
 from dgr.errors import BuildError, DgrError
 from dgr.layer import CHUNK, OPAQUE_MARKER, OPAQUE_XATTR, OVERLAY_XATTRS, WHITEOUT_PREFIX
+from dgr.leftovers import make_dir
+from dgr.limits import DEFAULT as DEFAULT_LIMITS
+from dgr.limits import Budget, Limits
 from dgr.log import log
 from dgr.process import run
 from dgr.userns import IDENTITY, IdMap
@@ -52,8 +54,10 @@ class _Extractor:
         whiteouts: WhiteoutMode,
         ids: IdMap,
         trusted: bool,
+        budget: Budget,
         refuse_devices: bool = False,
     ) -> None:
+        self.budget = budget
         self.dest = os.path.realpath(dest)
         self.source = source
         self.strip = strip.strip("/")
@@ -128,6 +132,7 @@ class _Extractor:
         parts = self.parts(member.name)
         if parts is None:
             return
+        self.budget.take(member.name, member.size if member.isreg() else 0)
         if not parts:
             if member.isdir():
                 self.directories.append((self.dest, member))
@@ -190,7 +195,12 @@ class _Extractor:
                 self.drop("file capabilities", member.name)
                 continue
             raw = value.encode("utf-8", "surrogateescape")
-            os.setxattr(target, key[13:], raw, follow_symlinks=False)
+            try:
+                os.setxattr(target, key[13:], raw, follow_symlinks=False)
+            except OSError as exc:  # a malformed value (EINVAL), a name the file system refuses
+                raise self.refuse(
+                    member.name, f"its xattr {key[13:]} cannot be set: {exc.strerror}"
+                ) from None
         if not member.issym():
             mode = member.mode
             if mode & (stat.S_ISUID | stat.S_ISGID) and not self.trusted and not member.isdir():
@@ -276,6 +286,7 @@ def extract_layer(
     ids: IdMap = IDENTITY,
     trusted: bool = True,
     refuse_devices: bool = False,
+    limits: Limits = DEFAULT_LIMITS,
 ) -> None:
     """Apply the layer `tar` (a path or a stream; raw, gzip, bzip2 or xz) onto directory `dest`.
 
@@ -288,11 +299,15 @@ def extract_layer(
     symlink that leads outside `dest`, or hard-link to something outside it. Ownership
     (shifted to the host ids of `ids`), modes, mtimes and xattrs (except `trusted.overlay.*`)
     are restored; device nodes are dropped (refused with `refuse_devices`), and so are
-    setuid/setgid bits and file capabilities unless the layer is `trusted`.
+    setuid/setgid bits and file capabilities unless the layer is `trusted`. An archive
+    expanding beyond `limits` (see dgr/limits.py) is refused before the entry that goes
+    beyond is written.
     """
     dest.mkdir(parents=True, exist_ok=True)
     name = os.fspath(tar) if isinstance(tar, Path) else getattr(tar, "name", "<stream>")
-    extractor = _Extractor(dest, str(name), strip, whiteouts, ids, trusted, refuse_devices)
+    size = os.path.getsize(tar) if isinstance(tar, Path) else None
+    budget = limits.budget(size, str(name))
+    extractor = _Extractor(dest, str(name), strip, whiteouts, ids, trusted, budget, refuse_devices)
     try:
         if isinstance(tar, Path):
             archive = tarfile.open(tar, mode="r|*")
@@ -309,9 +324,13 @@ def extract_layer(
     extractor.finish()
 
 
-def extract_aci_rootfs(aci: Path, dest: Path, *, ids: IdMap = IDENTITY, trusted: bool = True) -> None:
+def extract_aci_rootfs(
+    aci: Path, dest: Path, *, ids: IdMap = IDENTITY, trusted: bool = True, limits: Limits = DEFAULT_LIMITS
+) -> None:
     """Extract the `rootfs/` of the ACI `aci` into `dest` (no whiteouts: appc has none)."""
-    extract_layer(aci, dest, strip="rootfs", whiteouts=WhiteoutMode.NONE, ids=ids, trusted=trusted)
+    extract_layer(
+        aci, dest, strip="rootfs", whiteouts=WhiteoutMode.NONE, ids=ids, trusted=trusted, limits=limits
+    )
 
 
 def copy_from_aci(aci: Path, path: str, host_dir: Path) -> Path:
@@ -323,7 +342,7 @@ def copy_from_aci(aci: Path, path: str, host_dir: Path) -> Path:
     rel = PurePosixPath(path.lstrip("/"))
     if not rel.parts or ".." in rel.parts:
         raise DgrError(f"cp: {path!r} is not a path inside the image")
-    scratch = Path(tempfile.mkdtemp(prefix=".cp-", dir=aci.parent))
+    scratch = make_dir(aci.parent, ".cp-")
     try:
         extract_aci_rootfs(aci, scratch)
         source = scratch.joinpath(*rel.parts)

@@ -21,15 +21,18 @@ The `sign` section of config.yml (shared with signing; docs/store.md)::
 
 from __future__ import annotations
 
+import hashlib
 import re
-import tempfile
 import time
+import zlib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import requests
+from filelock import FileLock
 
 from dgr.aci import read_aci_manifest
 from dgr.config import Config
@@ -43,7 +46,9 @@ from dgr.discovery import (
     discovery_settings,
     host_policy,
 )
-from dgr.errors import DgrError
+from dgr.errors import DgrError, HostError
+from dgr.leftovers import temporary_dir
+from dgr.limits import Limits, limits
 from dgr.log import log, step
 from dgr.names import ImageName
 from dgr.process import require_tool, run
@@ -53,11 +58,17 @@ CHUNK = 1 << 20
 PROGRESS_MIN_BYTES = 8 << 20  # smaller downloads log one line, not a progress series
 UNKNOWN_SIZE_STEP = 64 << 20  # without Content-Length: one line per 64 MiB
 GPGV_TIMEOUT = 120.0
+RETRY_DELAY = 1.0  # before the first retry of a download; then doubled
+MAX_RETRY_DELAY = 30.0
 IMAGE_ID = re.compile(r"^sha512-[0-9a-f]{32,128}$")
 
 
 class FetchError(DgrError):
     """A discovered image could not be downloaded or did not pass verification."""
+
+
+class NetworkFetchError(FetchError):
+    """A download failed on the network (unreachable, timed out, HTTP 5xx): worth another try."""
 
 
 # --- signature configuration -----------------------------------------------------------
@@ -126,7 +137,7 @@ def verify_signature(aci: Path, signature: Path, keyring: Path) -> None:
             hint="fix the keyring path of the sign section in config.yml",
         )
     gpgv = require_tool("gpgv")
-    with tempfile.TemporaryDirectory(prefix="dgr-gpgv-") as home:
+    with temporary_dir(None, "dgr-gpgv-") as home:
         ring = keyring
         if keyring.read_bytes()[:32].lstrip().startswith(b"-----BEGIN PGP"):
             # gpgv reads binary keyrings only; gpg converts an armored export.
@@ -160,6 +171,8 @@ def download(session: requests.Session, url: str, dest: Path, what: str) -> int:
     start = time.monotonic()
     try:
         with session.get(url, stream=True) as response:
+            if response.status_code >= 500:
+                raise NetworkFetchError(f"downloading {what}: HTTP {response.status_code} from {url}")
             if response.status_code != 200:
                 raise FetchError(f"downloading {what}: HTTP {response.status_code} from {url}")
             total = int(response.headers.get("Content-Length") or 0)
@@ -176,6 +189,8 @@ def download(session: requests.Session, url: str, dest: Path, what: str) -> int:
         raise FetchError(
             f"downloading {what}: {exc}", hint="add http:HOST to insecureOptions if you trust this network"
         ) from None
+    except (requests.ConnectionError, requests.Timeout) as exc:
+        raise NetworkFetchError(f"downloading {what} from {url} failed: {exc}") from None
     except requests.RequestException as exc:
         raise FetchError(f"downloading {what} from {url} failed: {exc}") from None
     log.info("Downloaded %s (%s) in %.1fs", what, _size(done), time.monotonic() - start)
@@ -205,12 +220,22 @@ def _size(n: int) -> str:
 # --- verification --------------------------------------------------------------------------
 
 
-def read_manifest(aci: Path) -> dict[str, Any]:
-    """The image manifest of a downloaded ACI (nothing extracted); FetchError if unreadable."""
+def read_manifest(aci: Path, source: str) -> dict[str, Any]:
+    """The image manifest of a downloaded ACI (nothing extracted); FetchError naming `source`
+    if unreadable."""
     try:
         return read_aci_manifest(aci)
     except DgrError as exc:
-        raise FetchError(f"the downloaded image is not a valid ACI: {exc.message}") from None
+        raise FetchError(f"{source} is not a valid ACI: {exc.message}") from None
+
+
+def downloaded_image_id(aci: Path, source: str) -> str:
+    """The image ID of a downloaded ACI; FetchError naming `source` when it is corrupt (a
+    truncated gzip stream...)."""
+    try:
+        return image_id_of(aci)
+    except (OSError, EOFError, zlib.error) as exc:
+        raise FetchError(f"{source} is corrupt: {exc}", hint="download it again; check the server") from None
 
 
 def check_manifest(
@@ -245,20 +270,49 @@ def fetch_image(
     DiscoveryError when discovery finds no endpoint; FetchError for everything after that.
     """
     store = store or Store(config.store_path)
+    expansion = limits(config)  # a bad limits section fails before any download
+    downloads = config.cache_path / "downloads"
+    downloads.mkdir(parents=True, exist_ok=True)
+    # One download per image: a second dgr fetching it meanwhile waits, then finds it stored.
+    locks = config.cache_path / "locks"
+    locks.mkdir(exist_ok=True)
+    with FileLock(str(locks / f"fetch-{hashlib.sha256(str(name).encode()).hexdigest()[:24]}")):
+        found = store.find(name)
+        if found is not None:
+            log.info("%s was fetched meanwhile (%s)", found.name, found.image_id[:19])
+            return found
+        return _fetch_image(name, config, store, downloads, expansion, _parents)
+
+
+def _fetch_image(
+    name: ImageName,
+    config: Config,
+    store: Store,
+    downloads: Path,
+    expansion: Limits,
+    parents: tuple[str, ...],
+) -> StoredImage:
     wanted = default_labels(name.version, "linux", appc_arch())
-    session = PolicySession(host_policy(config), discovery_settings(config).timeout)
+    settings = discovery_settings(config)
+    policy = host_policy(config)
+    session = PolicySession(policy, settings.timeout)
     with session:
         endpoints = discover(name.name, wanted, config, session=session)
         entry = sign_entry_for(name.domain, config)
         keyring = entry.keyring if entry is not None and not entry.disabled else None
         if keyring is None:
             log.info("No keyring configured for %s: the signature of %s is not checked", name.domain, name)
-        downloads = config.cache_path / "downloads"
-        downloads.mkdir(parents=True, exist_ok=True)
-        with step(f"Fetching {name}"), tempfile.TemporaryDirectory(prefix="fetch-", dir=downloads) as tmp:
-            aci, asc = Path(tmp) / "image.aci", Path(tmp) / "image.aci.asc"
-            endpoint = _download_first(session, endpoints.acis, aci, str(name))
+        with step(f"Fetching {name}"), temporary_dir(downloads, "fetch-") as tmp:
+            aci, asc = tmp / "image.aci", tmp / "image.aci.asc"
+            endpoint = _download_first(session, endpoints.acis, aci, str(name), settings.retries)
             signature = None
+            if keyring is None and not policy.allows("image", endpoint.aci):
+                host = urlsplit(endpoint.aci).netloc
+                raise FetchError(
+                    f"{name} from {endpoint.aci} cannot be verified: no keyring for {name.domain}",
+                    hint=f"configure a keyring for {name.domain} in `sign` (config.yml), or accept "
+                    f"unsigned images from this host with image:{host} in insecureOptions",
+                )
             if keyring is not None:
                 try:
                     download(session, endpoint.asc, asc, f"{name} signature")
@@ -270,15 +324,17 @@ def fetch_image(
                     ) from None
                 verify_signature(aci, asc, keyring)
                 signature = asc
-            manifest = read_manifest(aci)
+            source = f"{name} from {endpoint.aci}"
+            manifest = read_manifest(aci, source)
             check_manifest(manifest, name, wanted, endpoint.aci)
-            image_id = image_id_of(aci)
-            _fetch_dependencies(manifest, store, config, (*_parents, name.name))
+            image_id = downloaded_image_id(aci, source)
+            _fetch_dependencies(manifest, store, config, (*parents, name.name))
             try:
-                stored = store.add(aci, signature=signature, image_id=image_id)
+                stored = store.add(aci, signature=signature, image_id=image_id, limits=expansion)
             except DgrError as exc:  # e.g. an entry escaping the layer: name the image, not a temp file
+                path = exc.path if isinstance(exc, HostError) else None  # the store's folder
                 raise FetchError(
-                    f"{name} from {endpoint.aci}: {exc.message}", details=exc.details, hint=exc.hint
+                    f"{source}: {exc.message}", path=path, key=exc.key, details=exc.details, hint=exc.hint
                 ) from None
     log.info("Fetched %s (%s)", stored.name, stored.image_id[:19])
     return stored
@@ -294,17 +350,29 @@ def fetch_if_discoverable(name: ImageName, config: Config, store: Store) -> Stor
 
 
 def _download_first(
-    session: requests.Session, endpoints: tuple[AciEndpoint, ...], dest: Path, what: str
+    session: requests.Session, endpoints: tuple[AciEndpoint, ...], dest: Path, what: str, retries: int
 ) -> AciEndpoint:
-    """Download from the first endpoint that answers; the error of the last one otherwise."""
+    """Download from the first endpoint that answers (each tried again `retries` times after
+    a network failure, 1, 2, 4... seconds apart); the error of the last one otherwise."""
     error: FetchError | None = None
     for endpoint in endpoints:
-        try:
-            download(session, endpoint.aci, dest, what)
-            return endpoint
-        except FetchError as exc:
-            log.debug("%s", exc)
-            error = exc
+        for attempt in range(retries + 1):
+            try:
+                download(session, endpoint.aci, dest, what)
+                return endpoint
+            except NetworkFetchError as exc:
+                error = exc
+                if attempt == retries:
+                    if retries:
+                        exc.message += f" (after {retries + 1} attempts)"
+                    break
+                delay = min(RETRY_DELAY * 2**attempt, MAX_RETRY_DELAY)
+                log.warning("%s; trying again in %.0fs (%d/%d)", exc.message, delay, attempt + 1, retries)
+                time.sleep(delay)
+            except FetchError as exc:
+                log.debug("%s", exc)
+                error = exc
+                break
     assert error is not None
     raise error
 

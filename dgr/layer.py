@@ -39,6 +39,7 @@ from pathlib import Path
 from typing import IO, BinaryIO
 
 from dgr.errors import BuildError
+from dgr.leftovers import owned
 from dgr.log import log
 from dgr.userns import IDENTITY, IdMap
 
@@ -506,7 +507,7 @@ def atomic_file(dest: Path, mode: int = 0o644) -> Iterator[BinaryIO]:
     failure the temporary is removed and a previous `dest` is left untouched.
     """
     dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, name = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".tmp", dir=dest.parent)
+    fd, name = tempfile.mkstemp(prefix=owned(f".{dest.name}."), suffix=".tmp", dir=dest.parent)
     tmp = Path(name)
     try:
         with os.fdopen(fd, "wb", buffering=0) as handle:

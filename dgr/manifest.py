@@ -37,10 +37,17 @@ class NameValue:
 
 @dataclass(frozen=True)
 class HostMount:
-    """A host path (`from`, relative to the project or `~/`) bound at `to` during a build."""
+    """A host path (`from`, relative to the project or `~/`) bound at `to` during a build.
+
+    A missing `from` is an error, unless the mount is `optional`: it is then created empty
+    (the original created every missing one). `key` and `line` locate it in the manifest.
+    """
 
     source: str
     to: str
+    optional: bool = False
+    key: str = field(default="", compare=False, repr=False)
+    line: int | None = field(default=None, compare=False, repr=False)
 
 
 @dataclass(frozen=True)
@@ -116,6 +123,10 @@ class Manifest:
     build_mount_points: tuple[HostMount, ...] = ()
     tester: Tester = field(default_factory=Tester)
     aci: Aci = field(default_factory=Aci)
+    # Seconds the build's runlevels may take in all (`build.timeout`), and each script
+    # (`build.scriptTimeout`); None: no limit. Not inputs of the image (not in its key).
+    build_timeout: float | None = field(default=None, repr=False)
+    script_timeout: float | None = field(default=None, repr=False)
 
     @property
     def project(self) -> Path:
@@ -132,11 +143,13 @@ class ManifestReader:
         self.path = path
         self.lines: dict[str, int] = {}  # dotted key -> line, filled as mappings are read
 
-    def fail(self, message: str, key: str, where: Any = None, child: str | None = None) -> ManifestError:
+    def fail(
+        self, message: str, key: str, where: Any = None, child: str | None = None, hint: str | None = None
+    ) -> ManifestError:
         line = None
         if isinstance(where, LineDict) and child is not None:
             line = where.lines.get(child)
-        return ManifestError(message, path=self.path, line=line or self.line_of(key), key=key)
+        return ManifestError(message, path=self.path, line=line or self.line_of(key), key=key, hint=hint)
 
     @contextmanager
     def locating(self) -> Iterator[None]:
@@ -183,6 +196,14 @@ class ManifestReader:
             raise self.fail(f"{key} must be a string", key)
         return str(data)
 
+    def text(self, data: Any, key: str) -> str:
+        """A string as written: a number or a boolean is refused (`name: 5`)."""
+        if data is None:
+            return ""
+        if not isinstance(data, str):
+            raise self.fail(f"{key} must be a string, not {_kind(data)} ({data!r})", key)
+        return data
+
     def listing(self, data: Any, key: str) -> list[Any]:
         if data is None:
             return []
@@ -216,7 +237,7 @@ class ManifestReader:
     def images(self, data: Any, key: str) -> tuple[Reference, ...]:
         """Dependencies: appc image names, or OCI references (dgr/ociref.py)."""
         return tuple(
-            parse_dependency(self.string(item, f"{key}[{i}]"), source=self.path, key=f"{key}[{i}]")
+            parse_dependency(self.text(item, f"{key}[{i}]"), source=self.path, key=f"{key}[{i}]")
             for i, item in enumerate(self.listing(data, key))
         )
 
@@ -224,14 +245,16 @@ class ManifestReader:
         result = []
         for i, item in enumerate(self.listing(data, key)):
             where = f"{key}[{i}]"
-            item = self.mapping(item, where, {"from", "to"})
-            source = self.string(item.get("from"), f"{where}.from")
-            to = self.string(item.get("to"), f"{where}.to")
+            item = self.mapping(item, where, {"from", "to", "optional"})
+            source = self.text(item.get("from"), f"{where}.from")
+            to = self.text(item.get("to"), f"{where}.to")
             if not source or not to:
                 raise self.fail(f"{where} needs both 'from' and 'to'", where)
             if not to.startswith("/"):
                 raise self.fail(f"{where}.to must be an absolute path, got {to!r}", where)
-            result.append(HostMount(source, to))
+            optional = self.boolean(item.get("optional"), f"{where}.optional")
+            line = self.line_of(f"{where}.from")
+            result.append(HostMount(source, to, optional, key=f"{where}.from", line=line))
         return tuple(result)
 
     def isolators(self, data: Any, key: str) -> tuple[Isolator, ...]:
@@ -261,7 +284,7 @@ class ManifestReader:
 
     def builder(self, data: Any, key: str) -> Builder:
         data = self.mapping(data, key, {"image", "environment", "dependencies", "mountPoints"})
-        image = self.string(data.get("image"), f"{key}.image")
+        image = self.text(data.get("image"), f"{key}.image")
         return Builder(
             image=ImageName.parse(image, source=self.path, key=f"{key}.image") if image else None,
             environment=self.name_values(data.get("environment"), f"{key}.environment", env=True),
@@ -278,7 +301,7 @@ class ManifestReader:
         exec_ = self.strings(data.get("exec"), f"{key}.exec") or DEFAULT_EXEC
         workdir = self.string(data.get("workingDirectory"), f"{key}.workingDirectory")
         if workdir and not workdir.startswith("/"):
-            raise self.fail(f"{key}.workingDirectory must be an absolute path", key)
+            raise self.fail(f"{key}.workingDirectory must be an absolute path", f"{key}.workingDirectory")
         gids = tuple(
             self.integer(g, f"{key}.supplementaryGIDs[{i}]", 0)
             for i, g in enumerate(self.listing(data.get("supplementaryGIDs"), f"{key}.supplementaryGIDs"))
@@ -359,14 +382,14 @@ def parse_manifest(text: str, path: Path, *, version_unknown: bool = False) -> M
 def _parse_manifest(text: str, path: Path, reader: ManifestReader, version_unknown: bool) -> Manifest:
     data = parse_yaml(text, path, ManifestError, lines=True)
     data = reader.mapping(data, "", {"name", "builder", "build", "tester", "aci"})
-    raw_name = reader.string(data.get("name"), "name")
+    raw_name = reader.text(data.get("name"), "name")
     if not raw_name.strip():
         raise ManifestError("name is mandatory in manifest", path=path, key="name")
     if version_unknown:
         # The version depends on an attribute a build script has not written yet.
         raw_name = raw_name.split(":", 1)[0]
     name = ImageName.parse(raw_name, source=path)
-    build = reader.mapping(data.get("build"), "build", {"mountPoints"})
+    build = reader.mapping(data.get("build"), "build", {"mountPoints", "timeout", "scriptTimeout"})
     manifest = Manifest(
         name=name,
         path=path,
@@ -374,8 +397,40 @@ def _parse_manifest(text: str, path: Path, reader: ManifestReader, version_unkno
         build_mount_points=reader.host_mounts(build.get("mountPoints"), "build.mountPoints"),
         tester=reader.tester(data.get("tester"), "tester"),
         aci=reader.aci(data.get("aci"), "aci"),
+        build_timeout=_optional_seconds(reader, build.get("timeout"), "build.timeout"),
+        script_timeout=_optional_seconds(reader, build.get("scriptTimeout"), "build.scriptTimeout"),
     )
+    _refuse_self_dependency(reader, manifest)
     return with_readiness(reader, data.get("tester"), manifest)
+
+
+def _refuse_self_dependency(reader: ManifestReader, manifest: Manifest) -> None:
+    """An image cannot be built on itself (a dependency on another version of its name, from
+    the store or discovery, is fine)."""
+    own = manifest.name
+    for key, names in (
+        ("aci.dependencies", manifest.aci.dependencies),
+        ("builder.dependencies", manifest.builder.dependencies),
+    ):
+        for i, dep in enumerate(names):
+            if not isinstance(dep, ImageName):
+                continue  # an OCI image is not built from a project
+            if dep.name == own.name and (not dep.version or dep.version == own.version):
+                raise reader.fail(
+                    f"dependency cycle: {own.name} depends on itself",
+                    f"{key}[{i}]",
+                    hint="an image cannot be built on itself: remove it from its dependencies",
+                )
+
+
+def _optional_seconds(reader: ManifestReader, value: Any, key: str) -> float | None:
+    return None if value is None else _seconds(reader, value, key, 0.0)
+
+
+def _kind(value: Any) -> str:
+    """How a YAML value reads in an error message."""
+    kinds = {bool: "a boolean", int: "a number", float: "a number", list: "a list", dict: "a mapping"}
+    return kinds.get(type(value), type(value).__name__)
 
 
 # --- tester.readiness (dgr/readiness.py) ----------------------------------------------------

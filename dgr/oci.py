@@ -38,6 +38,7 @@ from dgr.aci import ROOTFS as ACI_ROOTFS
 from dgr.aci import check_rfc3339
 from dgr.errors import BuildError, DgrError
 from dgr.layer import StreamDigests, TarSink, TarWriter, Whiteouts, atomic_file
+from dgr.leftovers import owned, remove_stale
 from dgr.manifest import App, Manifest, NameValue, Port
 from dgr.names import oci_tag
 from dgr.readiness import oci_healthcheck, readiness_of
@@ -331,7 +332,8 @@ class BlobCache:
     def _store(self, produce: Any) -> LayerBlob:
         """Run `produce(out) -> StreamDigests` into a temporary blob, then file it by digest."""
         self.blobs.mkdir(parents=True, exist_ok=True)
-        fd, name = tempfile.mkstemp(prefix=".blob.", suffix=".tmp", dir=self.blobs)
+        remove_stale(self.blobs, ".blob.")  # what a killed build was writing
+        fd, name = tempfile.mkstemp(prefix=owned(".blob."), suffix=".tmp", dir=self.blobs)
         tmp = Path(name)
         try:
             with os.fdopen(fd, "wb") as out:
@@ -509,7 +511,7 @@ def write_oci_layout(dest: Path, layers: Sequence[LayerBlob], config: Mapping[st
     if expected != [layer.diff_id for layer in layers]:
         raise BuildError("the OCI config's rootfs.diff_ids do not match the layers given", path=dest)
     dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", suffix=".tmp", dir=dest.parent))
+    tmp = Path(tempfile.mkdtemp(prefix=owned(f".{dest.name}."), suffix=".tmp", dir=dest.parent))
     try:
         blobs = tmp / "blobs" / "sha256"
         blobs.mkdir(parents=True)

@@ -27,7 +27,6 @@ import json
 import os
 import shutil
 import sys
-import tempfile
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
@@ -39,6 +38,7 @@ from filelock import FileLock
 from dgr import userns
 from dgr.epoch import from_environment
 from dgr.errors import BuildError, ContainerError, DgrError, ManifestError
+from dgr.leftovers import make_dir
 from dgr.log import level_name, log, step
 from dgr.manifest import (
     ACI_MANIFEST,
@@ -535,7 +535,7 @@ def start_pod(
     from dgr.container import Container, image_spec
 
     pod = built.pod
-    state = Path(tempfile.mkdtemp(prefix=f"dgr-pod-{pod.ac_name}-"))
+    state = make_dir(None, "dgr-pod-", suffix=f"-{pod.ac_name}")
     environment = dict(env or {})
     if override is not None:
         environment["TEMPLATER_OVERRIDE"] = override
@@ -620,6 +620,7 @@ def start_test_pod(built: PodBuild, options: BuildOptions, tester: TesterOptions
     from dgr.container import Container, ContainerSpec, Volume
     from dgr.tester import (
         KEEPER,
+        RUN_PREFIX,
         STATUS_IN_IMAGE,
         TesterContainer,
         TesterOptions,
@@ -633,7 +634,7 @@ def start_test_pod(built: PodBuild, options: BuildOptions, tester: TesterOptions
     pod = built.pod
     base = built.target / "tests"
     base.mkdir(parents=True, exist_ok=True)
-    run_dir = Path(tempfile.mkdtemp(prefix="run-", dir=base))
+    run_dir = make_dir(base, RUN_PREFIX)
     internals = internals_layer(options.config.cache_path)
     try:
         files = files_layer(pod.project / "tests", run_dir / "layer", (internals,))

@@ -252,7 +252,7 @@ def parse_pod_manifest(text: str, path: Path) -> PodManifest:
 def _parse_pod_manifest(text: str, path: Path, reader: PodReader) -> PodManifest:
     data = parse_yaml(text, path, ManifestError, lines=True)
     data = reader.mapping(data, "", {"name", "pod"})
-    raw_name = reader.string(data.get("name"), "name")
+    raw_name = reader.text(data.get("name"), "name")
     if not raw_name.strip():
         raise ManifestError("name is mandatory in manifest", path=path, key="name")
     name = ImageName.parse(raw_name, source=path)

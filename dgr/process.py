@@ -3,10 +3,13 @@
 Every subprocess dgr starts goes through :func:`run`: it logs the command, captures the
 output (optionally streaming it to a log file as it comes), enforces a timeout, kills the
 whole process group on timeout or interrupt, and turns failure into a :class:`DgrError`.
+Its processes die with dgr, even when dgr is killed (:func:`die_with_parent`): a SIGKILL
+leaves no skopeo or gpg behind.
 """
 
 from __future__ import annotations
 
+import functools
 import os
 import shlex
 import shutil
@@ -14,7 +17,7 @@ import signal
 import subprocess
 import threading
 from collections import deque
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
@@ -46,6 +49,27 @@ def require_tool(name: str, package: str | None = None) -> str:
     return found
 
 
+@functools.cache
+def _prctl() -> Callable[..., int]:
+    import ctypes
+
+    return ctypes.CDLL(None, use_errno=True).prctl
+
+
+PR_SET_PDEATHSIG = 1
+
+
+def die_with_parent() -> Callable[[], None]:
+    """A `preexec_fn` that has the kernel kill the child (SIGKILL) when the thread that
+    started it dies, as bwrap's --die-with-parent does for sandboxes."""
+    prctl = _prctl()  # loaded before the fork: the child only calls it
+
+    def arm() -> None:
+        prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+
+    return arm
+
+
 def _pump(stream: IO[bytes], sinks: list[IO[str]], keep: deque[str], full: list[str] | None) -> None:
     for raw in iter(stream.readline, b""):
         line = raw.decode("utf-8", "replace")
@@ -71,12 +95,14 @@ def run(
     keep_output: bool = True,
     error: type[DgrError] = ToolError,
     what: str | None = None,
+    pass_fds: Sequence[int] = (),
 ) -> Result:
     """Run `args`, wait for it, and return its exit code and merged stdout/stderr.
 
     `log_file` receives the output line by line while the process runs; `echo` copies it to
     our stderr (used for `-L debug`). With `check`, a non-zero exit raises `error` whose
     message names `what` (default: the command) and whose details hold the output's tail.
+    `pass_fds` stay open in the process (e.g. a memfd it reads as /proc/self/fd/N).
     """
     argv = tuple(str(a) for a in args)
     log.log(TRACE, "run: %s", shlex.join(argv))
@@ -96,6 +122,8 @@ def run(
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             start_new_session=True,
+            pass_fds=tuple(pass_fds),
+            preexec_fn=die_with_parent(),
         )
     except FileNotFoundError:
         raise ToolError(f"{argv[0]} not found on this host") from None
@@ -120,6 +148,8 @@ def run(
     except BaseException:
         kill_group(proc)
         raise
+    # What it left running (a helper that outlived its parent) would hold the output open.
+    kill_group(proc)
     pump.join()
     output = "".join(full) if full is not None else "".join(keep)
     result = Result(argv, proc.returncode, output)

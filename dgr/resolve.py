@@ -28,7 +28,6 @@ if TYPE_CHECKING:
 SKIP_DIRS = {"target", ".git", ".venv", "node_modules", "__pycache__"}
 # In a generated project folder (a pod app without its own folder): the folder it stands for.
 ORIGIN_FILE = ".dgr-origin"
-_building: list[str] = []
 
 
 def repository_root(project: Path) -> Path:
@@ -112,15 +111,7 @@ def resolve_one(name: Reference, manifest: Manifest, options: BuildOptions) -> D
         return from_store(store, stored)
     folder = find_local_project(name, manifest.project)
     if folder is not None:
-        key = str(folder.resolve())
-        if key in _building:
-            chain = " -> ".join([*_building, key])
-            raise BuildError(f"dependency cycle: {chain}", path=manifest.path)
-        _building.append(key)
-        try:
-            result = build(folder, options)
-        finally:
-            _building.pop()
+        result = build(folder, options)  # a cycle is found there (dgr.build._check_cycle)
         if name.version and result.name.version != name.version:
             raise BuildError(
                 f"dependency {name}: {folder} builds version {result.name.version}",

@@ -25,7 +25,7 @@ from pathlib import Path
 
 from dgr import userns
 from dgr.errors import DgrError, ToolError
-from dgr.process import Result, require_tool, run
+from dgr.process import Result, die_with_parent, require_tool, run
 from dgr.userns import IdMap
 
 # Runs as dgr (real root, or root of the rootless namespace) in the private mount namespace:
@@ -205,7 +205,9 @@ class Sandbox:
     def spawn(self, argv: Sequence[str], **popen: object) -> subprocess.Popen[bytes]:
         """Start `argv` inside the sandbox without waiting (for long-running containers)."""
         self.prepare()
-        return subprocess.Popen(self.command(argv), start_new_session=True, **popen)  # type: ignore[call-overload,no-any-return]
+        return subprocess.Popen(  # type: ignore[call-overload,no-any-return]
+            self.command(argv), start_new_session=True, preexec_fn=die_with_parent(), **popen
+        )
 
 
 def make_scaffold(directory: Path, dirs: Sequence[str] = (), files: Sequence[str] = ()) -> Path:
@@ -224,8 +226,17 @@ def make_scaffold(directory: Path, dirs: Sequence[str] = (), files: Sequence[str
 
 @functools.cache
 def check_host() -> None:
-    """Fail early, with a hint, when the host cannot run sandboxes (no id range, no overlayfs)."""
-    userns.current()
+    """Fail early, with a hint, when the host cannot run sandboxes (no id range, no user
+    namespaces, no overlayfs)."""
+    ids = userns.current()
+    if ids.own:
+        probe = run([require_tool("unshare", "util-linux"), "--user", "true"], check=False)
+        if probe.returncode != 0:
+            raise ToolError(
+                f"cannot create user namespaces here: {probe.output.strip()}",
+                hint="dgr's sandboxes need them: not from inside a chroot (use pivot_root or a "
+                "container), and with user.max_user_namespaces above 0 (docs/security.md)",
+            )
     if not _has_overlay():
         try:
             run(["modprobe", "overlay"], check=False)

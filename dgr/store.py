@@ -26,7 +26,6 @@ import os
 import platform
 import re
 import shutil
-import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,8 +34,11 @@ from typing import IO, Any
 from filelock import FileLock
 
 from dgr import userns
-from dgr.errors import DgrError
+from dgr.errors import DgrError, host_errors
 from dgr.layer import atomic_file
+from dgr.leftovers import make_dir, remove_stale
+from dgr.limits import DEFAULT as DEFAULT_LIMITS
+from dgr.limits import Limits
 from dgr.names import ImageName, compare_versions
 from dgr.process import run
 
@@ -123,22 +125,38 @@ class Store:
         signature: Path | None = None,
         image_id: str | None = None,
         trusted: bool = True,
+        limits: Limits = DEFAULT_LIMITS,
     ) -> StoredImage:
         """Put `aci` (with its unpacked `layer` when known) into the store; idempotent.
 
         The layer is stored owned by the host ids of dgr's sandboxes (dgr/userns.py); from an
-        image that is not `trusted`, setuid/setgid bits and file capabilities are dropped.
+        image that is not `trusted`, setuid/setgid bits and file capabilities are dropped; one
+        that expands beyond `limits` is refused (dgr/limits.py). What an add killed midway
+        left is removed by the next one (dgr/leftovers.py).
         """
-        from dgr.aci import read_aci_manifest
-
         image_id = image_id or image_id_of(aci)
         dest = self.images / image_id
         if dest.is_dir():
             if signature is not None and not (dest / "image.aci.asc").exists():
                 shutil.copyfile(signature, dest / "image.aci.asc")
             return self.get(image_id)
+        with host_errors("adding an image to the store", folder=self.images):
+            return self._add(aci, dest, layer, signature, image_id, trusted, limits)
+
+    def _add(
+        self,
+        aci: Path,
+        dest: Path,
+        layer: Path | None,
+        signature: Path | None,
+        image_id: str,
+        trusted: bool,
+        limits: Limits,
+    ) -> StoredImage:
+        from dgr.aci import read_aci_manifest
+
         self.images.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=".add-", dir=self.images))
+        tmp = make_dir(self.images, ".add-")
         try:
             manifest = read_aci_manifest(aci)
             shutil.copyfile(aci, tmp / "image.aci")
@@ -151,7 +169,7 @@ class Store:
             else:
                 from dgr.extract import extract_aci_rootfs
 
-                extract_aci_rootfs(aci, tmp / "layer", ids=userns.current(), trusted=trusted)
+                extract_aci_rootfs(aci, tmp / "layer", ids=userns.current(), trusted=trusted, limits=limits)
             (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
             with self._lock():
                 if dest.exists():
@@ -419,9 +437,11 @@ class OciStore:
         return matches
 
     def scratch(self) -> Path:
-        """A folder for one fetch in progress, beside the store (same file system)."""
+        """A folder for one fetch in progress, beside the store (same file system); those a
+        killed dgr left are removed first (dgr/leftovers.py)."""
         self.root.mkdir(parents=True, exist_ok=True)
-        return Path(tempfile.mkdtemp(prefix=".fetch-", dir=self.root))
+        remove_stale(self.root, ".fetch-")
+        return make_dir(self.root, ".fetch-")
 
     @staticmethod
     def drop_scratch(scratch: Path) -> None:

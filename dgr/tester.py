@@ -23,7 +23,6 @@ import hashlib
 import os
 import re
 import shutil
-import tempfile
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -34,6 +33,7 @@ from dgr import userns
 from dgr.cache import cached_folder
 from dgr.container import Container, ContainerSpec, Volume
 from dgr.errors import ContainerError, DgrError, ToolError
+from dgr.leftovers import make_dir
 from dgr.log import level_name, log
 from dgr.ports import HostPorts, declared_port
 from dgr.process import Result, require_tool
@@ -51,6 +51,7 @@ TESTS_IN_IMAGE = "/dgr/tests"
 STATUS_IN_IMAGE = f"{TESTER_ROOT}/status"
 BUSYBOX = "/dgr/bin/busybox"
 WAIT_SCRIPT = "wait.sh"
+RUN_PREFIX = "run-"  # a test run's folder in target/tests/ (dgr/leftovers.py)
 TESTS_TARGET = "tests-target"
 # A tests/ folder holding one of these is a project of its own (the original's test image).
 TEST_IMAGE_PARTS = ("runlevels", "attributes", "files", "templates")
@@ -504,7 +505,7 @@ def start_test_container(
     layers = image_layers_for_tests(result, options)
     base = result.workspace.target / "tests"
     base.mkdir(parents=True, exist_ok=True)
-    run_dir = Path(tempfile.mkdtemp(prefix="run-", dir=base))
+    run_dir = make_dir(base, RUN_PREFIX)
     try:
         files = files_layer(manifest.project / "tests", run_dir / "layer", layers)
         status = make_status_dir(run_dir)

@@ -25,8 +25,11 @@ def render_project_templates(
     """Render `project/templates` into `out` with the attributes of the layers `below`
     (bottom first), then `project/attributes`, then `env`'s override."""
     from dgr.attributes import collect_attribute_files, load_attributes
+    from dgr.staging import refuse_links_out
     from dgr.templater import render_tree
 
+    for folder in ("attributes", "templates"):  # as the build: no link followed out of the project
+        refuse_links_out(project, project / folder)
     files = [f for layer in below for f in collect_attribute_files(layer / "dgr" / "attributes")]
     files += collect_attribute_files(project / "attributes")
     attributes = load_attributes(files, env)

@@ -26,6 +26,7 @@ import pwd
 import signal
 import subprocess
 import sys
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -177,6 +178,7 @@ def current() -> IdMap:
     if in_rootless_namespace():
         return IDENTITY
     if os.geteuid() != 0:
+        _ranges(os.geteuid())  # the clearer error when the user has no range at all
         raise ToolError(
             "dgr is not in its user namespace",
             hint="run it through the dgr command or the pytest plugin, which enter it as needed",
@@ -196,8 +198,10 @@ def other_namespace(path: str) -> bool:
 
 # --- rootless: dgr re-executes itself in its user namespace ---------------------------------
 
-# Waits until the parent wrote the id maps (it closes fd 3), then becomes the command.
-_WAIT_FOR_MAPS = 'read -r _ <&3; exec 3<&-; exec "$@"'
+# Waits until the parent wrote the id maps (it closes the pipe), then becomes the command.
+_WAIT_FOR_MAPS = (
+    "import os,sys;f=int(sys.argv[1]);os.read(f,1);os.close(f);os.execvp(sys.argv[2],sys.argv[2:])"
+)
 
 
 def needs_rootless_namespace() -> bool:
@@ -213,15 +217,20 @@ def run_in_rootless_namespace(argv: Sequence[str]) -> int:
     newgidmap = require_tool("newgidmap", "uidmap")
     unshare = require_tool("unshare", "util-linux")
     read_end, write_end = os.pipe()
-    env = {**os.environ, IN_NAMESPACE_ENV: "1"}
+    # Inside, the user is uid 0: tools that name it from its uid (pytest's temporary folder)
+    # must still find the user's name.
+    name = _user_name(uid)
+    env = {"USER": name, "LOGNAME": name, **os.environ, IN_NAMESPACE_ENV: "1"}
+    # A session of its own: a Ctrl-C on the terminal reaches it once, forwarded by us.
     child = subprocess.Popen(
-        [unshare, "--user", "--", "/bin/sh", "-c", _WAIT_FOR_MAPS, "sh", *argv],
+        [unshare, "--user", "--", sys.executable, "-I", "-S", "-c", _WAIT_FOR_MAPS, str(read_end), *argv],
         pass_fds=(read_end,),
         env=env,
-        preexec_fn=lambda: os.dup2(read_end, 3),
+        start_new_session=True,
     )
     os.close(read_end)
     try:
+        _wait_unshared(child)
         _write_maps(child.pid, newuidmap, uid, uids, "uid")
         _write_maps(child.pid, newgidmap, gid, gids, "gid")
     except BaseException:
@@ -231,6 +240,16 @@ def run_in_rootless_namespace(argv: Sequence[str]) -> int:
         raise
     os.close(write_end)
     return _wait_forwarding(child)
+
+
+def _wait_unshared(child: subprocess.Popen[bytes], timeout: float = 10.0) -> None:
+    """Wait until `child` (unshare) is in its new user namespace: only then can its maps be
+    written."""
+    deadline = time.monotonic() + timeout
+    while not other_namespace(f"/proc/{child.pid}/ns/user"):
+        if child.poll() is not None or time.monotonic() > deadline:
+            raise ToolError("could not create dgr's user namespace (unshare --user)")
+        time.sleep(0.001)
 
 
 def _write_maps(pid: int, tool: str, own: int, sub: SubRange, kind: str) -> None:
@@ -257,8 +276,8 @@ def _wait_forwarding(child: subprocess.Popen[bytes]) -> int:
     return 128 - code if code < 0 else code
 
 
-def reexec_rootless() -> None:
-    """Exit with the code of this same command run in dgr's rootless user namespace."""
+def rerun_in_rootless_namespace() -> int:
+    """Run this same command line again in dgr's rootless user namespace; its exit code."""
     sys.stdout.flush()
     sys.stderr.flush()
-    sys.exit(run_in_rootless_namespace([sys.executable, *sys.orig_argv[1:]]))
+    return run_in_rootless_namespace([sys.executable, *sys.orig_argv[1:]])

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING
 
 from filelock import FileLock
 
-from dgr.errors import BuildError, DgrError
+from dgr.errors import BuildError, DgrError, error_from_json
 from dgr.manifest import load_manifest
 from dgr.names import ImageName
 from dgr.store import Store
@@ -94,28 +94,11 @@ class SessionBuilds:
             if record.exists():
                 data = json.loads(record.read_text())
                 if not data["ok"]:
-                    raise BuildError(
-                        data["message"],
-                        path=data.get("path"),
-                        line=data.get("line"),
-                        hint=data.get("hint"),
-                        details=data.get("details"),
-                    )
+                    raise error_from_json(data["error"])  # the same class and fields
             try:
                 result = build(folder, self.options)
             except DgrError as exc:
-                record.write_text(
-                    json.dumps(
-                        {
-                            "ok": False,
-                            "message": exc.message,
-                            "path": exc.path,
-                            "line": exc.line,
-                            "hint": exc.hint,
-                            "details": exc.details,
-                        }
-                    )
-                )
+                record.write_text(json.dumps({"ok": False, "error": exc.to_json()}))
                 raise
             record.write_text(json.dumps({"ok": True, "image": str(result.name)}))
             return result

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import re
-import tempfile
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, replace
@@ -22,6 +21,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import pytest
 
 from dgr.errors import ContainerError, DgrError
+from dgr.leftovers import make_dir, temporary_dir
 from dgr.tap import BatsResult, BatsRun, bats_tests
 from dgr.tester import (
     TesterContainer,
@@ -85,8 +85,8 @@ def plain(text: str) -> str:
 
 
 def format_error(exc: DgrError) -> str:
-    """A DgrError as a short block: where, what, the hint, then the details (no colours)."""
-    return plain(_format_error(exc))
+    """A DgrError as it renders itself, without terminal colours."""
+    return plain(exc.render())
 
 
 def fixture_value(state: S | None, fixture: str, where: str, get: Callable[[S], T]) -> T:
@@ -102,18 +102,6 @@ def fixture_value(state: S | None, fixture: str, where: str, get: Callable[[S], 
     except DgrError as exc:
         reason = format_error(exc)
     pytest.fail(reason, pytrace=False)
-
-
-def _format_error(exc: DgrError) -> str:
-    lines = [f"{exc.location()}: {exc.message}" if exc.location() else exc.message]
-    if exc.key:
-        lines[0] += f" (key: {exc.key})"
-    if exc.hint:
-        lines.append(f"hint: {exc.hint}")
-    if exc.details:
-        lines.append("")
-        lines.extend(f"  | {line}" for line in exc.details.rstrip("\n").splitlines())
-    return "\n".join(lines)
 
 
 class ImageState:
@@ -320,11 +308,10 @@ class TemplatesItem(DgrItem):
     def runtest(self) -> None:
         result = self.state.image()
         if self.state.options.keep:
-            work = Path(tempfile.mkdtemp(prefix="templates-", dir=result.workspace.target))
-            rendered = check_templates(result, work)
+            rendered = check_templates(result, make_dir(result.workspace.target, "templates-"))
         else:
-            with tempfile.TemporaryDirectory(prefix="dgr-templates-") as tmp:
-                rendered = check_templates(result, Path(tmp))
+            with temporary_dir(None, "dgr-templates-") as tmp:
+                rendered = check_templates(result, tmp)
         self.add_report_section("call", "dgr", "templates rendered with: " + ", ".join(rendered))
 
 

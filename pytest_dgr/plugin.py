@@ -18,6 +18,8 @@ from typing import Any
 
 import pytest
 
+from dgr import userns
+from dgr.errors import DgrError
 from dgr.manifest import ACI_MANIFEST, POD_MANIFEST
 from pytest_dgr.items import SETTINGS, ImageDirectory, Settings, image_state
 
@@ -26,6 +28,7 @@ from pytest_dgr.items import SETTINGS, ImageDirectory, Settings, image_state
 pytest_plugins = ["pytest_dgr.push", "pytest_dgr.reruns"]
 
 SESSION_DIR = pytest.StashKey[Path]()
+SESSION_PREFIX = "dgr-session-"
 OWNS_SESSION_DIR = pytest.StashKey[bool]()
 
 
@@ -63,6 +66,20 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     )
 
 
+@pytest.hookimpl(tryfirst=True)
+def pytest_cmdline_main(config: pytest.Config) -> int | None:
+    """An ordinary user's session runs again in dgr's user namespace (docs/security.md), where
+    sandboxes can be made; without a subordinate id range it goes on as is (dgr items then
+    fail with the error saying how to get one)."""
+    if getattr(config, "workerinput", None) is not None or not userns.needs_rootless_namespace():
+        return None
+    try:
+        return userns.rerun_in_rootless_namespace()
+    except DgrError as exc:
+        config.issue_config_time_warning(pytest.PytestWarning(f"dgr: {exc}"), stacklevel=2)
+        return None
+
+
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "dgr: an item of a dgr image folder")
     workerinput: dict[str, Any] | None = getattr(config, "workerinput", None)
@@ -70,8 +87,14 @@ def pytest_configure(config: pytest.Config) -> None:
         config.stash[SESSION_DIR] = Path(workerinput["dgr_session_dir"])
         config.stash[OWNS_SESSION_DIR] = False
     else:
-        # Created on first use; shared with xdist workers through their workerinput.
-        config.stash[SESSION_DIR] = Path(tempfile.gettempdir()) / f"dgr-session-{uuid.uuid4().hex[:12]}"
+        # Created on first use; shared with xdist workers through their workerinput. Named for
+        # this process: what a killed session left goes now (dgr/leftovers.py).
+        from dgr.leftovers import owned, remove_stale
+
+        remove_stale(Path(tempfile.gettempdir()), SESSION_PREFIX)
+        config.stash[SESSION_DIR] = (
+            Path(tempfile.gettempdir()) / f"{owned(SESSION_PREFIX)}{uuid.uuid4().hex[:12]}"
+        )
         config.stash[OWNS_SESSION_DIR] = True
     if workerinput is None and config.pluginmanager.hasplugin("xdist"):
         config.pluginmanager.register(XdistController(config.stash[SESSION_DIR]), "dgr-xdist-controller")

@@ -15,7 +15,6 @@ folder on one xdist worker) is the image folder's (items.py), which these classe
 
 from __future__ import annotations
 
-import tempfile
 from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -23,6 +22,7 @@ from typing import TYPE_CHECKING
 import pytest
 
 from dgr.errors import DgrError
+from dgr.leftovers import temporary_dir
 from dgr.names import ImageName
 from pytest_dgr.items import (
     IMAGE_STATE,
@@ -185,8 +185,8 @@ class PodTemplatesItem(PodItem):
         from dgr.tester import check_templates
 
         result = self.pod_state.built_pod().app(self.app).result
-        with tempfile.TemporaryDirectory(prefix="dgr-templates-") as tmp:
-            rendered = check_templates(result, Path(tmp))
+        with temporary_dir(None, "dgr-templates-") as tmp:
+            rendered = check_templates(result, tmp)
         variants = ", ".join(rendered)
         self.add_report_section("call", "dgr", f"{self.app}: templates rendered with: {variants}")
 

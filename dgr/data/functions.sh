@@ -44,7 +44,8 @@ echo_purple() { _dgr_colour 35 "$*"; }
 # execute_files DIR: run the regular files of DIR (not recursive, dotfiles skipped) in
 # lexicographic order, each executed directly (its shebang decides), made executable if
 # needed. Stops at the first failure, names the script and its exit code on stderr, and
-# returns 1. A missing or empty DIR is fine.
+# returns 1. A missing or empty DIR is fine. With DGR_SCRIPT_TIMEOUT set (seconds), a
+# script still running after that long is killed, and said to have timed out.
 execute_files() {
   local dir="$1" file rc
   [ -d "$dir" ] || return 0
@@ -53,7 +54,15 @@ execute_files() {
     [ -x "$file" ] || chmod +x "$file" 2>/dev/null || true
     isLevelEnabled info && echo_green "Running script -> $file"
     rc=0
-    "$file" || rc=$?
+    if [ -n "${DGR_SCRIPT_TIMEOUT:-}" ]; then
+      timeout -s KILL "$DGR_SCRIPT_TIMEOUT" "$file" || rc=$?
+      if [ "$rc" -eq 137 ]; then
+        echo_red "Script timed out -> $file (after ${DGR_SCRIPT_TIMEOUT}s)" >&2
+        return 1
+      fi
+    else
+      "$file" || rc=$?
+    fi
     if [ "$rc" -ne 0 ]; then
       echo_red "Script failed -> $file (exit $rc)" >&2
       return 1

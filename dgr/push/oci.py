@@ -6,10 +6,15 @@ where `<path>` is the image name without its domain (`aci.example.com/group/app`
 skopeo speaks the distribution API, including the bearer-token dance that a registry asks
 for in `WWW-Authenticate`.
 
-- Credentials reach skopeo in a temporary auth.json (mode 0600, in a private temporary
-  folder), never in its arguments; without configured credentials, skopeo gets the
-  containers auth file that `podman login` wrote (`containers_auth_file`), and without that
-  `--dest-no-creds`, so that it picks up no other credentials of the host.
+- Credentials reach skopeo in an auth.json that exists in memory only (a memfd, read by
+  skopeo as /proc/self/fd/N), never in its arguments nor on disk: a killed dgr leaves no
+  credentials behind. Without configured credentials, skopeo gets the containers auth file
+  that `podman login` wrote (`containers_auth_file`), and without that `--dest-no-creds`,
+  so that it picks up no other credentials of the host. A configured `authFile` is checked
+  first (its entry for the registry must be base64 of `user:password`).
+- Before skopeo runs, the registry must answer `GET /v2/` within ANSWER_TIMEOUT seconds (or
+  the target's timeout, when shorter): one that accepts connections but never answers fails
+  in seconds, not after the whole push's timeout.
 - One skopeo run is one attempt, ended after the target's timeout; a network failure
   (unreachable, timed out, HTTP 5xx) is a NetworkError, which `dgr.push` tries again.
 - TLS: `--dest-tls-verify=true` unless the registry's host is opted out in `insecureOptions`
@@ -24,7 +29,9 @@ import io
 import json
 import os
 import re
-import tempfile
+import warnings
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -40,13 +47,15 @@ from dgr.push.targets import (
     Target,
     auth_file_json,
     containers_auth_file,
-    read_auth_file,
+    credentials_from_auth_file,
 )
 
 # skopeo's words for failures that another attempt may not meet: the network, HTTP 5xx.
 TRANSIENT = re.compile(
     r"connection refused|connection reset|i/o timeout|timeout|no route to host|\beof\b|\b50[0234]\b"
 )
+SERVER_ERROR = re.compile(r"(?:status code from registry|status:?) (5\d\d)(?: \(([^)]*)\))?", re.IGNORECASE)
+ANSWER_TIMEOUT = 10.0  # seconds the registry has to answer GET /v2/ before the push starts
 
 
 @dataclass(frozen=True)
@@ -140,21 +149,18 @@ def push_oci(layout: Path, name: ImageName, target: Target, config: Config) -> O
     destination = f"{repository(name, target)}:{tag(name)}"
     verify = tls_verify(target, config)
     if target.auth_file is not None:
-        read_auth_file(target.auth_file)  # a clear error before skopeo's
+        credentials_from_auth_file(target.auth_file, target.registry)  # a clear error before skopeo's
     login_file = containers_auth_file() if target.auth_file is None and target.credentials is None else None
     if login_file is not None:
         log.debug("credentials for %s: %s", target.registry, login_file)
-    with tempfile.TemporaryDirectory(prefix="dgr-push-") as tmp:  # mode 0700
-        work = Path(tmp)
-        policy = work / "policy.json"
-        policy.write_text(json.dumps(SKOPEO_POLICY))
+    check_answers(target, verify)
+    with ExitStack() as files:
+        policy = files.enter_context(memory_file("policy.json", json.dumps(SKOPEO_POLICY)))
+        digest_file = files.enter_context(memory_file("digest", ""))
         auth_file = target.auth_file or login_file
         if target.credentials is not None:
-            auth_file = work / "auth.json"
-            fd = os.open(auth_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-            with os.fdopen(fd, "w", encoding="utf-8") as out:
-                out.write(auth_file_json(target.registry, target.credentials))
-        digest_file = work / "digest"
+            text = auth_file_json(target.registry, target.credentials)
+            auth_file = files.enter_context(memory_file("auth.json", text))
         secret = target.credentials.password if target.credentials is not None else None
         log.info("Pushing %s to %s%s", name, destination, "" if verify else " (TLS not verified)")
         result = run(
@@ -172,15 +178,56 @@ def push_oci(layout: Path, name: ImageName, target: Target, config: Config) -> O
             log_file=_LogLines("  skopeo: ", secret),
             error=NetworkError,
             what=f"push to {destination}",
+            pass_fds=[int(p.name) for p in (policy, digest_file, auth_file) if p and p.parent == FD_DIR],
         )
         if result.returncode != 0:
             output = result.output
             if target.credentials is not None:  # skopeo does not print it; make sure
                 output = output.replace(target.credentials.password, "***")
             raise _skopeo_error(output, destination, target)
-        digest = digest_file.read_text().strip() if digest_file.exists() else ""
+        digest = digest_file.read_text().strip()
     log.info("Pushed %s to %s (%s)", name, destination, digest or "no digest reported")
     return OciPush(destination, digest)
+
+
+FD_DIR = Path("/proc/self/fd")
+
+
+@contextmanager
+def memory_file(name: str, text: str) -> Iterator[Path]:
+    """A file holding `text` in memory only (a memfd), as the path a child process given its
+    descriptor (run's `pass_fds`) opens it by: /proc/self/fd/N. Gone when the block ends, or
+    when every process holding it dies (a SIGKILL included): nothing on disk."""
+    fd = os.memfd_create(name, os.MFD_CLOEXEC)
+    try:
+        os.write(fd, text.encode("utf-8"))
+        yield FD_DIR / str(fd)
+    finally:
+        os.close(fd)
+
+
+def check_answers(target: Target, verify: bool) -> None:
+    """NetworkError when the registry accepts connections but does not answer `GET /v2/`
+    within ANSWER_TIMEOUT (or the target's shorter timeout). Any answer will do, even a
+    refusal or a failed TLS handshake (skopeo reports those); no credential is sent. A
+    registry opted out of TLS checks is asked over plain HTTP (skopeo falls back to it)."""
+    import requests
+
+    timeout = min(ANSWER_TIMEOUT, target.step_timeout)
+    url = f"{'https' if verify else 'http'}://{target.registry}/v2/"
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # urllib3's InsecureRequestWarning: nothing is sent
+            requests.get(url, timeout=timeout, verify=False, allow_redirects=False)
+    except requests.Timeout:
+        raise NetworkError(
+            f"push to {target.registry} failed: it accepts connections but did not answer "
+            f"within {timeout:g}s",
+            key=target.key,
+            hint="check that the registry is running and not overloaded",
+        ) from None
+    except requests.RequestException:
+        pass
 
 
 def _skopeo_error(output: str, destination: str, target: Target) -> PushError:
@@ -224,6 +271,23 @@ def _skopeo_error(output: str, destination: str, target: Target) -> PushError:
             key=where,
             details=details,
             hint=f"check username/password or authFile of {where} in config.yml, or podman login {host}",
+        )
+    if "getting username and password" in text or "error getting credentials" in text:
+        source = f"the auth file {target.auth_file}" if target.auth_file else "the containers auth file"
+        return PushError(
+            f"push to {destination} failed: cannot read the credentials for {host} from {source}",
+            key=where,
+            details=details,
+            hint=f"fix the entry for {host} (auths: base64 of user:password, or a working credHelpers)",
+        )
+    server = SERVER_ERROR.search(output)
+    if server is not None:
+        said = f"HTTP {server.group(1)}" + (f" ({server.group(2)})" if server.group(2) else "")
+        return NetworkError(
+            f"push to {destination} failed: {host} answered {said}",
+            key=where,
+            details=details,
+            hint="the registry failed: check its logs or try later",
         )
     if "no such host" in text:
         return PushError(

@@ -239,17 +239,27 @@ def credentials_from_auth_file(path: Path, host: str) -> Credentials | None:
     auths = read_auth_file(path)
     for key, entry in auths.items():
         bare = str(key).split("://", 1)[-1].rstrip("/").split("/", 1)[0].lower()
-        if bare != host.lower() or not isinstance(entry, dict):
+        if bare != host.lower():
             continue
-        if isinstance(entry.get("auth"), str):
+        if not isinstance(entry, dict):
+            raise PushError(
+                f'the auth entry for {host} must be a mapping such as {{"auth": "..."}}',
+                path=path,
+                key=f"auths.{key}",
+            )
+        if isinstance(entry.get("auth"), str) and entry["auth"]:
             try:
                 user, sep, password = base64.b64decode(entry["auth"], validate=True).decode().partition(":")
             except (binascii.Error, UnicodeDecodeError):
+                user, sep, password = "", "", ""
+            if not (sep and user):
                 raise PushError(
-                    f"the auth entry for {host} is not base64 of user:password", path=path
-                ) from None
-            if sep and user:
-                return Credentials(user, password)
+                    f"the auth entry for {host} is not base64 of user:password",
+                    path=path,
+                    key=f"auths.{key}.auth",
+                    hint="write it as `podman login` does, or give username/password in config.yml",
+                )
+            return Credentials(user, password)
         if isinstance(entry.get("username"), str) and isinstance(entry.get("password"), str):
             return Credentials(entry["username"], entry["password"])
     return None

@@ -240,8 +240,8 @@ def test_mount_points_bind_host_folders(dgr, tmp_path: Path, monkeypatch, capsys
         {
             "aci-manifest.yml": (
                 "name: example.com/aci-mounts:1\n"
-                "builder: {mountPoints: [{from: ~/.m2, to: /root/.m2}]}\n"
-                "build: {mountPoints: [{from: cache, to: /var/cache/apt}]}\n"
+                "builder: {mountPoints: [{from: ~/.m2, to: /root/.m2, optional: true}]}\n"
+                "build: {mountPoints: [{from: cache, to: /var/cache/apt, optional: true}]}\n"
             ),
             "runlevels/builder/10.m2.sh": "#!/bin/sh\necho from-builder > /root/.m2/artifact\n",
             "runlevels/build/10.cache.sh": "#!/dgr/bin/busybox sh\necho from-build > /var/cache/apt/pkg\n",

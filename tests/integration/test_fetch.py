@@ -186,6 +186,7 @@ def make_config(
     insecure: bool = True,
     keyring: Path | None = None,
     newer_check: bool = True,
+    unsigned: bool = True,
 ) -> Config:
     home = tmp_path / "home"
     home.mkdir(exist_ok=True)
@@ -200,6 +201,8 @@ def make_config(
     }
     if insecure:
         data["insecureOptions"] = ["http:127.0.0.1"]
+    if unsigned:
+        data.setdefault("insecureOptions", []).append("image:127.0.0.1")
     if keyring is not None:
         data["sign"] = [{"domains": ["example.test"], "keyring": str(keyring)}]
     (home / "config.yml").write_text(json.dumps(data))
@@ -305,6 +308,20 @@ def test_dependencies_of_a_fetched_image_are_fetched_and_their_pinned_id_checked
     ]
 
 
+def test_unsigned_image_is_refused_unless_its_host_is_opted_in(tmp_path: Path, server: Server) -> None:
+    server.discovery_page("/")
+    publish(server, "example.test/app", "1.0.0", make_aci("example.test/app", "1.0.0"))
+    config = make_config(tmp_path, server, unsigned=False)
+    with pytest.raises(FetchError, match="cannot be verified: no keyring for example.test") as err:
+        fetch_image(ImageName("example.test/app", "1.0.0"), config)
+    assert f"image:{server.address}" in (err.value.hint or "")
+    assert nothing_stored(config)
+    opted_in = make_config(tmp_path, server)  # image:127.0.0.1
+    assert (
+        str(fetch_image(ImageName("example.test/app", "1.0.0"), opted_in).name) == "example.test/app:1.0.0"
+    )
+
+
 def test_bad_signature_is_refused_and_nothing_stored(tmp_path: Path, server: Server, gpg: Gpg) -> None:
     server.discovery_page("/")
     aci = make_aci("example.test/app", "1.0.0")
@@ -344,7 +361,7 @@ def test_a_download_that_is_not_an_aci_is_refused(tmp_path: Path, server: Server
     publish(server, "example.test/app", "1.0.0", b"<html>not found, but 200</html>")
     config = make_config(tmp_path, server)
 
-    with pytest.raises(FetchError, match="the downloaded image is not a valid ACI"):
+    with pytest.raises(FetchError, match="is not a valid ACI"):
         fetch_image(ImageName("example.test/app", "1.0.0"), config)
     assert nothing_stored(config)
 

@@ -50,7 +50,8 @@ def start_slow_build(tmp_path: Path, cache_dir: Path) -> tuple[subprocess.Popen[
     script.parent.mkdir(parents=True)
     # The project is read-only in the sandbox: the script signals through a mount point.
     (project / "aci-manifest.yml").write_text(
-        "name: example.com/aci-slow:1\nbuild:\n  mountPoints: [{from: signal, to: /signal}]\n"
+        "name: example.com/aci-slow:1\n"
+        "build:\n  mountPoints: [{from: signal, to: /signal, optional: true}]\n"
     )
     script.write_text(f"#!/dgr/bin/busybox sh\ntouch /signal/started\n/dgr/bin/busybox sleep {MARK}\n")
     home = tmp_path / "home"

@@ -380,7 +380,7 @@ class FlakyProxy:
 def test_a_push_is_tried_again_after_a_network_failure(
     tmp_path: Path, cache_dir: Path, registry: Registry, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    proxy = FlakyProxy(registry.host, failures=1)
+    proxy = FlakyProxy(registry.host, failures=2)  # the first: the answer check before skopeo runs
     try:
         proj = project(tmp_path)
         target = f"push:\n  - type: oci\n    registry: {proxy.host}\n    namespace: test\n    retries: 1\n"
@@ -425,7 +425,6 @@ def test_a_push_that_times_out_is_one_clear_error(
         assert main(["-H", str(cfg), "-W", str(proj), "push"]) == 1
         assert time.monotonic() - started < 30
         err = capsys.readouterr().err
-        said = "timed out after 1s" if kind == "oci" else "did not answer within 1s"
-        assert f"{said} (after 2 attempts)" in err and "Traceback" not in err
+        assert "did not answer within 1s (after 2 attempts)" in err and "Traceback" not in err
     finally:
         silent.close()

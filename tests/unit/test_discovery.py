@@ -100,8 +100,8 @@ def test_host_policy_per_host_and_port(tmp_path: Path) -> None:
 
 
 def test_unknown_insecure_option_is_an_error(tmp_path: Path) -> None:
-    with pytest.raises(DgrError, match="unknown insecure option 'image:x'"):
-        host_policy(config(tmp_path, ("image:x",)))
+    with pytest.raises(DgrError, match="unknown insecure option 'signature:x'"):
+        host_policy(config(tmp_path, ("signature:x",)))
 
 
 def test_discovery_urls_https_first_http_only_when_insecure() -> None:

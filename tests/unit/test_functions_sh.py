@@ -16,10 +16,12 @@ BUSYBOX = shutil.which("busybox")
 pytestmark = pytest.mark.skipif(BUSYBOX is None, reason="busybox missing (apt-get install busybox-static)")
 
 
-def shell(script: str, *, log_level: str | None = None) -> subprocess.CompletedProcess[str]:
+def shell(
+    script: str, *, log_level: str | None = None, extra: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
     """Run `script` in busybox sh after sourcing functions.sh, with a minimal environment."""
     assert BUSYBOX is not None
-    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin")}
+    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), **(extra or {})}
     if log_level is not None:
         env["LOG_LEVEL"] = log_level
     return subprocess.run(
@@ -91,6 +93,20 @@ def test_execute_files_stops_at_first_failure_and_names_it(tmp_path: Path) -> No
     assert "status=1" in result.stdout
     assert log.read_text().split() == ["ok"]
     assert f"Script failed -> {failing} (exit 3)" in result.stderr
+
+
+def test_execute_files_kills_a_script_that_outlives_its_timeout(tmp_path: Path) -> None:
+    log = tmp_path / "log"
+    scripts = tmp_path / "scripts"
+    add_script(scripts, "10-quick", recorder(log, "quick"))
+    add_script(scripts, "20-hang", f"exec {BUSYBOX} sleep 600")  # a child would hold the pipes open
+    add_script(scripts, "30-never", recorder(log, "never"))
+
+    result = shell(f'execute_files "{scripts}"', extra={"DGR_SCRIPT_TIMEOUT": "1"})
+
+    assert result.returncode == 1
+    assert f"Script timed out -> {scripts}/20-hang (after 1s)" in result.stderr
+    assert log.read_text().split() == ["quick"]
 
 
 @pytest.mark.parametrize("name", ["missing", "empty"])

@@ -114,6 +114,14 @@ def test_version_depending_on_missing_attribute_is_dropped(tmp_path: Path) -> No
         ("name: a.com/x\nbuild: {mountPoints: [{from: a}]}", "needs both"),
         ("name: a.com/x\naci: {dependencies: [Bad/Name]}", "invalid image name"),
         ("name: a.com/x\naci: {app: {supplementaryGIDs: [x]}}", "must be an integer"),
+        ("name: 5", "name must be a string, not a number"),
+        ("name: a.com/x\naci: {dependencies: [5]}", r"aci.dependencies\[0\] must be a string"),
+        ("name: a.com/x\nbuilder: {image: true}", "builder.image must be a string, not a boolean"),
+        ("name: a.com/x\naci: {dependencies: [a.com/x]}", "dependency cycle: a.com/x depends on itself"),
+        ("name: a.com/x:1\nbuilder: {dependencies: [a.com/x:1]}", "depends on itself"),
+        ("name: a.com/x\nbuild: {mountPoints: [{from: a, to: /a, optional: 1}]}", "must be true or false"),
+        ("name: a.com/x\nbuild: {timeout: 0}", "build.timeout must be a positive number"),
+        ("name: a.com/x\nbuild: {scriptTimeout: soon}", "build.scriptTimeout must be a positive number"),
     ],
 )
 def test_invalid_values(text: str, message: str) -> None:
@@ -203,3 +211,22 @@ def test_name_depending_on_build_attributes_is_an_error(tmp_path: Path) -> None:
     with pytest.raises(ManifestError, match="the image name depends on an attribute") as err:
         load_manifest(tmp_path)
     assert err.value.key == "name"
+
+
+def test_another_version_of_itself_may_be_a_dependency() -> None:
+    m = parse_manifest("name: a.com/x:2\naci: {dependencies: [a.com/x:1]}", Path("aci-manifest.yml"))
+    assert [str(d) for d in m.aci.dependencies] == ["a.com/x:1"]
+
+
+def test_mount_points_and_timeouts() -> None:
+    text = (
+        "name: a.com/x\nbuild:\n  timeout: 600\n  scriptTimeout: 60\n"
+        "  mountPoints:\n    - {from: cache, to: /c, optional: true}\n    - {from: src, to: /s}\n"
+    )
+    m = parse_manifest(text, Path("aci-manifest.yml"))
+    assert (m.build_timeout, m.script_timeout) == (600.0, 60.0)
+    optional, required = m.build_mount_points
+    assert optional.optional and not required.optional
+    assert (required.key, required.line) == ("build.mountPoints[1].from", 7)
+    # timeouts and locations are not inputs of the image: not in the build key's repr
+    assert "600" not in repr(m) and "line" not in repr(optional)

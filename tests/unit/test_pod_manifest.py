@@ -81,6 +81,8 @@ def test_full_pod() -> None:
             5,
         ),
         ("name: example.com/p\npods: {}\n", "pods", 2),
+        ("name: 5\npod: {apps: [{dependencies: [example.com/a]}]}\n", "name", 1),
+        ("name: example.com/p\npod:\n  apps:\n    - dependencies: [7]\n", "pod.apps[0].dependencies[0]", 4),
         (
             "name: example.com/p\npod:\n  apps:\n    - dependencies: [example.com/a]\n      app:\n"
             "        workingDir: /x\n",

@@ -62,6 +62,7 @@ def test_ordinary_user_outside_the_namespace_is_a_clear_error(monkeypatch: pytes
     userns.current.cache_clear()
     monkeypatch.setattr(userns.os, "geteuid", lambda: 1000)
     monkeypatch.delenv(userns.IN_NAMESPACE_ENV, raising=False)
+    monkeypatch.setattr(userns, "_ranges", lambda uid: (SubRange(200000, 65536), SubRange(200000, 65536)))
     try:
         with pytest.raises(ToolError, match="not in its user namespace"):
             userns.current()
