@@ -672,6 +672,7 @@ TARGET_TEMPORARIES = (
     ".manifest.json.",
     ".version.",
     ".image.id.",
+    ".builder-attributes.json.",
     ".build.json.",
     ".cp-",
     ".load-",
