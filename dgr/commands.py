@@ -11,16 +11,17 @@ import json
 import os
 import signal
 import sys
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager, redirect_stdout
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from dgr.build import BuildOptions, BuildResult
 from dgr.config import load_config
-from dgr.errors import DgrError, UsageError
+from dgr.errors import DgrError, UsageError, host_errors
 from dgr.log import level_name, log, parse_level
 from dgr.manifest import detect_project
+from dgr.parser import NO_JSON, build_parser
 
 if TYPE_CHECKING:
     from pytest import CollectReport, TestReport
@@ -124,7 +125,6 @@ GLOBAL_ARGS = (
 def clean(args: argparse.Namespace) -> int:
     """`dgr clean [COMMAND]`: remove the target, then run COMMAND with its default options."""
     from dgr.build import clean as clean_target
-    from dgr.cli import build_parser, program
 
     if (pod := pod_folder(args)) is not None:
         from dgr.pod import clean_pod
@@ -579,8 +579,37 @@ def kube(args: argparse.Namespace) -> int:
 
 def completion(args: argparse.Namespace) -> int:
     """`dgr completion bash|zsh`: the completion script, made from the parser itself."""
-    from dgr.cli import build_parser
     from dgr.completion import completion_script
 
     print(completion_script(build_parser(), args.shell), end="")
     return 0
+
+
+def program(args: argparse.Namespace) -> int:
+    """Run the command of `args`; raises DgrError on failure."""
+    handlers: dict[str, Callable[[argparse.Namespace], int]] = {
+        "init": init,
+        "build": build,
+        "clean": clean,
+        "try": try_,
+        "test": test,
+        "install": install,
+        "export": export,
+        "push": push,
+        "run": run,
+        "version": version,
+        "graph": graph,
+        "kube": kube,
+        "sign": sign,
+        "config": config,
+        "aci-version": aci_version,
+        "cp": cp,
+        "store": store,
+        "completion": completion,
+    }
+    if args.json and args.command in NO_JSON:
+        raise UsageError(f"dgr {args.command} has no --json: {NO_JSON[args.command]}")
+    if args.json and (getattr(args, "shell_on_failure", False) or getattr(args, "shell_after", None)):
+        raise UsageError("--json does not go with a debugging shell (its output is on stdout)")
+    with host_errors(f"dgr {args.command}"):  # disk full, read-only... as one message
+        return handlers[args.command](args)

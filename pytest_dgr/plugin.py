@@ -111,10 +111,10 @@ def settings(config: pytest.Config) -> Settings:
     if found is not None:
         return found
     from dgr.build import BuildOptions
-    from dgr.cli import parse_set_env
     from dgr.config import load_config
     from dgr.errors import DgrError
     from dgr.log import parse_level
+    from dgr.parser import parse_set_env
     from dgr.tester import TesterOptions
     from pytest_dgr.builds import SessionBuilds
 

@@ -13,9 +13,10 @@ from pathlib import Path
 import pytest
 
 import dgr
-from dgr.cli import main, parse_set_env
+from dgr.cli import main
 from dgr.errors import UsageError
 from dgr.log import use_color
+from dgr.parser import parse_set_env
 
 
 def test_set_env_flag_wins_over_dgr_env() -> None:
