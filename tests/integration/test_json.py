@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from dgr.cli import main
+from tests.support.files import write_tree
 
 pytestmark = pytest.mark.integration
 
@@ -16,17 +17,9 @@ SH = "#!/dgr/bin/busybox sh\n"
 PASSED = 3  # the build and templates items, and the bats test "passes"
 
 
-def write(root: Path, files: dict[str, str]) -> Path:
-    for rel, text in files.items():
-        path = root / rel
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(text)
-    return root
-
-
 @pytest.fixture
 def image(tmp_path: Path) -> Path:
-    return write(
+    return write_tree(
         tmp_path / "aci-json",
         {
             "aci-manifest.yml": "name: example.com/aci-json:1.2\n",
@@ -69,7 +62,7 @@ def test_build_prints_the_record_that_build_json_holds(
 def test_a_failed_rebuild_keeps_the_record_of_the_kept_image(image: Path, dgr_home: Path) -> None:
     assert main(["-H", str(dgr_home), "-W", str(image), "build"]) == 0
     before = (image / "target/build.json").read_text()
-    write(image, {"runlevels/build/10.fail.sh": SH + "exit 1\n"})
+    write_tree(image, {"runlevels/build/10.fail.sh": SH + "exit 1\n"})
     assert main(["-H", str(dgr_home), "-W", str(image), "build"]) == 1
     # the previous outputs stay (docs/build.md, "After a failed build"), and so does their record
     assert (image / "target/build.json").read_text() == before
@@ -109,7 +102,7 @@ def test_clean_then_build_prints_one_document(
 
 
 def test_pod_build_and_kube(tmp_path: Path, dgr_home: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    write(
+    write_tree(
         tmp_path,
         {
             "aci-base/aci-manifest.yml": "name: example.com/aci-base:1\n",

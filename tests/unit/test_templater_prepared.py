@@ -24,6 +24,7 @@ from dgr import attributes
 from dgr.templater import prepared
 from dgr.templater.__main__ import main
 from dgr.templater.prepared import FILE_NAME, prepare, prepared_outputs, run_prepared, write_prepared
+from tests.support.files import write_tree
 
 REPO = Path(__file__).resolve().parents[2]
 SITE_PACKAGES = Path(jinja2.__file__).parent.parent  # for a Python started without site
@@ -63,14 +64,6 @@ RICH = {
 }
 
 
-def make(root: Path, files: dict[str, str]) -> Path:
-    for relative, text in files.items():
-        path = root / relative
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(text)
-    return root
-
-
 def tree(root: Path) -> dict[str, tuple[int, bytes]]:
     """Every file under root: mode and content."""
     return {
@@ -101,7 +94,7 @@ def compare(
 ) -> tuple[tuple[int, str, dict[str, tuple[int, bytes]]], bool]:
     """Run the templater on `files` rendering, then prepared; both results must be equal.
     Returns the result and whether the prepared run applied."""
-    project = make(tmp_path / "p", files)
+    project = write_tree(tmp_path / "p", files)
     rendered = _run(tmp_path, project, "rendered", args, capsys)
     reason = write_prepared(project, project)
     applied = prepared_outputs(str(project), str(tmp_path / "probe"), dict(os.environ)) is not None
@@ -149,7 +142,7 @@ def test_the_prepared_outputs_are_what_is_written(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     # Doctor the stored content: what gets written shows which way the run went.
-    project = make(tmp_path / "p", INIT)
+    project = write_tree(tmp_path / "p", INIT)
     data, reason = prepare(str(project))
     assert reason is None
     loaded = marshal.loads(data)
@@ -168,9 +161,9 @@ def test_write_errors_are_the_same(tmp_path: Path, capsys: pytest.CaptureFixture
     assert applied
     assert code == 1 and "checkCmd `exit 3` failed (exit 3)" in err
     blocked = {**INIT, "templates/etc/sub/x.tmpl": "x"}
-    project = make(tmp_path / "q", blocked)
+    project = write_tree(tmp_path / "q", blocked)
     assert write_prepared(project, project) is None
-    out = make(tmp_path / "blocked", {"etc/sub": "a file where a folder should be"})
+    out = write_tree(tmp_path / "blocked", {"etc/sub": "a file where a folder should be"})
     errors = []
     for _ in ("prepared", "rendered"):
         assert main(["-t", str(out), str(project)]) == 1
@@ -187,7 +180,7 @@ def test_write_errors_are_the_same(tmp_path: Path, capsys: pytest.CaptureFixture
 
 def changed_outputs(tmp_path: Path, change: object) -> str:
     """Prepare INIT, apply `change` to the project, run; return /etc/templated."""
-    project = make(tmp_path / "p", INIT)
+    project = write_tree(tmp_path / "p", INIT)
     write_prepared(project, project)
     assert callable(change)
     change(project)
@@ -199,7 +192,7 @@ def changed_outputs(tmp_path: Path, change: object) -> str:
 def test_an_attribute_file_added_at_start_is_merged(tmp_path: Path) -> None:
     def configmap(project: Path) -> None:  # as Kubernetes mounts a ConfigMap
         mount = project / "attributes/config"
-        make(mount, {"..2024_01_01/x.yml": "override:\n  dummy: configmap\n"})
+        write_tree(mount, {"..2024_01_01/x.yml": "override:\n  dummy: configmap\n"})
         (mount / "..data").symlink_to("..2024_01_01")
         (mount / "x.yml").symlink_to("..data/x.yml")
 
@@ -208,17 +201,17 @@ def test_an_attribute_file_added_at_start_is_merged(tmp_path: Path) -> None:
 
 def test_a_prestart_attribute_file_is_merged(tmp_path: Path) -> None:
     def early(project: Path) -> None:
-        make(project, {"attributes/example.com_app/prestart.yml": "override:\n  dummy: early\n"})
+        write_tree(project, {"attributes/example.com_app/prestart.yml": "override:\n  dummy: early\n"})
 
     assert changed_outputs(tmp_path, early) == "Hello early\n"
 
 
 def test_a_changed_attribute_or_template_is_rendered(tmp_path: Path) -> None:
     def attribute(project: Path) -> None:
-        make(project, {"attributes/example.com_app/attributes.yml": "default:\n  dummy: changed\n"})
+        write_tree(project, {"attributes/example.com_app/attributes.yml": "default:\n  dummy: changed\n"})
 
     def template(project: Path) -> None:
-        make(
+        write_tree(
             project,
             {"templates/header.partial": "changed\n", "templates/etc/templated.tmpl": "Bye {{ dummy }}\n"},
         )
@@ -228,7 +221,7 @@ def test_a_changed_attribute_or_template_is_rendered(tmp_path: Path) -> None:
 
 
 def test_a_changed_mode_is_not_prepared_output(tmp_path: Path) -> None:
-    project = make(tmp_path / "p", {**INIT, "templates/etc/templated.tmpl.cfg": ""})
+    project = write_tree(tmp_path / "p", {**INIT, "templates/etc/templated.tmpl.cfg": ""})
     write_prepared(project, project)
     os.chmod(project / "templates/etc/templated.tmpl", 0o700)
     assert prepared_outputs(str(project), str(tmp_path), {}) is None
@@ -248,7 +241,7 @@ def test_a_changed_mode_is_not_prepared_output(tmp_path: Path) -> None:
 def test_an_override_is_merged(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, env: dict[str, str], option: list[str]
 ) -> None:
-    project = make(tmp_path / "p", INIT)
+    project = write_tree(tmp_path / "p", INIT)
     write_prepared(project, project)
     for name, value in env.items():
         monkeypatch.setenv(name, value)
@@ -272,7 +265,7 @@ def test_override_variable_default_is_the_attributes_one() -> None:
     ids=["identity", "python", "format", "not-prepared", "garbage"],
 )
 def test_a_foreign_file_is_ignored(tmp_path: Path, spoil: object) -> None:
-    project = make(tmp_path / "p", INIT)
+    project = write_tree(tmp_path / "p", INIT)
     data = marshal.loads(prepare(str(project))[0])
     assert callable(spoil)
     (project / FILE_NAME).write_bytes(marshal.dumps(spoil(data), 2))
@@ -282,7 +275,7 @@ def test_a_foreign_file_is_ignored(tmp_path: Path, spoil: object) -> None:
 
 
 def test_identity_comes_from_the_bundle(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    project = make(tmp_path / "p", INIT)
+    project = write_tree(tmp_path / "p", INIT)
     write_prepared(project, project, identity="bundle-1")
     assert prepared.identity() is None  # no identity file outside a bundle
     assert prepared_outputs(str(project), str(tmp_path), {}) is None
@@ -294,7 +287,7 @@ def test_identity_comes_from_the_bundle(tmp_path: Path, monkeypatch: pytest.Monk
 def test_paths_not_written_as_pathlib_would_render(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, directory: str
 ) -> None:
-    make(tmp_path / "p", INIT)
+    write_tree(tmp_path / "p", INIT)
     write_prepared(tmp_path / "p", tmp_path / "p")
     monkeypatch.chdir(tmp_path)
     assert prepared_outputs("p", "out", {}) is not None
@@ -303,7 +296,7 @@ def test_paths_not_written_as_pathlib_would_render(
 
 
 def test_run_prepared_without_file_writes_nothing(tmp_path: Path) -> None:
-    project = make(tmp_path / "p", INIT)
+    project = write_tree(tmp_path / "p", INIT)
     assert run_prepared(str(project), str(tmp_path / "out"), {}) is None
     assert not (tmp_path / "out").exists()
 
@@ -335,29 +328,29 @@ def test_run_prepared_without_file_writes_nothing(tmp_path: Path) -> None:
     ],
 )
 def test_what_depends_on_the_start_is_not_prepared(tmp_path: Path, files: dict[str, str], why: str) -> None:
-    project = make(tmp_path / "p", {**INIT, **files})
+    project = write_tree(tmp_path / "p", {**INIT, **files})
     reason = write_prepared(project, project)
     assert reason is not None and why in reason
     assert prepared_outputs(str(project), str(tmp_path), {}) is None
 
 
 def test_a_template_that_is_not_used_may_say_anything(tmp_path: Path) -> None:
-    project = make(tmp_path / "p", {**INIT, "templates/unused.partial": "{{ now() }} {% broken"})
+    project = write_tree(tmp_path / "p", {**INIT, "templates/unused.partial": "{{ now() }} {% broken"})
     assert write_prepared(project, project) is None
 
 
 def test_symlinks_are_read_at_every_start(tmp_path: Path) -> None:
-    project = make(tmp_path / "p", INIT)
+    project = write_tree(tmp_path / "p", INIT)
     (project / "templates/link.tmpl").symlink_to("etc/templated.tmpl")
     assert write_prepared(project, project) == "a symlink or special file under attributes/ or templates/"
     assert prepared_outputs(str(project), str(tmp_path), {}) is None
 
 
 def test_not_prepared_file_still_written_and_deterministic(tmp_path: Path) -> None:
-    project = make(tmp_path / "p", {**INIT, "templates/t.tmpl": "{{ now() }}"})
+    project = write_tree(tmp_path / "p", {**INIT, "templates/t.tmpl": "{{ now() }}"})
     assert write_prepared(project, project) is not None
     assert marshal.loads((project / FILE_NAME).read_bytes())["outputs"] is None
-    good = make(tmp_path / "g", RICH)
+    good = write_tree(tmp_path / "g", RICH)
     first = prepare(str(good))[0]
     assert prepare(str(good))[0] == first
     # in another process (other hash seed, other interned strings): the same bytes
@@ -372,7 +365,7 @@ def test_not_prepared_file_still_written_and_deterministic(tmp_path: Path) -> No
 
 
 def test_no_templates_folder(tmp_path: Path) -> None:
-    project = make(tmp_path / "p", {"attributes/a.yml": "default: {a: 1}\n"})
+    project = write_tree(tmp_path / "p", {"attributes/a.yml": "default: {a: 1}\n"})
     assert write_prepared(project, project) is None
     assert run_prepared(str(project), str(tmp_path / "out"), {}) == []
 
@@ -381,7 +374,7 @@ def test_no_templates_folder(tmp_path: Path) -> None:
 
 
 def test_a_prepared_run_imports_no_jinja_yaml_pathlib_or_typing(tmp_path: Path) -> None:
-    project = make(tmp_path / "p", INIT)
+    project = write_tree(tmp_path / "p", INIT)
     write_prepared(project, project)
     loaded = loaded_modules(tmp_path, project, {})
     assert "dgr.templater.prepared" in loaded
@@ -390,7 +383,7 @@ def test_a_prepared_run_imports_no_jinja_yaml_pathlib_or_typing(tmp_path: Path) 
 
 
 def test_prepared_file_is_marshal_of_plain_data(tmp_path: Path) -> None:
-    project = make(tmp_path / "p", INIT)
+    project = write_tree(tmp_path / "p", INIT)
     data = marshal.loads(prepare(str(project), identity="x")[0])
     assert data["identity"] == "x" and data["python"] == sys.version
     assert data["outputs"] == [
@@ -426,7 +419,7 @@ def test_rendering_at_start_uses_the_compiled_code(tmp_path: Path, monkeypatch: 
         "attributes/example.com_app/attributes.yml": "default:\n  base: world\n  dummy: '{{ base }}!'\n",
         "templates/etc/templated.tmpl": "Hello {{ dummy }} {{ getenv('WHO') }}\n",  # not prepared
     }
-    project = make(tmp_path / "p", files)
+    project = write_tree(tmp_path / "p", files)
     monkeypatch.setenv("WHO", "you")
     assert "uses getenv" in (write_prepared(project, project) or "")
     assert main(["-t", str(tmp_path / "plain"), str(project)]) == 0
@@ -435,13 +428,13 @@ def test_rendering_at_start_uses_the_compiled_code(tmp_path: Path, monkeypatch: 
     assert main(["-t", str(tmp_path / "out"), str(project)]) == 0
     assert (tmp_path / "out/etc/templated").read_text() == "compiled world?\n"
     # a changed source compiles at start
-    make(project, {"templates/etc/templated.tmpl": "Changed {{ dummy }}\n"})
+    write_tree(project, {"templates/etc/templated.tmpl": "Changed {{ dummy }}\n"})
     assert main(["-t", str(tmp_path / "changed"), str(project)]) == 0
     assert (tmp_path / "changed/etc/templated").read_text() == "Changed world?\n"
 
 
 def test_compiled_code_is_used_only_for_its_file(tmp_path: Path) -> None:
-    project = make(tmp_path / "p", INIT)
+    project = write_tree(tmp_path / "p", INIT)
     write_prepared(project, project, directory_at_start="/dgr")
     doctored(project, "compiled\n", "x")
     (project / "attributes/extra.yml").write_text("default:\n  other: 1\n")  # not the prepared run
@@ -454,7 +447,7 @@ def test_a_template_error_is_the_same_with_compiled_code(
 ) -> None:
     files = {**INIT, "templates/etc/templated.tmpl": "{% import 'm.partial' as m %}\n{{ m.f() }}\n"}
     files["templates/m.partial"] = "{% macro f() %}\n{{ missing.value }}\n{% endmacro %}\n"
-    project = make(tmp_path / "p", files)
+    project = write_tree(tmp_path / "p", files)
     assert main(["-t", str(tmp_path / "out"), str(project)]) == 1
     rendered = capsys.readouterr().err
     write_prepared(project, project)
@@ -513,7 +506,7 @@ def test_a_start_that_renders_parses_yaml_only_for_what_is_new(tmp_path: Path) -
         **INIT,
         "attributes/example.com_app/attributes.yml": "default:\n  base: world\n  dummy: '{{ base }}'\n",
     }
-    project = make(tmp_path / "p", files)
+    project = write_tree(tmp_path / "p", files)
     assert write_prepared(project, project) is None
     loaded = loaded_modules(tmp_path, project, {"TEMPLATER_OVERRIDE": '{"other": 1}'})
     assert "jinja2" in loaded and "yaml" not in loaded
@@ -523,7 +516,7 @@ def test_a_start_that_renders_parses_yaml_only_for_what_is_new(tmp_path: Path) -
     assert "yaml" in loaded
     assert (tmp_path / "out/etc/templated").read_text() == "Hello [1, 2]\n"
     # a file written at start (prestart-early, ConfigMap): parsed with PyYAML
-    make(project, {"attributes/example.com_app/early.yml": "override:\n  base: early\n"})
+    write_tree(project, {"attributes/example.com_app/early.yml": "override:\n  base: early\n"})
     assert "yaml" in loaded_modules(tmp_path, project, {})
     assert (tmp_path / "out/etc/templated").read_text() == "Hello early\n"
 
@@ -533,7 +526,7 @@ def test_documents_with_aliases_are_parsed_at_start(tmp_path: Path) -> None:
         **INIT,
         "attributes/example.com_app/attributes.yml": "default:\n  a: &x {k: v}\n  b: *x\n  dummy: d\n",
     }
-    project = make(tmp_path / "p", files)
+    project = write_tree(tmp_path / "p", files)
     write_prepared(project, project)
     with open(project / FILE_NAME, "rb") as file:
         marshal.load(file)
@@ -550,7 +543,7 @@ def test_documents_with_aliases_are_parsed_at_start(tmp_path: Path) -> None:
 def test_the_bundle_entry_point_flushes_and_exits_with_the_status(
     tmp_path: Path, template: str, code: int, err: str
 ) -> None:
-    project = make(tmp_path / "p", {**INIT, "templates/etc/templated.tmpl": template})
+    project = write_tree(tmp_path / "p", {**INIT, "templates/etc/templated.tmpl": template})
     out = tmp_path / "out"
     entry = "from dgr.templater.__main__ import main_in_image; main_in_image()"
     result = subprocess.run(
