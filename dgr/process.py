@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
-from dgr.errors import DgrError, ToolError
+from dgr.errors import DgrError, ToolError, host_error
 from dgr.log import TRACE, log
 
 TAIL_LINES = 40
@@ -70,15 +70,23 @@ def die_with_parent() -> Callable[[], None]:
     return arm
 
 
-def _pump(stream: IO[bytes], sinks: list[IO[str]], keep: deque[str], full: list[str] | None) -> None:
+def _pump(
+    stream: IO[bytes], sinks: list[IO[str]], keep: deque[str], full: list[str] | None, failed: list[OSError]
+) -> None:
+    """Read the output to its end; a sink that fails (a log on a full disk) is dropped and its
+    error kept in `failed` for `run` to report: the process is still drained."""
     for raw in iter(stream.readline, b""):
         line = raw.decode("utf-8", "replace")
         keep.append(line)
         if full is not None:
             full.append(line)
-        for sink in sinks:
-            sink.write(line)
-            sink.flush()
+        for sink in list(sinks):
+            try:
+                sink.write(line)
+                sink.flush()
+            except OSError as exc:
+                failed.append(exc)
+                sinks.remove(sink)
     stream.close()
 
 
@@ -130,7 +138,8 @@ def run(
     keep: deque[str] = deque(maxlen=TAIL_LINES * 4)
     full: list[str] | None = [] if keep_output else None
     assert proc.stdout is not None
-    pump = threading.Thread(target=_pump, args=(proc.stdout, sinks, keep, full), daemon=True)
+    failed: list[OSError] = []
+    pump = threading.Thread(target=_pump, args=(proc.stdout, sinks, keep, full, failed), daemon=True)
     pump.start()
     try:
         if stdin is not None:
@@ -151,6 +160,9 @@ def run(
     # What it left running (a helper that outlived its parent) would hold the output open.
     kill_group(proc)
     pump.join()
+    if failed:
+        doing = f"writing the output of {what or argv[0]}"
+        raise host_error(failed[0], doing) or ToolError(f"{doing}: {failed[0]}")
     output = "".join(full) if full is not None else "".join(keep)
     result = Result(argv, proc.returncode, output)
     if check and proc.returncode != 0:
