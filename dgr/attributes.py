@@ -11,19 +11,19 @@ File order inside an image comes from ``/dgr/attributes/.dgr-order`` (written by
 see :func:`write_order_file`), so which layer wins never depends on how images are named.
 
 Imported at every container start that renders: stdlib only; PyYAML is loaded only for a
-document the build has not parsed already (see KNOWN_DOCUMENTS), Jinja2 only when an
+document the build has not parsed already (see dgr.templater.yamlio), Jinja2 only when an
 attribute value is a template.
 """
 
 from __future__ import annotations
 
-import functools
 import os
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from dgr.errors import AttributesError
+from dgr.templater.yamlio import parse_yaml
 
 ORDER_FILE = ".dgr-order"
 """Name of the file, at the top of an attributes folder, that lists files in precedence order."""
@@ -35,86 +35,6 @@ ATTRIBUTE_SUFFIXES = (".yml", ".yaml")
 _TEMPLATE_MARKERS = ("{{", "{%")
 
 Tree = dict[str, Any]
-
-KNOWN_DOCUMENTS: dict[str, bytes] = {}
-"""YAML documents parsed at build time: text → marshal of :func:`parse_yaml`'s value. Filled
-by the templater at container start from its prepared file (dgr.templater.prepared), so that
-PyYAML is imported only for a document it has not seen (an attribute file written at start,
-a ConfigMap); empty anywhere else."""
-
-
-# --- YAML ------------------------------------------------------------------------------------------
-
-
-@functools.cache
-def yaml_loader() -> Any:
-    """The attribute files' YAML loader: safe YAML 1.1 with three changes that suit
-    configuration values (built on first use: PyYAML is imported only when needed).
-
-    * Map keys are always strings, taken as written (``80:`` is "80", ``on:`` is "on"), so a
-      YAML key and the same key in a JSON override merge, and templates can name them.
-    * Dates stay strings (as in the original tool): ``2024-01-01`` prints as written.
-    * ``10:20`` is a string, not the base-60 number 620.
-    """
-    import re
-
-    import yaml
-
-    class Loader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):  # type: ignore[misc]
-        def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[str, Any]:
-            self.flatten_mapping(node)  # honours "<<: *anchor" merge keys
-            mapping: dict[str, Any] = {}
-            for key_node, value_node in node.value:
-                if not isinstance(key_node, yaml.ScalarNode):
-                    raise yaml.constructor.ConstructorError(
-                        None, None, "map keys must be plain strings or numbers", key_node.start_mark
-                    )
-                mapping[key_node.value] = self.construct_object(value_node, deep=deep)
-            return mapping
-
-    Loader.add_constructor(
-        "tag:yaml.org,2002:map", lambda loader, node: loader.construct_mapping(node, deep=True)
-    )
-    Loader.yaml_implicit_resolvers = {
-        first: [(tag, regexp) for tag, regexp in resolvers if tag != "tag:yaml.org,2002:timestamp"]
-        for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
-    }
-    for tag in ("tag:yaml.org,2002:int", "tag:yaml.org,2002:float"):
-        # Re-register numbers without the YAML 1.1 base-60 forms ("10:20" → 620).
-        for first in list(Loader.yaml_implicit_resolvers):
-            Loader.yaml_implicit_resolvers[first] = [
-                (t, r) for t, r in Loader.yaml_implicit_resolvers[first] if t != tag
-            ]
-    Loader.add_implicit_resolver(
-        "tag:yaml.org,2002:int",
-        re.compile(
-            r"""^(?:[-+]?0b[0-1_]+|[-+]?0[0-7_]+|[-+]?(?:0|[1-9][0-9_]*)|[-+]?0x[0-9a-fA-F_]+)$""", re.X
-        ),
-        list("-+0123456789"),
-    )
-    Loader.add_implicit_resolver(
-        "tag:yaml.org,2002:float",
-        re.compile(
-            r"""^(?:[-+]?(?:[0-9][0-9_]*)\.[0-9_]*(?:[eE][-+][0-9]+)?|\.[0-9][0-9_]*(?:[eE][-+][0-9]+)?
-            |[-+]?\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN))$""",
-            re.X,
-        ),
-        list("-+0123456789."),
-    )
-    return Loader
-
-
-def parse_yaml(text: str) -> Any:
-    """Parse one YAML document with the attribute loader; raises yaml.YAMLError."""
-    known = KNOWN_DOCUMENTS.get(text)
-    if known is not None:
-        import marshal
-
-        return marshal.loads(known)
-    import yaml
-
-    return yaml.load(text, Loader=yaml_loader())  # noqa: S506 - a SafeLoader
-
 
 # --- collecting files ------------------------------------------------------------------------------
 
@@ -386,7 +306,7 @@ def resolve_attribute_templates(tree: Tree, *, rendered: list[str] | None = None
     (``"{{ 3 * 3 }}"`` → 9); otherwise it stays the rendered string. Output is not rendered
     again, so ``{% raw %}`` can put a literal ``{{`` in a value. Keys are never rendered.
     `rendered`, when given, receives every rendered text (the build notes them, see
-    KNOWN_DOCUMENTS).
+    dgr.templater.yamlio.KNOWN_DOCUMENTS).
     """
     if not _has_template(tree):
         return tree

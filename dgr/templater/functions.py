@@ -28,6 +28,8 @@ from typing import Any, NoReturn
 
 from jinja2 import Undefined
 
+from dgr.templater.yamlio import parse_yaml
+
 
 class FunctionError(Exception):
     """A template function was called with arguments it cannot use; the message says why."""
@@ -442,8 +444,6 @@ def to_yaml(value: Any) -> str:
 def from_yaml(text: str) -> Any:
     """``fromYaml(s)``: the YAML value in s (same loader as attribute files)."""
     import yaml
-
-    from dgr.attributes import parse_yaml
 
     try:
         return parse_yaml(_text(text, "fromYaml"))

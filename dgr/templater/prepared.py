@@ -275,8 +275,9 @@ def _compile(templates: Path, templates_at_start: str, attributes: _Attributes) 
     loader will give it at start; the code of every attribute template; the options of
     every valid ``.cfg``; the YAML documents the build parsed (attribute files, rendered
     attribute templates), when they hold plain data."""
-    from dgr.attributes import attribute_templates, parse_yaml
+    from dgr.attributes import attribute_templates
     from dgr.templater.render import make_environment, read_options
+    from dgr.templater.yamlio import parse_yaml
 
     env = make_environment(templates)
     files: dict[str, tuple[str, str, CodeType]] = {}
@@ -332,8 +333,8 @@ def use_compiled(directory: str) -> bool:
             compiled = marshal.load(file)
     except Exception:  # noqa: BLE001 - missing or foreign: compile as usual
         return False
-    from dgr.attributes import KNOWN_DOCUMENTS
     from dgr.templater.render import PRECOMPILED
+    from dgr.templater.yamlio import KNOWN_DOCUMENTS
 
     PRECOMPILED.files = dict(compiled["templates"])
     PRECOMPILED.strings = dict(compiled["attribute_templates"])

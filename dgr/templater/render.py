@@ -32,6 +32,7 @@ from dgr.templater.functions import (
     resolved,
 )
 from dgr.templater.output import Output, write_outputs
+from dgr.templater.yamlio import yaml_loader
 
 Trace = Callable[[str], None]
 """Receives blocks of text to show at trace level (a rendered file, the attribute tree)."""
@@ -385,8 +386,6 @@ def read_options(cfg: Path) -> OutputOptions:
     if known is not None:
         return OutputOptions(*known)
     import yaml
-
-    from dgr.attributes import yaml_loader
 
     try:
         node = yaml.compose(text, Loader=yaml_loader())  # noqa: S506 - a SafeLoader

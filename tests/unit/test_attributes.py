@@ -14,11 +14,11 @@ from dgr.attributes import (
     env_override,
     load_attributes,
     merge,
-    parse_yaml,
     read_order_file,
     write_order_file,
 )
 from dgr.errors import AttributesError
+from dgr.templater.yamlio import parse_yaml
 
 
 def write(path: Path, text: str) -> Path:

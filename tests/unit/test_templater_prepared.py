@@ -21,7 +21,7 @@ import jinja2
 import pytest
 
 from dgr import attributes
-from dgr.templater import prepared
+from dgr.templater import prepared, yamlio
 from dgr.templater.__main__ import main
 from dgr.templater.prepared import FILE_NAME, prepare, prepared_outputs, run_prepared, write_prepared
 from tests.support.files import write_tree
@@ -86,7 +86,7 @@ def _fresh_precompiled() -> Iterator[None]:
 
     yield
     PRECOMPILED.files, PRECOMPILED.strings, PRECOMPILED.options = {}, {}, {}
-    attributes.KNOWN_DOCUMENTS.clear()
+    yamlio.KNOWN_DOCUMENTS.clear()
 
 
 def compare(
