@@ -38,8 +38,8 @@ from dgr.leftovers import remove_stale
 from dgr.log import level_name, log, step
 from dgr.manifest import HostMount, Manifest, NameValue, is_templated, load_manifest
 from dgr.names import ImageName, generate_version
-from dgr.ociref import OciReference, Reference
 from dgr.process import kill_group
+from dgr.reference import OciReference, Reference
 from dgr.sandbox import Bind, Overlay, Sandbox, make_scaffold
 from dgr.staging import (
     check_inputs,

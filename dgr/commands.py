@@ -251,7 +251,7 @@ def graph(args: argparse.Namespace) -> int:
 def store(args: argparse.Namespace) -> int:
     """`store list`: one line per image; `store rm REF`: remove by ID prefix or name[:version]
     (appc), by digest prefix or reference (OCI images, dgr/ociref.py)."""
-    from dgr.ociref import is_oci_reference
+    from dgr.reference import is_oci_reference
     from dgr.store import OciStore, Store
 
     root = options(args).config.store_path

@@ -11,8 +11,8 @@ from pathlib import Path
 
 from dgr.manifest import Manifest
 from dgr.names import ImageName
-from dgr.ociref import OciReference
 from dgr.process import run
+from dgr.reference import OciReference
 
 EDGE_STYLES = (
     ("aci", ""),

@@ -20,7 +20,7 @@ import yaml
 
 from dgr.names import ImageName, oci_tag
 from dgr.oci import START
-from dgr.readiness import kube_probe, readiness_of
+from dgr.readiness import kube_probe
 
 if TYPE_CHECKING:
     from dgr.pod import AppBuild, PodBuild
@@ -85,7 +85,7 @@ def kube_container(built: PodBuild, app: AppBuild, registry: str) -> dict[str, A
     ]
     if mounts:
         container["volumeMounts"] = mounts
-    probe = kube_probe(readiness_of(app.result.manifest))  # the image's tester.readiness
+    probe = kube_probe(app.result.manifest.readiness())  # the image's tester.readiness
     if probe is not None:
         container["readinessProbe"] = probe
     security: dict[str, Any] = {}

@@ -17,10 +17,10 @@ from typing import Any
 
 from dgr.errors import ManifestError
 from dgr.names import ImageName, is_ac_identifier, is_ac_name
-from dgr.ociref import Reference, parse_dependency
 from dgr.readiness import ANNOTATION as READINESS_ANNOTATION
 from dgr.readiness import KINDS as READINESS_KINDS
-from dgr.readiness import Readiness
+from dgr.readiness import Readiness, from_annotations
+from dgr.reference import Reference, parse_dependency
 from dgr.yamlload import LineDict, parse_yaml
 
 ACI_MANIFEST = "aci-manifest.yml"
@@ -131,6 +131,11 @@ class Manifest:
     @property
     def project(self) -> Path:
         return self.path.parent
+
+    def readiness(self) -> Readiness | None:
+        """The image's check: its own `tester.readiness`, else the one its annotations carry
+        (the app of a pod, generated from its image)."""
+        return self.tester.readiness or from_annotations((a.name, a.value) for a in self.aci.annotations)
 
 
 # --- parsing helpers ------------------------------------------------------------------------

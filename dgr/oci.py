@@ -41,7 +41,7 @@ from dgr.layer import StreamDigests, TarSink, TarWriter, Whiteouts, atomic_file
 from dgr.leftovers import owned, remove_stale
 from dgr.manifest import App, Manifest, NameValue, Port
 from dgr.names import oci_tag
-from dgr.readiness import oci_healthcheck, readiness_of
+from dgr.readiness import oci_healthcheck
 from dgr.userns import IDENTITY, IdMap
 
 MEDIA_LAYER_GZIP = "application/vnd.oci.image.layer.v1.tar+gzip"
@@ -257,7 +257,7 @@ def image_config(
         config["ExposedPorts"] = ports
     if app.mount_points:
         config["Volumes"] = {m.path: {} for m in app.mount_points}
-    healthcheck = oci_healthcheck(readiness_of(manifest))  # tester.readiness
+    healthcheck = oci_healthcheck(manifest.readiness())  # tester.readiness
     if healthcheck is not None:
         config["Healthcheck"] = healthcheck
     config["Labels"] = _labels(manifest, version, created, labels or {}, inherited_labels)

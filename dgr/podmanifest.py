@@ -22,7 +22,7 @@ from dgr.manifest import (
     render_manifest,
 )
 from dgr.names import ImageName, is_ac_name, to_ac_name
-from dgr.ociref import Reference
+from dgr.reference import Reference
 from dgr.yamlload import parse_yaml
 
 INHERIT_POLICIES = ("first", "last", "none")

@@ -17,13 +17,10 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Sequence
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from urllib.parse import urlsplit
-
-if TYPE_CHECKING:
-    from dgr.manifest import Manifest, NameValue
 
 BUSYBOX = "/dgr/bin/busybox"
 KINDS = ("tcp", "http", "log", "command")
@@ -87,17 +84,12 @@ class Readiness:
         return cls(**data)
 
 
-def readiness_of(manifest: Manifest) -> Readiness | None:
-    """The image's check: its own `tester.readiness`, else the one its annotations carry
-    (the app of a pod, generated from its image)."""
-    return manifest.tester.readiness or _from_annotations(manifest.aci.annotations)
-
-
-def _from_annotations(annotations: Sequence[NameValue]) -> Readiness | None:
-    for item in reversed(annotations):
-        if item.name == ANNOTATION:
+def from_annotations(annotations: Iterable[tuple[str, str]]) -> Readiness | None:
+    """The check an image's annotations (name, value) carry, the last one winning."""
+    for name, value in reversed(list(annotations)):
+        if name == ANNOTATION:
             try:
-                return Readiness.from_json(item.value)
+                return Readiness.from_json(value)
             except (ValueError, TypeError):
                 return None  # not written by dgr: no check rather than a crash
     return None

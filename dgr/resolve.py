@@ -19,7 +19,7 @@ from dgr.errors import BuildError, DgrError
 from dgr.log import log
 from dgr.manifest import ACI_MANIFEST, POD_MANIFEST, Manifest, load_manifest
 from dgr.names import ImageName
-from dgr.ociref import OciReference, Reference
+from dgr.reference import OciReference, Reference
 from dgr.store import Store, StoredImage, StoredOciImage
 
 if TYPE_CHECKING:

@@ -398,7 +398,7 @@ class OciStore:
         """Remove images by digest (`sha256:...`, a unique prefix is enough) or by the
         reference they were fetched for (a registry tag is then asked again at the next
         build); their layers and blobs go too, unless another image uses them."""
-        from dgr.ociref import parse_reference
+        from dgr.reference import parse_reference
 
         images = self.list()
         if reference.startswith("sha256:"):

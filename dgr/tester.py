@@ -37,7 +37,7 @@ from dgr.leftovers import make_dir
 from dgr.log import level_name, log
 from dgr.ports import HostPorts, declared_port
 from dgr.process import Result, require_tool
-from dgr.readiness import Readiness, readiness_of
+from dgr.readiness import Readiness
 from dgr.sandbox import DEFAULT_PATH
 from dgr.tap import BatsError, BatsRun, list_bats_tests, parse_tap
 
@@ -524,7 +524,7 @@ def start_test_container(
         )
         container = Container(spec, state_dir=run_dir / "container", keep=tester.keep)
         running = TesterContainer(
-            container, run_dir, manifest.project, tester, app.ports, readiness_of(manifest)
+            container, run_dir, manifest.project, tester, app.ports, manifest.readiness()
         )
         log.info("Starting test container of %s", result.name)
         container.start()

@@ -19,7 +19,7 @@ import pytest
 from dgr.build import BuildOptions, BuildResult, build
 from dgr.config import load_config
 from dgr.errors import DgrError
-from dgr.ociref import OciReference
+from dgr.reference import OciReference
 from tests.support.files import write_tree
 from tests.support.ociimages import (
     Entry,

@@ -15,7 +15,7 @@ from dgr.extract import WhiteoutMode, extract_layer
 from dgr.manifest import App, NameValue, parse_manifest
 from dgr.names import ImageName
 from dgr.oci import app_of_config, inherit_app
-from dgr.ociref import OciReference, parse_dependency, parse_reference
+from dgr.reference import OciReference, parse_dependency, parse_reference
 from tests.support.ociimages import Entry, layer_tar
 
 HEX = "a" * 64

@@ -9,7 +9,7 @@ import pytest
 from dgr.errors import ManifestError
 from dgr.manifest import Manifest, parse_manifest
 from dgr.oci import image_config
-from dgr.readiness import ANNOTATION, BUSYBOX, Readiness, kube_probe, oci_healthcheck, readiness_of
+from dgr.readiness import ANNOTATION, BUSYBOX, Readiness, kube_probe, oci_healthcheck
 
 HEAD = """name: example.com/aci-web:1
 aci:
@@ -57,7 +57,7 @@ def test_the_image_carries_the_check_as_an_annotation() -> None:
 
     from dgr.manifest import Tester
 
-    assert readiness_of(replace(m, tester=Tester())) == m.tester.readiness
+    assert replace(m, tester=Tester()).readiness() == m.tester.readiness
 
 
 @pytest.mark.parametrize(
