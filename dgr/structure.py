@@ -175,9 +175,7 @@ class ImageView:
 
     def lookup(self, path: str) -> PathInfo | None:
         """`path` in the image (not following a last symlink), or None when it has none."""
-        if not path.startswith("/"):
-            self.fail(DgrError(f"{path!r} is not an absolute path", hint="paths in the image start with /"))
-        result = self.run([BUSYBOX, "sh", "-c", _STAT, "sh", path])
+        result = self.run([BUSYBOX, "sh", "-c", _STAT, "sh", self._absolute(path)])
         if result.returncode == _MISSING:
             return None
         lines = result.output.splitlines()
@@ -202,11 +200,16 @@ class ImageView:
 
     def read_file(self, path: str) -> str:
         """The text of the file `path` of the image, which must exist."""
-        result = self.run([BUSYBOX, "cat", "--", path])
+        result = self.run([BUSYBOX, "cat", "--", self._absolute(path)])
         if result.returncode != 0:
             self.path(path)  # fails when missing
             self.fail(self._error(f"cannot read {path}", result))
         return result.output
+
+    def _absolute(self, path: str) -> str:
+        if not path.startswith("/"):
+            self.fail(DgrError(f"{path!r} is not an absolute path", hint="paths in the image start with /"))
+        return path
 
     def _error(self, message: str, result: Result) -> ContainerError:
         return ContainerError(f"{message} in image {self.result.name}", details=result.output)

@@ -90,7 +90,7 @@ def test_unreadable_missing_file(dgr_image):
 
 
 def test_relative_path(dgr_image):
-    dgr_image.exists("www")
+    dgr_image.read_file("www/index.html")
 
 
 def test_failing_command(dgr_image):
