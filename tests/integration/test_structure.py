@@ -126,7 +126,7 @@ def test_structure_checks(pytester: pytest.Pytester, dgr_home: Path) -> None:
             "_* test_unreadable_missing_file _*",
             "/etc/nothing does not exist in image example.com/aci-www:1",
             "_* test_relative_path _*",
-            "'www' is not an absolute path — paths in the image start with /",
+            "'www/index.html' is not an absolute path — paths in the image start with /",
             "_* test_failing_command _*",
             "['/opt/tool/run', 'c', '2'] exited with 2 in image example.com/aci-www:1",
             "  | tool c in /www (hello)",
