@@ -170,10 +170,14 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
 
 @pytest.fixture
 def dgr_image(request: pytest.FixtureRequest) -> Any:
-    """The image of this test's folder, built (a dgr.build.BuildResult)."""
-    from pytest_dgr.items import fixture_value
+    """The image of this test's folder, built: a dgr.structure.ImageView, which has the
+    attributes of its dgr.build.BuildResult and structure checks (`config`, `path()`,
+    `exists()`, `read_file()`, `run()`, `output()`); a check that cannot be made fails the test."""
+    from dgr.structure import ImageView
+    from pytest_dgr.items import fixture_value, format_error
 
-    return fixture_value(image_state(request.node), "dgr_image", "an image folder", lambda s: s.image())
+    result = fixture_value(image_state(request.node), "dgr_image", "an image folder", lambda s: s.image())
+    return ImageView(result, fail=lambda error: pytest.fail(format_error(error), pytrace=False))
 
 
 @pytest.fixture
