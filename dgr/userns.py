@@ -32,7 +32,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from dgr.errors import ToolError
-from dgr.process import require_tool
+from dgr.process import require_tool, run
 
 SIZE = 65536  # ids 0-65535 inside, what images and real distributions use
 NOBODY = 65534
@@ -255,10 +255,10 @@ def _wait_unshared(child: subprocess.Popen[bytes], timeout: float = 10.0) -> Non
 def _write_maps(pid: int, tool: str, own: int, sub: SubRange, kind: str) -> None:
     # 0 is the user itself (its files stay its own); 1-65535 come from its subordinate range.
     args = [tool, str(pid), "0", str(own), "1", "1", str(sub.start), str(SIZE - 1)]
-    done = subprocess.run(args, capture_output=True, text=True, check=False)
+    done = run(args, check=False)
     if done.returncode != 0:
         raise ToolError(
-            f"cannot map the {kind}s of dgr's user namespace: {done.stderr.strip()}",
+            f"cannot map the {kind}s of dgr's user namespace: {done.output.strip()}",
             hint="check the subordinate ranges in /etc/subuid and /etc/subgid (docs/security.md)",
         )
 
