@@ -97,7 +97,7 @@ def init(args: argparse.Namespace) -> int:
 
 
 def build(args: argparse.Namespace, *, force: bool = False) -> int:
-    from dgr.build import build as build_image
+    from dgr.plan import build_image
 
     force = force or bool(getattr(args, "shell_after", None))  # a shell was asked for: build
     if (pod := pod_folder(args)) is not None:
@@ -206,7 +206,7 @@ def aci_version(args: argparse.Namespace) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
-    from dgr.build import build as build_image
+    from dgr.plan import build_image
     from dgr.container import run_image
 
     # --set-env values are the container's environment here; DGR_ENV_* still reach the build.
@@ -467,7 +467,7 @@ def export(args: argparse.Namespace) -> int:
 
 def built_images(args: argparse.Namespace, opts: BuildOptions) -> list[BuildResult]:
     """The image of `-W`, or every app image of the pod of `-W`, built if needed."""
-    from dgr.build import build as build_image
+    from dgr.plan import build_image
 
     pod = pod_folder(args)
     if pod is None:
@@ -488,7 +488,7 @@ def sign(args: argparse.Namespace) -> int:
 
 
 def cp(args: argparse.Namespace) -> int:
-    from dgr.build import build as build_image
+    from dgr.plan import build_image
     from dgr.extract import copy_from_aci
 
     result = build_image(project(args), options(args))

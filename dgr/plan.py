@@ -13,18 +13,20 @@ from __future__ import annotations
 
 import enum
 import graphlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from dgr.build import BuildOptions, BuildResult, Dependency, build
 from dgr.config import Config
 from dgr.errors import BuildError, DgrError
 from dgr.manifest import ACI_MANIFEST, POD_MANIFEST, Manifest, load_manifest
 from dgr.names import ImageName
+from dgr.newer_versions import newer_version_checks
 from dgr.ociref import OciReference, Reference
 from dgr.pod import app_folder
 from dgr.podmanifest import PodManifest, load_pod_manifest
-from dgr.resolve import project_folders, repository_root
+from dgr.resolve import fetch, from_store, project_folders, repository_root
 from dgr.store import Store, StoredImage
 from dgr.tester import needs_test_build
 
@@ -50,6 +52,7 @@ class Node:
     project: Path | None = None  # PROJECT, TESTS: its folder; POD_APP: its own folder, if any
     manifest: Manifest | None = None  # PROJECT, TESTS (the tested image's manifest)
     stored: StoredImage | None = None  # STORE
+    where: Path | None = None  # OCI, DISCOVERY: the first manifest that needs it (for errors)
     aci: tuple[str, ...] = ()
     builder: tuple[str, ...] = ()
     tester: tuple[str, ...] = ()
@@ -201,7 +204,7 @@ class _Planner:
         """The key of the node that provides `name` for the project at `near`."""
         if isinstance(name, OciReference):
             key = str(name)
-            self.nodes.setdefault(key, Node(key, name, Source.OCI))
+            self.nodes.setdefault(key, Node(key, name, Source.OCI, where=where))
             return key
         stored = self.store.find(name)
         if stored is not None:
@@ -216,8 +219,7 @@ class _Planner:
                 raise BuildError(f"dependency {name}: {folder} builds version {built.version}", path=where)
             return key
         key = str(name)
-        self.nodes.setdefault(key, Node(key, name, Source.DISCOVERY))
-        self.paths.setdefault(key, where)
+        self.nodes.setdefault(key, Node(key, name, Source.DISCOVERY, where=where))
         return key
 
     def pod(self, pod: PodManifest) -> tuple[str, ...]:
@@ -273,3 +275,75 @@ def make_plan(project: Path, config: Config) -> Plan:
     else:
         roots = (planner.project(project),)
     return Plan(project.resolve(), planner.ordered(), roots, pod, planner.repo.loads)
+
+
+# How a project node is built: given the node and the build to run, its result (the pytest
+# plugin wraps it with its session records and locks; see pytest_dgr/builds.py).
+BuildStep = Callable[[Node, Callable[[], BuildResult]], BuildResult]
+
+
+def _just_build(node: Node, run: Callable[[], BuildResult]) -> BuildResult:
+    return run()
+
+
+@dataclass
+class Built:
+    """What carrying out a plan gave: every node's image as a dependency, and the builds."""
+
+    images: dict[str, Dependency] = field(default_factory=dict)
+    results: dict[str, BuildResult] = field(default_factory=dict)
+
+    def dependencies(self, keys: tuple[str, ...]) -> tuple[Dependency, ...]:
+        return tuple(self.images[key] for key in keys)
+
+
+def carry_out(
+    plan: Plan,
+    options: BuildOptions,
+    *,
+    force: bool = False,
+    upto: str | None = None,
+    step: BuildStep = _just_build,
+) -> Built:
+    """Build or fetch the nodes of `plan` (those `upto` needs, when given) in order: each
+    project is built once, with its dependencies as resolved here. The generated test
+    images and a pod's apps are left to their builders (dgr/tester.py, dgr/pod.py);
+    `force` rebuilds the roots only."""
+    built = Built()
+    nodes = plan.closure(upto) if upto is not None else plan.nodes
+    for node in nodes:
+        if node.source is Source.STORE:
+            assert node.stored is not None
+            built.images[node.key] = from_store(Store(options.config.store_path), node.stored)
+        elif node.source in (Source.OCI, Source.DISCOVERY):
+            built.images[node.key] = fetch(node.name, options.config, node.where or plan.project)
+        elif node.source is Source.PROJECT:
+            result = step(node, _project_build(node, built, options, force=force and node.key in plan.roots))
+            built.results[node.key] = result
+            built.images[node.key] = Dependency(
+                result.name, result.image_id, result.workspace.layer, result.dependencies
+            )
+    return built
+
+
+def _project_build(
+    node: Node, built: Built, options: BuildOptions, *, force: bool
+) -> Callable[[], BuildResult]:
+    assert node.manifest is not None and node.project is not None
+    manifest, project = node.manifest, node.project
+    deps, builder_deps = built.dependencies(node.aci), built.dependencies(node.builder)
+    appc = [
+        n for n in (*manifest.aci.dependencies, *manifest.builder.dependencies) if isinstance(n, ImageName)
+    ]
+
+    def run() -> BuildResult:
+        with newer_version_checks(appc, options.config):  # warns about newer versions, after
+            return build(project, options, force=force, manifest=manifest, resolved=(deps, builder_deps))
+
+    return run
+
+
+def build_image(project: Path, options: BuildOptions, *, force: bool = False) -> BuildResult:
+    """Plan the image at `project`, then build it and what it needs (each once)."""
+    plan = make_plan(project, options.config)
+    return carry_out(plan, options, force=force).results[plan.roots[0]]
