@@ -24,7 +24,7 @@ from dgr.manifest import ACI_MANIFEST, POD_MANIFEST, Manifest, load_manifest
 from dgr.names import ImageName
 from dgr.newer_versions import newer_version_checks
 from dgr.ociref import OciReference, Reference
-from dgr.pod import app_folder
+from dgr.pod import PodBuild, app_folder, build_pod
 from dgr.podmanifest import PodManifest, load_pod_manifest
 from dgr.resolve import fetch, from_store, project_folders, repository_root
 from dgr.store import Store, StoredImage
@@ -343,7 +343,20 @@ def _project_build(
     return run
 
 
-def build_image(project: Path, options: BuildOptions, *, force: bool = False) -> BuildResult:
+def app_dependencies(plan: Plan, built: Built) -> dict[str, tuple[Dependency, ...]]:
+    """Each app of the plan's pod: its dependencies, as `built` resolved them."""
+    assert plan.pod is not None
+    return {app.name: built.dependencies(plan[app_key(plan.pod, app.name)].aci) for app in plan.pod.apps}
+
+
+def plan_build_pod(project: Path, options: BuildOptions, *, force: bool = False) -> PodBuild:
+    """Plan the pod at `project`, then build what its apps need (each once) and the pod."""
+    plan = make_plan(project, options.config)
+    built = carry_out(plan, options)
+    return build_pod(project, options, force=force, pod=plan.pod, resolved=app_dependencies(plan, built))
+
+
+def plan_build_image(project: Path, options: BuildOptions, *, force: bool = False) -> BuildResult:
     """Plan the image at `project`, then build it and what it needs (each once)."""
     plan = make_plan(project, options.config)
     return carry_out(plan, options, force=force).results[plan.roots[0]]
