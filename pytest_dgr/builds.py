@@ -16,7 +16,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from filelock import FileLock
@@ -38,6 +38,9 @@ class SessionBuilds:
 
     directory: Path
     options: BuildOptions
+    # The builds this process already made or found up to date (a dependency shared by
+    # several images is not checked again).
+    done: dict[Path, BuildResult] = field(default_factory=dict, compare=False)
 
     def build(self, folder: Path) -> BuildResult:
         """The build of `folder` (its local dependencies first); DgrError on failure."""
@@ -68,6 +71,8 @@ class SessionBuilds:
         return self.directory / f"build-{digest}.json"
 
     def _build_once(self, folder: Path, run: Callable[[], BuildResult]) -> BuildResult:
+        if folder in self.done:
+            return self.done[folder]
         record = self._record(folder)
         self.directory.mkdir(parents=True, exist_ok=True)
         with FileLock(str(record) + ".lock"):
@@ -81,6 +86,7 @@ class SessionBuilds:
                 record.write_text(json.dumps({"ok": False, "error": exc.to_json()}))
                 raise
             record.write_text(json.dumps({"ok": True, "image": str(result.name)}))
+            self.done[folder] = result
             return result
 
 
