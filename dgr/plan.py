@@ -13,8 +13,8 @@ from __future__ import annotations
 
 import enum
 import graphlib
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from dgr.build import BuildOptions, BuildResult, Dependency, build
@@ -26,7 +26,7 @@ from dgr.newer_versions import newer_version_checks
 from dgr.ociref import OciReference, Reference
 from dgr.pod import PodBuild, app_folder, build_pod
 from dgr.podmanifest import PodManifest, load_pod_manifest
-from dgr.resolve import fetch, from_store, project_folders, repository_root
+from dgr.resolve import fetch, find_local_project, from_store
 from dgr.store import Store, StoredImage
 from dgr.tester import needs_test_build
 
@@ -53,6 +53,9 @@ class Node:
     manifest: Manifest | None = None  # PROJECT, TESTS (the tested image's manifest)
     stored: StoredImage | None = None  # STORE
     where: Path | None = None  # OCI, DISCOVERY: the first manifest that needs it (for errors)
+    # PROJECT: the versions dependents ask for, with the manifest asking (checked once built:
+    # a manifest without a version gets one at build time)
+    asked: tuple[tuple[str, Path], ...] = ()
     aci: tuple[str, ...] = ()
     builder: tuple[str, ...] = ()
     tester: tuple[str, ...] = ()
@@ -120,7 +123,6 @@ class _Repository:
 
     def __init__(self) -> None:
         self.manifests: dict[Path, Manifest | DgrError] = {}
-        self.scanned: set[Path] = set()
         self.loads = 0
 
     def manifest(self, folder: Path) -> Manifest:
@@ -138,23 +140,8 @@ class _Repository:
 
     def find(self, name: ImageName, near: Path) -> Path | None:
         """The project folder of `near`'s repository that builds `name` (not `near`)."""
-        root = repository_root(near)
-        for folder in self._folders(root):
-            if folder == near.resolve():
-                continue
-            try:
-                candidate = self.manifest(folder).name
-            except DgrError:
-                continue
-            if candidate.name == name.name and (
-                not name.version or not candidate.version or candidate.version == name.version
-            ):
-                return folder
-        return None
-
-    def _folders(self, root: Path) -> Iterator[Path]:
-        for folder in project_folders(root):
-            yield folder.resolve()
+        folder = find_local_project(name, near, load=self.manifest)
+        return folder.resolve() if folder is not None else None
 
 
 class _Planner:
@@ -173,16 +160,10 @@ class _Planner:
         self.nodes[key] = Node(key, manifest.name, Source.PROJECT, folder.resolve(), manifest)
         self.paths[key] = manifest.path
         near = manifest.project
-        self.nodes[key] = Node(
-            key,
-            manifest.name,
-            Source.PROJECT,
-            folder.resolve(),
-            manifest,
-            aci=self.references(manifest.aci.dependencies, near, manifest.path),
-            builder=self.references(manifest.builder.dependencies, near, manifest.path),
-            tester=self.references(manifest.tester.dependencies, near, manifest.path),
-        )
+        aci = self.references(manifest.aci.dependencies, near, manifest.path)
+        builder = self.references(manifest.builder.dependencies, near, manifest.path)
+        tester = self.references(manifest.tester.dependencies, near, manifest.path)
+        self.nodes[key] = replace(self.nodes[key], aci=aci, builder=builder, tester=tester)
         if needs_test_build(manifest.project):
             tests = tests_key(folder)
             self.paths[tests] = manifest.project / "tests" / ACI_MANIFEST
@@ -214,9 +195,9 @@ class _Planner:
         folder = self.repo.find(name, near)
         if folder is not None:
             key = self.project(folder)
-            built = self.repo.manifest(folder).name
-            if name.version and built.version and built.version != name.version:
-                raise BuildError(f"dependency {name}: {folder} builds version {built.version}", path=where)
+            if name.version:
+                node = self.nodes[key]
+                self.nodes[key] = replace(node, asked=(*node.asked, (name.version, where)))
             return key
         key = str(name)
         self.nodes.setdefault(key, Node(key, name, Source.DISCOVERY, where=where))
@@ -319,6 +300,13 @@ def carry_out(
             built.images[node.key] = fetch(node.name, options.config, node.where or plan.project)
         elif node.source is Source.PROJECT:
             result = step(node, _project_build(node, built, options, force=force and node.key in plan.roots))
+            for version, where in node.asked:
+                if result.name.version != version:
+                    asked = ImageName(result.name.name, version)
+                    raise BuildError(
+                        f"dependency {asked}: {node.project} builds version {result.name.version}",
+                        path=where,
+                    )
             built.results[node.key] = result
             built.images[node.key] = Dependency(
                 result.name, result.image_id, result.workspace.layer, result.dependencies

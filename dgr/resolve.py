@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import os
 import subprocess
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -67,13 +67,16 @@ def project_folders(root: Path) -> Iterator[Path]:
             yield Path(dirpath)
 
 
-def find_local_project(name: ImageName, near: Path) -> Path | None:
-    """The project folder of the same repository that builds `name`, if any."""
+def find_local_project(
+    name: ImageName, near: Path, *, load: Callable[[Path], Manifest] = load_manifest
+) -> Path | None:
+    """The project folder of the same repository that builds `name`, if any (`load`: how
+    manifests are read, the plan's reads each once)."""
     for folder in project_folders(repository_root(near)):
         if folder.resolve() == near.resolve():
             continue
         try:
-            candidate = load_manifest(folder).name
+            candidate = load(folder).name
         except DgrError:
             continue
         if candidate.name == name.name and (
@@ -100,12 +103,7 @@ def resolve_one(name: Reference, manifest: Manifest, options: BuildOptions) -> D
     from dgr.build import Dependency, build
 
     log.info("Resolving dependency %s", name)
-    if isinstance(name, ImageName):
-        store = Store(options.config.store_path)
-        stored = store.find(name)
-        if stored is not None:
-            log.debug("%s found in the store (%s)", stored.name, stored.image_id[:39])
-            return from_store(store, stored)
+    if isinstance(name, ImageName) and Store(options.config.store_path).find(name) is None:
         folder = find_local_project(name, manifest.project)
         if folder is not None:
             result = build(folder, options)  # a cycle is found there (dgr.build._check_cycle)

@@ -12,6 +12,7 @@ import pytest
 import dgr.build
 import dgr.manifest
 from dgr.build import BuildOptions
+from dgr.errors import BuildError
 from dgr.plan import Source, carry_out, make_plan, project_key
 from dgr.store import Store
 from tests.support.files import write_tree
@@ -95,3 +96,21 @@ def test_a_store_hit_stops_the_walk(tmp_path: Path, options: BuildOptions) -> No
     app = carry_out(plan, options).results[plan.roots[0]]
     assert app.dependencies[0].image_id == base.image_id
     assert [str(d.name) for d in app.dependencies[0].dependencies] == ["example.com/zz-root:1"]
+
+
+def test_a_version_asked_for_is_checked_once_built(tmp_path: Path, options: BuildOptions) -> None:
+    # base/ has no version: it is generated at build time, and is not the 1 app asks for
+    repo = write_tree(
+        tmp_path / "repo",
+        {
+            **PROJECTS,
+            "base/aci-manifest.yml": PROJECTS["base/aci-manifest.yml"].replace("base:1", "base"),
+        },
+    )
+    plan = make_plan(repo / "app", options.config)
+    assert plan[project_key(repo / "base")].asked == (("1", repo / "app/aci-manifest.yml"),)
+    with pytest.raises(
+        BuildError, match=r"dependency example.com/base:1: .*/base builds version \d+"
+    ) as caught:
+        carry_out(plan, options)
+    assert caught.value.path == str(repo / "app/aci-manifest.yml")
