@@ -121,6 +121,10 @@ def flatten(deps: tuple[Dependency, ...]) -> tuple[Dependency, ...]:
     return tuple(order)
 
 
+# An image's resolved (aci, builder) dependencies, in the order its manifest lists them.
+Resolved = tuple[tuple[Dependency, ...], tuple[Dependency, ...]]
+
+
 @dataclass(frozen=True)
 class BuildResult:
     """What a build produced (or found up to date)."""
@@ -624,8 +628,12 @@ def build(
     manifest: Manifest | None = None,
     target: Path | None = None,
     extra_attributes: tuple[tuple[str, Path], ...] = (),
+    resolved: Resolved | None = None,
 ) -> BuildResult:
     """Build the image of `project` (or return the previous result when nothing changed).
+
+    `resolved`: its aci and builder dependencies, already built or fetched (dgr/plan.py);
+    without it, build resolves them itself (dgr/resolve.py), building local ones first.
 
     `manifest` replaces the project's aci-manifest.yml (used for generated images such as
     the test image, whose project folder is `tests/`); `target` replaces the target folder.
@@ -640,12 +648,13 @@ def build(
     if explicit_epoch is not None:  # an input: build scripts get it too (a --set-env value wins)
         options = replace(options, set_env={epoch.ENV: str(explicit_epoch), **options.set_env})
     manifest = manifest or load_manifest(project)
-    options = _check_cycle(manifest, options)
+    if resolved is None:
+        options = _check_cycle(manifest, options)
     ws = Workspace(target or target_dir(manifest, options.config, options.targets_root))
     with host_errors("build", where=ws.target):
         ws.target.mkdir(parents=True, exist_ok=True)
         with FileLock(str(ws.lock)):
-            return _build_locked(manifest, options, force, ws, extra_attributes)
+            return _build_locked(manifest, options, force, ws, extra_attributes, resolved)
 
 
 def _check_cycle(manifest: Manifest, options: BuildOptions) -> BuildOptions:
@@ -688,12 +697,16 @@ def _build_locked(
     force: bool,
     ws: Workspace,
     extra_attributes: tuple[tuple[str, Path], ...],
+    resolved: Resolved | None,
 ) -> BuildResult:
     from dgr.resolve import resolve_dependencies
 
     remove_stale(ws.target, *TARGET_TEMPORARIES)
-    deps = resolve_dependencies(manifest.aci.dependencies, manifest, options)
-    builder_deps = resolve_dependencies(manifest.builder.dependencies, manifest, options)
+    if resolved is None:
+        deps = resolve_dependencies(manifest.aci.dependencies, manifest, options)
+        builder_deps = resolve_dependencies(manifest.builder.dependencies, manifest, options)
+    else:
+        deps, builder_deps = resolved
     manifest = with_oci_base(manifest, deps)
     internals = internals_layer(options.config.cache_path)
     key = build_key(manifest, options, internals, deps, builder_deps, ws.target, extra_attributes)

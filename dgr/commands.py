@@ -98,12 +98,12 @@ def init(args: argparse.Namespace) -> int:
 
 
 def build(args: argparse.Namespace, *, force: bool = False) -> int:
-    from dgr.build import build as build_image
+    from dgr.plan import plan_build_image
 
     force = force or bool(getattr(args, "shell_after", None))  # a shell was asked for: build
     if (pod := pod_folder(args)) is not None:
         return pod_build(args, pod, force=force)
-    result = build_image(project(args), options(args), force=force)
+    result = plan_build_image(project(args), options(args), force=force)
     emit(args, images_document([result]), str(result.name))
     return 0
 
@@ -206,8 +206,8 @@ def aci_version(args: argparse.Namespace) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
-    from dgr.build import build as build_image
     from dgr.container import run_image
+    from dgr.plan import plan_build_image
 
     # --set-env values are the container's environment here; DGR_ENV_* still reach the build.
     flags = args.set_env_flags
@@ -216,7 +216,7 @@ def run(args: argparse.Namespace) -> int:
     env = {"LOG_LEVEL": level_name(parse_level(args.log_level)), **flags}
     if (pod := pod_folder(args)) is not None:
         return pod_run(args, pod, env, exec_)
-    result = build_image(project(args), options(args))
+    result = plan_build_image(project(args), options(args))
     return run_image(
         result,
         env=env,
@@ -467,14 +467,14 @@ def export(args: argparse.Namespace) -> int:
 
 def built_images(args: argparse.Namespace, opts: BuildOptions) -> list[BuildResult]:
     """The image of `-W`, or every app image of the pod of `-W`, built if needed."""
-    from dgr.build import build as build_image
+    from dgr.plan import plan_build_image
 
     pod = pod_folder(args)
     if pod is None:
-        return [build_image(project(args), opts)]
-    from dgr.pod import build_pod
+        return [plan_build_image(project(args), opts)]
+    from dgr.plan import plan_build_pod
 
-    return [app.result for app in build_pod(pod, opts).apps]
+    return [app.result for app in plan_build_pod(pod, opts).apps]
 
 
 def sign(args: argparse.Namespace) -> int:
@@ -488,10 +488,10 @@ def sign(args: argparse.Namespace) -> int:
 
 
 def cp(args: argparse.Namespace) -> int:
-    from dgr.build import build as build_image
     from dgr.extract import copy_from_aci
+    from dgr.plan import plan_build_image
 
-    result = build_image(project(args), options(args))
+    result = plan_build_image(project(args), options(args))
     dest = copy_from_aci(result.workspace.aci, args.path, Path(args.host_dir))
     log.info("Copied %s to %s", args.path, dest)
     emit(args, {"copied": str(dest)})
@@ -523,9 +523,9 @@ def push(args: argparse.Namespace) -> int:
 
 
 def pod_build(args: argparse.Namespace, folder: Path, *, force: bool = False) -> int:
-    from dgr.pod import build_pod
+    from dgr.plan import plan_build_pod
 
-    built = build_pod(folder, options(args), force=force)
+    built = plan_build_pod(folder, options(args), force=force)
     emit(args, pod_document(built), "\n".join(str(app.result.name) for app in built.apps))
     return 0
 
@@ -548,7 +548,8 @@ def pod_document(built: PodBuild) -> dict[str, Any]:
 
 
 def pod_run(args: argparse.Namespace, folder: Path, env: dict[str, str], exec_: list[str] | None) -> int:
-    from dgr.pod import build_pod, run_pod
+    from dgr.plan import plan_build_pod
+    from dgr.pod import run_pod
 
     if exec_ or args.volume:
         raise UsageError(
@@ -556,14 +557,14 @@ def pod_run(args: argparse.Namespace, folder: Path, env: dict[str, str], exec_: 
         )
     opts = options(args)
     return run_pod(
-        build_pod(folder, opts), opts, env=env, override=args.override, host_network=args.net == "host"
+        plan_build_pod(folder, opts), opts, env=env, override=args.override, host_network=args.net == "host"
     )
 
 
 def kube(args: argparse.Namespace) -> int:
     """`dgr kube`: build the pod if needed, write its Kubernetes Pod manifest, print its path."""
     from dgr.kube import write_kube
-    from dgr.pod import build_pod
+    from dgr.plan import plan_build_pod
 
     folder = pod_folder(args)
     if folder is None:
@@ -571,7 +572,7 @@ def kube(args: argparse.Namespace) -> int:
             "dgr kube works on a pod (a folder holding pod-manifest.yml)",
             path=Path(args.work_path).absolute(),
         )
-    built = build_pod(folder, options(args))
+    built = plan_build_pod(folder, options(args))
     path = write_kube(built, registry=args.registry, dest=Path(args.output) if args.output else None)
     emit(args, {**pod_document(built), "kube": str(path)}, str(path))
     return 0

@@ -224,31 +224,56 @@ def inherited_app(dep: Dependency) -> tuple[App, tuple[NameValue, ...]]:
 
 
 def build_app(
-    pod: PodManifest, app: PodApp, target: Path, options: BuildOptions, *, force: bool = False
+    pod: PodManifest,
+    app: PodApp,
+    target: Path,
+    options: BuildOptions,
+    *,
+    force: bool = False,
+    resolved: tuple[Dependency, ...] | None = None,
 ) -> AppBuild:
-    """Build the image of one app (incremental like any image)."""
+    """Build the image of one app (incremental like any image); `resolved`: its
+    dependencies, already built or fetched (dgr/plan.py), else resolved here."""
     from dgr.build import build
     from dgr.resolve import resolve_one
 
     home = app_home(pod, app, target)
     inherited, annotations = App(), tuple[NameValue, ...]()
     if app.inherit_from is not None:
-        context = app_manifest(pod, app, home)
-        inherited, annotations = inherited_app(resolve_one(app.inherit_from, context, options))
+        if resolved is not None:
+            inherit = resolved[0] if app.inherit == "first" else resolved[-1]
+        else:
+            inherit = resolve_one(app.inherit_from, app_manifest(pod, app, home), options)
+        inherited, annotations = inherited_app(inherit)
     manifest = app_manifest(pod, app, home, inherited=inherited, annotations=annotations)
     extra: tuple[tuple[str, Path], ...] = ()
     if (pod.project / "attributes").is_dir():
         extra = ((POD_ATTRIBUTES, pod.project / "attributes"),)
-    result = build(home, options, force=force, manifest=manifest, extra_attributes=extra)
+    result = build(
+        home,
+        options,
+        force=force,
+        manifest=manifest,
+        extra_attributes=extra,
+        resolved=None if resolved is None else (resolved, ()),
+    )
     return AppBuild(app, result)
 
 
-def build_pod(project: Path, options: BuildOptions, *, force: bool = False) -> PodBuild:
+def build_pod(
+    project: Path,
+    options: BuildOptions,
+    *,
+    force: bool = False,
+    pod: PodManifest | None = None,
+    resolved: Mapping[str, tuple[Dependency, ...]] | None = None,
+) -> PodBuild:
     """Build every app of the pod at `project`, then write the pod manifest and the
-    Kubernetes export. Apps build one after the other; all failures are reported."""
+    Kubernetes export. Apps build one after the other; all failures are reported.
+    `pod` and `resolved` (each app's dependencies by app name): what a plan found."""
     from dgr.kube import write_kube
 
-    pod = load_pod_manifest(project)
+    pod = pod or load_pod_manifest(project)
     target = pod_target(pod, options)
     target.mkdir(parents=True, exist_ok=True)
     with FileLock(str(target / ".lock")), step(f"Building pod {pod.name} ({len(pod.apps)} apps)"):
@@ -256,7 +281,8 @@ def build_pod(project: Path, options: BuildOptions, *, force: bool = False) -> P
         failures: list[tuple[str, DgrError]] = []
         for app in pod.apps:
             try:
-                apps.append(build_app(pod, app, target, options, force=force))
+                deps = None if resolved is None else resolved[app.name]
+                apps.append(build_app(pod, app, target, options, force=force, resolved=deps))
             except DgrError as exc:
                 log.error("app %s of pod %s failed: %s", app.name, pod.name, exc)
                 failures.append((app.name, exc))

@@ -11,10 +11,11 @@ from __future__ import annotations
 import hashlib
 import os
 import subprocess
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from dgr.config import Config
 from dgr.errors import BuildError, DgrError
 from dgr.log import log
 from dgr.manifest import ACI_MANIFEST, POD_MANIFEST, Manifest, load_manifest
@@ -66,13 +67,16 @@ def project_folders(root: Path) -> Iterator[Path]:
             yield Path(dirpath)
 
 
-def find_local_project(name: ImageName, near: Path) -> Path | None:
-    """The project folder of the same repository that builds `name`, if any."""
+def find_local_project(
+    name: ImageName, near: Path, *, load: Callable[[Path], Manifest] = load_manifest
+) -> Path | None:
+    """The project folder of the same repository that builds `name`, if any (`load`: how
+    manifests are read, the plan's reads each once)."""
     for folder in project_folders(repository_root(near)):
         if folder.resolve() == near.resolve():
             continue
         try:
-            candidate = load_manifest(folder).name
+            candidate = load(folder).name
         except DgrError:
             continue
         if candidate.name == name.name and (
@@ -99,34 +103,40 @@ def resolve_one(name: Reference, manifest: Manifest, options: BuildOptions) -> D
     from dgr.build import Dependency, build
 
     log.info("Resolving dependency %s", name)
+    if isinstance(name, ImageName) and Store(options.config.store_path).find(name) is None:
+        folder = find_local_project(name, manifest.project)
+        if folder is not None:
+            result = build(folder, options)  # a cycle is found there (dgr.build._check_cycle)
+            if name.version and result.name.version != name.version:
+                raise BuildError(
+                    f"dependency {name}: {folder} builds version {result.name.version}",
+                    path=manifest.path,
+                )
+            return Dependency(result.name, result.image_id, result.workspace.layer, result.dependencies)
+    return fetch(name, options.config, manifest.path)
+
+
+def fetch(name: Reference, config: Config, where: Path) -> Dependency:
+    """`name` from the store, else fetched: an OCI reference, or by appc discovery (not
+    from a project folder; `where`: the manifest that needs it, for errors)."""
     if isinstance(name, OciReference):
         from dgr.ociref import resolve_image
 
-        image = resolve_image(name, options.config, where=str(manifest.path))
-        return oci_dependency(name, image)
-    store = Store(options.config.store_path)
+        return oci_dependency(name, resolve_image(name, config, where=str(where)))
+    store = Store(config.store_path)
     stored = store.find(name)
     if stored is not None:
         log.debug("%s found in the store (%s)", stored.name, stored.image_id[:39])
         return from_store(store, stored)
-    folder = find_local_project(name, manifest.project)
-    if folder is not None:
-        result = build(folder, options)  # a cycle is found there (dgr.build._check_cycle)
-        if name.version and result.name.version != name.version:
-            raise BuildError(
-                f"dependency {name}: {folder} builds version {result.name.version}",
-                path=manifest.path,
-            )
-        return Dependency(result.name, result.image_id, result.workspace.layer, result.dependencies)
     # (3) appc discovery: download, verify and store (dgr/fetch.py).
     from dgr.fetch import fetch_if_discoverable
 
-    fetched = fetch_if_discoverable(name, options.config, store)
+    fetched = fetch_if_discoverable(name, config, store)
     if fetched is not None:
         return from_store(store, fetched)
     raise BuildError(
         f"dependency {name} not found",
-        path=manifest.path,
+        path=where,
         hint="add a project folder that builds it to this repository, install it in the store, "
         "or make it discoverable (ac-discovery; see docs/store.md)",
     )

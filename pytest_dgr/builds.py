@@ -1,4 +1,5 @@
-"""Builds shared by a pytest session: each image folder built once, dependencies first.
+"""Builds shared by a pytest session: each image folder built once, dependencies first
+(in the order of the project's plan, dgr/plan.py).
 
 `dgr.build.build` is already locked per target and incremental, so an image that built
 fine is never built twice. What it cannot know is that a build *failed* earlier in this
@@ -14,20 +15,17 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from filelock import FileLock
 
-from dgr.errors import BuildError, DgrError, error_from_json
-from dgr.manifest import load_manifest
-from dgr.names import ImageName
-from dgr.store import Store
+from dgr.build import BuildOptions, BuildResult
+from dgr.errors import DgrError, error_from_json
+from dgr.manifest import Manifest, load_manifest
+from dgr.plan import Built, Node, Plan, carry_out, make_plan
 from dgr.workspace import Workspace, target_dir
-
-if TYPE_CHECKING:
-    from dgr.build import BuildOptions, BuildResult
 
 
 class DependencyFailed(DgrError):
@@ -40,54 +38,41 @@ class SessionBuilds:
 
     directory: Path
     options: BuildOptions
+    # The builds this process already made or found up to date (a dependency shared by
+    # several images is not checked again).
+    done: dict[Path, BuildResult] = field(default_factory=dict, compare=False)
 
     def build(self, folder: Path) -> BuildResult:
         """The build of `folder` (its local dependencies first); DgrError on failure."""
-        folder = folder.resolve()
-        for dependency in self.local_dependencies(folder):
+        plan = make_plan(folder, self.options.config)
+        return self.carry_out(plan).results[plan.roots[0]]
+
+    def carry_out(self, plan: Plan) -> Built:
+        """The plan's images in its order, each project built through the session's records
+        (a pod's apps and the test images are left to their builders)."""
+
+        def step(node: Node, run: Callable[[], BuildResult]) -> BuildResult:
+            assert node.project is not None and node.manifest is not None
+            if node.key in plan.roots:
+                return self._build_once(node.project, run)
             try:
-                self._build_once(dependency)
+                return self._build_once(node.project, run)
             except DgrError as exc:
-                name = load_manifest(dependency).name
                 raise DependencyFailed(
-                    f"dependency {name} ({dependency}) failed to build: {exc.message}",
-                    path=folder,
-                    hint=f"see {build_log(dependency, self.options)}",
+                    f"dependency {node.name} ({node.project}) failed to build: {exc.message}",
+                    path=plan.project,
+                    hint=f"see {manifest_log(node.manifest, self.options)}",
                 ) from None
-        return self._build_once(folder)
 
-    def local_dependencies(self, folder: Path) -> list[Path]:
-        """The local project folders `folder` depends on, dependencies before dependents."""
-        ordered: list[Path] = []
-        self._visit(folder, [], ordered)
-        return [f for f in ordered if f != folder]
-
-    def _visit(self, folder: Path, chain: list[Path], ordered: list[Path]) -> None:
-        from dgr.resolve import find_local_project
-
-        if folder in ordered:
-            return
-        if folder in chain:
-            cycle = " -> ".join(str(f) for f in [*chain, folder])
-            raise BuildError(f"dependency cycle: {cycle}", path=folder)
-        manifest = load_manifest(folder)
-        store = Store(self.options.config.store_path)
-        names = (*manifest.aci.dependencies, *manifest.builder.dependencies, *manifest.tester.dependencies)
-        for name in names:
-            if not isinstance(name, ImageName) or store.find(name) is not None:
-                continue  # an OCI image is fetched, not built
-            local = find_local_project(name, folder)
-            if local is not None:
-                self._visit(local.resolve(), [*chain, folder], ordered)
-        ordered.append(folder)
+        return carry_out(plan, self.options, step=step)
 
     def _record(self, folder: Path) -> Path:
         digest = hashlib.sha256(str(folder).encode()).hexdigest()[:20]
         return self.directory / f"build-{digest}.json"
 
-    def _build_once(self, folder: Path) -> BuildResult:
-        from dgr.build import build
-
+    def _build_once(self, folder: Path, run: Callable[[], BuildResult]) -> BuildResult:
+        if folder in self.done:
+            return self.done[folder]
         record = self._record(folder)
         self.directory.mkdir(parents=True, exist_ok=True)
         with FileLock(str(record) + ".lock"):
@@ -96,11 +81,12 @@ class SessionBuilds:
                 if not data["ok"]:
                     raise error_from_json(data["error"])  # the same class and fields
             try:
-                result = build(folder, self.options)
+                result = run()
             except DgrError as exc:
                 record.write_text(json.dumps({"ok": False, "error": exc.to_json()}))
                 raise
             record.write_text(json.dumps({"ok": True, "image": str(result.name)}))
+            self.done[folder] = result
             return result
 
 
@@ -110,6 +96,10 @@ def build_log(folder: Path, options: BuildOptions) -> Path:
         manifest = load_manifest(folder)
     except DgrError:
         return folder / "target" / "build.log"
+    return manifest_log(manifest, options)
+
+
+def manifest_log(manifest: Manifest, options: BuildOptions) -> Path:
     return Workspace(target_dir(manifest, options.config, options.targets_root)).log
 
 

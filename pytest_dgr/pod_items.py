@@ -23,7 +23,6 @@ import pytest
 
 from dgr.errors import DgrError
 from dgr.leftovers import temporary_dir
-from dgr.names import ImageName
 from pytest_dgr.items import (
     IMAGE_STATE,
     SETTINGS,
@@ -53,28 +52,22 @@ class PodState(ImageState):
         self._running_error: DgrError | None = None
 
     def pod(self) -> PodBuild:
-        """Build the pod once: its apps' local dependencies through the session's builds
-        (each built once, failures remembered), then the apps (DgrError when it fails)."""
+        """Build the pod once: the images its apps need, in the order of its plan, through
+        the session's builds (each built once, failures remembered), then the apps
+        (DgrError when it fails)."""
         if self._pod is not None:
             return self._pod
         if self._pod_error is not None:
             raise self._pod_error
+        from dgr.plan import app_dependencies, make_plan
         from dgr.pod import build_pod
-        from dgr.podmanifest import load_pod_manifest
-        from dgr.resolve import find_local_project
-        from dgr.store import Store
 
         try:
-            manifest = load_pod_manifest(self.folder)
-            store = Store(self.options.config.store_path)
-            for app in manifest.apps:
-                for name in app.dependencies:
-                    if not isinstance(name, ImageName):
-                        continue  # an OCI image is fetched, not built
-                    local = find_local_project(name, self.folder) if store.find(name) is None else None
-                    if local is not None:
-                        self.settings.builds.build(local)
-            self._pod = build_pod(self.folder, self.options)
+            plan = make_plan(self.folder, self.options.config)
+            built = self.settings.builds.carry_out(plan)
+            self._pod = build_pod(
+                self.folder, self.options, pod=plan.pod, resolved=app_dependencies(plan, built)
+            )
         except Exception as exc:  # not retried by the pod's other items
             self._pod_error = exc
             raise
