@@ -23,9 +23,9 @@ from dgr.errors import BuildError, DgrError
 from dgr.manifest import ACI_MANIFEST, POD_MANIFEST, Manifest, load_manifest
 from dgr.names import ImageName
 from dgr.newer_versions import newer_version_checks
-from dgr.ociref import OciReference, Reference
 from dgr.pod import PodBuild, app_folder, build_pod
 from dgr.podmanifest import PodManifest, load_pod_manifest
+from dgr.reference import OciReference, Reference
 from dgr.resolve import fetch, find_local_project, from_store
 from dgr.store import Store, StoredImage
 from dgr.tester import needs_test_build
