@@ -14,16 +14,14 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import yaml
 
 from dgr.names import ImageName, oci_tag
 from dgr.oci import START
+from dgr.podbuild import AppBuild, PodBuild, app_mounts, host_source
 from dgr.readiness import kube_probe
-
-if TYPE_CHECKING:
-    from dgr.pod import AppBuild, PodBuild
 
 DEFAULT_REGISTRY = "localhost"
 # Kubernetes: a port name is an IANA service name, an annotation key an optional DNS prefix
@@ -45,7 +43,6 @@ def _numeric(value: str) -> int | None:
 
 
 def kube_container(built: PodBuild, app: AppBuild, registry: str) -> dict[str, Any]:
-    from dgr.pod import app_mounts
 
     runtime = app.runtime_app
     container: dict[str, Any] = {
@@ -101,7 +98,6 @@ def kube_container(built: PodBuild, app: AppBuild, registry: str) -> dict[str, A
 
 def kube_pod(built: PodBuild, registry: str = DEFAULT_REGISTRY) -> dict[str, Any]:
     """The `v1 Pod` of a built pod, as a YAML-ready dict."""
-    from dgr.pod import host_source
 
     pod = built.pod
     metadata: dict[str, Any] = {

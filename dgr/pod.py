@@ -29,7 +29,7 @@ import shutil
 import sys
 import time
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
@@ -38,6 +38,7 @@ from filelock import FileLock
 from dgr import userns
 from dgr.epoch import from_environment
 from dgr.errors import BuildError, ContainerError, DgrError, ManifestError
+from dgr.kube import write_kube
 from dgr.leftovers import make_dir
 from dgr.log import level_name, log, step
 from dgr.manifest import (
@@ -50,6 +51,7 @@ from dgr.manifest import (
     NameValue,
 )
 from dgr.names import generate_version
+from dgr.podbuild import AppBuild, PodBuild, app_mounts, host_source
 from dgr.podmanifest import (
     APP_FIELDS,
     PodApp,
@@ -60,7 +62,7 @@ from dgr.podmanifest import (
 )
 
 if TYPE_CHECKING:
-    from dgr.build import BuildOptions, BuildResult, Dependency
+    from dgr.build import BuildOptions, Dependency
     from dgr.container import Container, Volume
     from dgr.tester import TesterContainer, TesterOptions
 
@@ -73,54 +75,6 @@ HOLD = "while :; do /dgr/bin/busybox sleep 3600; done"
 
 
 # --- building --------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class AppBuild:
-    """One built app of a pod."""
-
-    app: PodApp
-    result: BuildResult
-
-    @property
-    def name(self) -> str:
-        return self.app.name
-
-    @property
-    def runtime_app(self) -> App:
-        """The app as the image runs it (inherited + the pod's changes)."""
-        return self.result.manifest.aci.app
-
-
-@dataclass(frozen=True)
-class PodBuild:
-    """What a pod build produced."""
-
-    pod: PodManifest
-    version: str
-    target: Path
-    apps: tuple[AppBuild, ...]
-
-    @property
-    def up_to_date(self) -> bool:
-        return all(a.result.up_to_date for a in self.apps)
-
-    @property
-    def manifest_json(self) -> Path:
-        return self.target / "pod-manifest.json"
-
-    @property
-    def kube_yaml(self) -> Path:
-        return self.target / "pod.kube.yml"
-
-    def app(self, name: str) -> AppBuild:
-        for app in self.apps:
-            if app.name == name:
-                return app
-        raise DgrError(
-            f"no app named {name!r} in pod {self.pod.name}",
-            hint=f"apps: {', '.join(a.name for a in self.apps)}",
-        )
 
 
 def pod_target(pod: PodManifest, options: BuildOptions) -> Path:
@@ -271,7 +225,6 @@ def build_pod(
     """Build every app of the pod at `project`, then write the pod manifest and the
     Kubernetes export. Apps build one after the other; all failures are reported.
     `pod` and `resolved` (each app's dependencies by app name): what a plan found."""
-    from dgr.kube import write_kube
 
     pod = pod or load_pod_manifest(project)
     target = pod_target(pod, options)
@@ -322,26 +275,6 @@ def check_ports(built: PodBuild) -> None:
                 key=f"pod.ports[{i}].name",
                 hint=f"app ports: {', '.join(sorted(names)) or 'none'}",
             )
-
-
-def app_mounts(pod: PodManifest, app: AppBuild) -> list[tuple[PodVolume, str, bool]]:
-    """(volume, path, read-only) mounted in `app`: its `mounts`, then each of its mount points
-    named like a pod volume (appc's matching by name)."""
-    result: list[tuple[PodVolume, str, bool]] = []
-    for mount in app.app.mounts:
-        volume = pod.volume(mount.volume)
-        assert volume is not None  # checked when parsing
-        result.append((volume, mount.path, volume.read_only))
-    for point in app.runtime_app.mount_points:
-        volume = pod.volume(point.name)
-        if volume is not None and all(path != point.path for _, path, _ in result):
-            result.append((volume, point.path, point.read_only or volume.read_only))
-    return result
-
-
-def host_source(pod: PodManifest, volume: PodVolume) -> Path:
-    """A host volume's folder (a relative source is relative to the pod folder)."""
-    return (pod.project / os.path.expanduser(volume.source)).absolute()
 
 
 def pod_manifest_json(built: PodBuild) -> dict[str, Any]:
