@@ -26,7 +26,7 @@ from dgr.errors import ContainerError
 from dgr.leftovers import make_dir
 from dgr.log import log
 from dgr.ports import PortMapping, forward, parse_ports, stop
-from dgr.process import Result, die_with_parent, require_tool, run
+from dgr.process import Result, require_tool, run, spawn
 from dgr.sandbox import DEFAULT_PATH, Bind, Overlay, Sandbox, make_scaffold
 
 if TYPE_CHECKING:
@@ -127,7 +127,7 @@ class Container:
         sandbox.prepare()
         listeners: list[subprocess.Popen[bytes]] = []
         try:
-            with subprocess.Popen(sandbox.command(self.argv()), preexec_fn=die_with_parent()) as proc:
+            with spawn(sandbox.command(self.argv()), session=False) as proc:  # the terminal's
                 self.proc = proc
                 try:
                     if ports:

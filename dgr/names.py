@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import re
-import subprocess
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from dgr.errors import ManifestError
+from dgr.errors import DgrError, ManifestError
+from dgr.process import run
 
 # Strict spec regexes (actool is looser; we generate and accept only these).
 AC_IDENTIFIER = re.compile(r"^[a-z0-9]+([-._~/][a-z0-9]+)*$")
@@ -107,16 +107,10 @@ def generate_version(directory: Path, epoch: int | None = None) -> str:
     when `directory` is in git."""
     stamp = time.strftime("%Y%m%d.%H%M%S", time.localtime() if epoch is None else time.gmtime(epoch))
     try:
-        out = subprocess.run(
-            ["git", "-C", str(directory), "rev-parse", "--short", "HEAD"],
-            capture_output=True,
-            text=True,
-            timeout=10,
-            check=False,
-        )
-    except (OSError, subprocess.TimeoutExpired):
+        out = run(["git", "-C", str(directory), "rev-parse", "--short", "HEAD"], timeout=10, check=False)
+    except DgrError:  # no git, or it hung
         return stamp
-    commit = out.stdout.strip()
+    commit = out.output.strip()
     return f"{stamp}-v{commit}" if out.returncode == 0 and commit else stamp
 
 

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 from dgr.errors import ContainerError
 from dgr.manifest import Port
-from dgr.process import require_tool
+from dgr.process import require_tool, spawn
 
 LOCALHOST = "127.0.0.1"
 
@@ -68,8 +68,10 @@ def forward(mapping: PortMapping, netns_pid: int) -> subprocess.Popen[bytes]:
     # socat reads `:` and `,` in an address as separators: escape them in the inner command.
     inside = f"{nsenter} --net=/proc/{netns_pid}/ns/net -- {socat} STDIO TCP\\:127.0.0.1\\:{mapping.port}"
     listen = f"TCP-LISTEN:{mapping.host_port},bind={mapping.host_ip},fork,reuseaddr"
-    return subprocess.Popen(
+    # setpriv: socat's own children (one per connection) die with it too.
+    return spawn(
         [setpriv, "--pdeathsig", "KILL", "--", socat, listen, f"EXEC:{inside}"],
+        session=False,
         stdin=subprocess.DEVNULL,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,

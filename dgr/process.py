@@ -20,7 +20,7 @@ from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 from dgr.errors import DgrError, ToolError, host_error
 from dgr.log import TRACE, log
@@ -171,6 +171,22 @@ def run(
             details=result.tail(),
         )
     return result
+
+
+def spawn(
+    args: Sequence[str | os.PathLike[str]], *, session: bool = True, **popen: Any
+) -> subprocess.Popen[bytes]:
+    """Start `args` without waiting (containers, port forwarders, dgr in its namespace).
+
+    Logged as :func:`run` logs; the kernel kills it when dgr dies (as `run` does); in a session
+    of its own unless `session` is False (`dgr run` attached to a terminal stays in its
+    foreground). `popen` goes to subprocess.Popen (stdin, stdout, env, pass_fds...)."""
+    argv = [str(a) for a in args]
+    log.log(TRACE, "spawn: %s", shlex.join(argv))
+    try:
+        return subprocess.Popen(argv, start_new_session=session, preexec_fn=die_with_parent(), **popen)
+    except FileNotFoundError:
+        raise ToolError(f"{argv[0]} not found on this host") from None
 
 
 def kill_group(proc: subprocess.Popen[bytes]) -> None:

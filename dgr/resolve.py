@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import subprocess
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -20,6 +19,7 @@ from dgr.errors import BuildError, DgrError
 from dgr.log import log
 from dgr.manifest import ACI_MANIFEST, POD_MANIFEST, Manifest, load_manifest
 from dgr.names import ImageName
+from dgr.process import run
 from dgr.reference import OciReference, Reference
 from dgr.store import Store, StoredImage, StoredOciImage
 
@@ -42,16 +42,10 @@ def repository_root(project: Path) -> Path:
     if origin.is_file():
         project = Path(origin.read_text(encoding="utf-8").strip())
     try:
-        out = subprocess.run(
-            ["git", "-C", str(project), "rev-parse", "--show-toplevel"],
-            capture_output=True,
-            text=True,
-            timeout=10,
-            check=False,
-        )
-        if out.returncode == 0 and out.stdout.strip():
-            return Path(out.stdout.strip())
-    except (OSError, subprocess.TimeoutExpired):
+        out = run(["git", "-C", str(project), "rev-parse", "--show-toplevel"], timeout=10, check=False)
+        if out.returncode == 0 and out.output.strip():
+            return Path(out.output.strip())
+    except DgrError:  # no git, or it hung
         pass
     folder = project.resolve()
     while (folder.parent / ACI_MANIFEST).is_file() or (folder.parent / POD_MANIFEST).is_file():

@@ -22,10 +22,11 @@ import subprocess
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from dgr import userns
 from dgr.errors import DgrError, ToolError
-from dgr.process import Result, die_with_parent, require_tool, run
+from dgr.process import Result, require_tool, run, spawn
 from dgr.userns import IdMap
 
 # Runs as dgr (real root, or root of the rootless namespace) in the private mount namespace:
@@ -202,12 +203,10 @@ class Sandbox:
         self.prepare()
         return run(self.command(argv), **kwargs)  # type: ignore[arg-type]
 
-    def spawn(self, argv: Sequence[str], **popen: object) -> subprocess.Popen[bytes]:
+    def spawn(self, argv: Sequence[str], **popen: Any) -> subprocess.Popen[bytes]:
         """Start `argv` inside the sandbox without waiting (for long-running containers)."""
         self.prepare()
-        return subprocess.Popen(  # type: ignore[call-overload,no-any-return]
-            self.command(argv), start_new_session=True, preexec_fn=die_with_parent(), **popen
-        )
+        return spawn(self.command(argv), **popen)
 
 
 def make_scaffold(directory: Path, dirs: Sequence[str] = (), files: Sequence[str] = ()) -> Path:

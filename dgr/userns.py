@@ -32,7 +32,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from dgr.errors import ToolError
-from dgr.process import require_tool, run
+from dgr.process import require_tool, run, spawn
 
 SIZE = 65536  # ids 0-65535 inside, what images and real distributions use
 NOBODY = 65534
@@ -222,11 +222,10 @@ def run_in_rootless_namespace(argv: Sequence[str]) -> int:
     name = _user_name(uid)
     env = {"USER": name, "LOGNAME": name, **os.environ, IN_NAMESPACE_ENV: "1"}
     # A session of its own: a Ctrl-C on the terminal reaches it once, forwarded by us.
-    child = subprocess.Popen(
+    child = spawn(
         [unshare, "--user", "--", sys.executable, "-I", "-S", "-c", _WAIT_FOR_MAPS, str(read_end), *argv],
         pass_fds=(read_end,),
         env=env,
-        start_new_session=True,
     )
     os.close(read_end)
     try:
