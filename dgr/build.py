@@ -12,6 +12,7 @@ layers below, this build's layer (`upper`) on top; only `upper` becomes the imag
 from __future__ import annotations
 
 import json
+import logging
 import math
 import os
 import re
@@ -32,7 +33,7 @@ from dgr import epoch, userns
 from dgr.builder_root import busybox_root
 from dgr.buildkey import build_key, up_to_date
 from dgr.cache import cached_folder
-from dgr.config import Config
+from dgr.config import Config, load_config
 from dgr.errors import BuildError, DgrError, ManifestError, host_errors
 from dgr.leftovers import remove_stale
 from dgr.log import level_name, log, step
@@ -86,6 +87,30 @@ class BuildOptions:
     # The builds this one is a dependency of, outermost first, as (project folder, image
     # name): a dependency that needs one of them again is a cycle (see _check_cycle).
     building: tuple[tuple[Path, str], ...] = ()
+
+    @classmethod
+    def from_settings(
+        cls,
+        *,
+        home: str | None,
+        targets_root: str | None,
+        set_env: Mapping[str, str],
+        log_level: int,
+        keep: bool = False,
+        **more: Any,
+    ) -> BuildOptions:
+        """The options both faces make from what the user gave (the CLI's flags, the pytest
+        plugin's --dgr-* options): the configuration of `home` (default ~/.config/dgr), the
+        targets root made absolute, scripts' output echoed at debug level."""
+        return cls(
+            config=load_config(Path(home) if home else None),
+            set_env=set_env,
+            log_level=log_level,
+            keep=keep,
+            echo=log_level <= logging.DEBUG,
+            targets_root=Path(targets_root).absolute() if targets_root else None,
+            **more,
+        )
 
 
 @dataclass(frozen=True)

@@ -17,7 +17,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from dgr.build import BuildOptions, BuildResult
-from dgr.config import load_config
 from dgr.errors import DgrError, UsageError, host_errors
 from dgr.log import level_name, log, parse_level
 from dgr.manifest import detect_project
@@ -31,16 +30,12 @@ if TYPE_CHECKING:
 
 
 def options(args: argparse.Namespace) -> BuildOptions:
-    home = getattr(args, "home_path", None)
-    root = getattr(args, "targets_root_path", None)
-    level = parse_level(args.log_level)
-    return BuildOptions(
-        config=load_config(Path(home) if home else None),
+    return BuildOptions.from_settings(
+        home=getattr(args, "home_path", None),
+        targets_root=getattr(args, "targets_root_path", None),
         set_env=args.set_env,
-        log_level=level,
+        log_level=parse_level(args.log_level),
         keep=bool(getattr(args, "keep_builder", False)),
-        echo=level <= 10,
-        targets_root=Path(root).absolute() if root else None,
         shell_on_failure=bool(getattr(args, "shell_on_failure", False)),
         shell_after=getattr(args, "shell_after", None) or "",
         timeout=getattr(args, "timeout", None),

@@ -111,7 +111,6 @@ def settings(config: pytest.Config) -> Settings:
     if found is not None:
         return found
     from dgr.build import BuildOptions
-    from dgr.config import load_config
     from dgr.errors import DgrError
     from dgr.log import parse_level
     from dgr.parser import parse_set_env
@@ -122,12 +121,12 @@ def settings(config: pytest.Config) -> Settings:
         level = parse_level(config.getoption("dgr_log_level"))
         home, target = config.getoption("dgr_home"), config.getoption("dgr_target")
         keep = bool(config.getoption("dgr_keep"))
-        options = BuildOptions(
-            config=load_config(Path(home) if home else None),
+        options = BuildOptions.from_settings(
+            home=home,
+            targets_root=target,
             set_env=parse_set_env(config.getoption("dgr_set_env"), dict(os.environ)),
             log_level=level,
             keep=keep,
-            targets_root=Path(target).absolute() if target else None,
         )
     except (ValueError, DgrError) as exc:
         raise pytest.UsageError(f"dgr: {exc}") from None
