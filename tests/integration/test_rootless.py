@@ -9,7 +9,6 @@ from __future__ import annotations
 import os
 import shutil
 import tarfile
-import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import replace
@@ -17,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from dgr.leftovers import make_dir
 from tests.support.rootless import RootlessUser, ensure_rootless_user
 
 pytestmark = pytest.mark.integration
@@ -36,7 +36,7 @@ def user() -> Iterator[RootlessUser]:
 @pytest.fixture
 def workdir(user: RootlessUser) -> Iterator[Path]:
     """A folder of the user's (not under pytest's 0700 root-owned temporary folder)."""
-    path = Path(tempfile.mkdtemp(prefix="dgr-rootless-", dir="/tmp"))
+    path = make_dir("/tmp", "dgr-rootless-")  # a killed session's goes at the next
     os.chown(path, user.uid, user.gid)
     yield path
     shutil.rmtree(path)  # as root: the layers hold ids of the user's range

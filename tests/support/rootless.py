@@ -15,13 +15,13 @@ import shutil
 import subprocess
 import sys
 import sysconfig
-import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from filelock import FileLock
 
+from dgr.leftovers import make_dir
 from dgr.userns import SIZE, SUBGID, SUBUID, SubRange, subordinate_range
 
 USER = "dgr-rootless"
@@ -74,7 +74,7 @@ def _readable_code() -> Path:
     """This checkout's packages and the venv's, where the user can read them: the checkout
     may sit in a folder only root may enter (/root). Hard links when the filesystem allows
     (nothing copied), else copies; the caller removes the folder."""
-    code = Path(tempfile.mkdtemp(prefix="dgr-rootless-code-", dir="/var/tmp"))
+    code = make_dir("/var/tmp", "dgr-rootless-code-")  # a killed session's goes at the next
     for package in ("dgr", "pytest_dgr"):
         shutil.copytree(REPO / package, code / package, ignore=shutil.ignore_patterns("__pycache__"))
     site = sysconfig.get_paths()["purelib"]
