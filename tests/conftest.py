@@ -62,6 +62,17 @@ def options(dgr_home: Path) -> BuildOptions:
 
 
 @pytest.fixture(autouse=True)
+def _not_on_ci(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Inner pytest sessions (pytester) print the same on CI as on a terminal.
+
+    pytest shows whole failure messages in the short summary when CI or BUILD_NUMBER is
+    set; tests that count a message in an inner session's output would see it twice there.
+    """
+    monkeypatch.delenv("CI", raising=False)
+    monkeypatch.delenv("BUILD_NUMBER", raising=False)
+
+
+@pytest.fixture(autouse=True)
 def _no_leaks(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
     """Integration tests must leave no mount and no child process behind.
 
