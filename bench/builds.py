@@ -305,9 +305,10 @@ def make_projects(root: Path) -> dict[str, Path]:
 
 def library_no_change(project: Path, home: Home, target_root: Path, runs: int) -> list[float]:
     """No-change builds through `dgr.build.build` in this (warm) process."""
-    from dgr.build import BuildOptions, build
+    from dgr.build import build
     from dgr.config import load_config
     from dgr.log import setup
+    from dgr.options import BuildOptions
 
     setup(40)
     options = BuildOptions(config=load_config(home.path), targets_root=target_root)

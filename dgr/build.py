@@ -12,7 +12,6 @@ layers below, this build's layer (`upper`) on top; only `upper` becomes the imag
 from __future__ import annotations
 
 import json
-import logging
 import math
 import os
 import re
@@ -21,7 +20,6 @@ import shutil
 import signal
 import sys
 import time
-from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
@@ -33,14 +31,15 @@ from dgr import epoch, userns
 from dgr.builder_root import busybox_root
 from dgr.buildkey import build_key, up_to_date
 from dgr.cache import cached_folder
-from dgr.config import Config, load_config
 from dgr.errors import BuildError, DgrError, ManifestError, host_errors
+from dgr.images import BuildResult, Dependency, Resolved, flatten
 from dgr.leftovers import remove_stale
 from dgr.log import level_name, log, step
 from dgr.manifest import HostMount, Manifest, NameValue, is_templated, load_manifest
 from dgr.names import ImageName, generate_version
+from dgr.options import BuildOptions
 from dgr.process import kill_group
-from dgr.reference import OciReference, Reference
+from dgr.reference import OciReference
 from dgr.sandbox import Bind, Overlay, Sandbox, make_scaffold
 from dgr.staging import (
     check_inputs,
@@ -53,7 +52,6 @@ from dgr.staging import (
 from dgr.workspace import Workspace, target_dir
 
 if TYPE_CHECKING:
-    from dgr.oci import LayerBlob
     from dgr.store import StoredOciImage
 
 ROOTFS_IN_BUILDER = "/rootfs"
@@ -66,106 +64,6 @@ TEMPLATER_INPUTS = "/dgr/builder/templater"  # the image's attributes/templates,
 BUILT_ATTRIBUTES = "builder-attributes.json"
 STAGES = ("inherit", "project")  # staged folders copied into the image, in this order
 SCRIPT_TIMEOUT_ENV = "DGR_SCRIPT_TIMEOUT"  # seconds execute_files (functions.sh) gives each script
-
-
-@dataclass(frozen=True)
-class BuildOptions:
-    """How to build: what the command line and the configuration said."""
-
-    config: Config
-    set_env: Mapping[str, str] = field(default_factory=dict)
-    log_level: int = 20
-    keep: bool = False
-    echo: bool = False
-    targets_root: Path | None = None
-    shell_on_failure: bool = False  # a debugging shell in the sandbox of a failing step
-    shell_after: str = ""  # a debugging shell after this step (one of SHELL_STEPS)
-    # Seconds all runlevels of a build may take, and each script (--timeout,
-    # --script-timeout); None: the manifest's build.timeout / build.scriptTimeout, if any.
-    timeout: float | None = None
-    script_timeout: float | None = None
-    # The builds this one is a dependency of, outermost first, as (project folder, image
-    # name): a dependency that needs one of them again is a cycle (see _check_cycle).
-    building: tuple[tuple[Path, str], ...] = ()
-
-    @classmethod
-    def from_settings(
-        cls,
-        *,
-        home: str | None,
-        targets_root: str | None,
-        set_env: Mapping[str, str],
-        log_level: int,
-        keep: bool = False,
-        **more: Any,
-    ) -> BuildOptions:
-        """The options both faces make from what the user gave (the CLI's flags, the pytest
-        plugin's --dgr-* options): the configuration of `home` (default ~/.config/dgr), the
-        targets root made absolute, scripts' output echoed at debug level."""
-        return cls(
-            config=load_config(Path(home) if home else None),
-            set_env=set_env,
-            log_level=log_level,
-            keep=keep,
-            echo=log_level <= logging.DEBUG,
-            targets_root=Path(targets_root).absolute() if targets_root else None,
-            **more,
-        )
-
-
-@dataclass(frozen=True)
-class Dependency:
-    """A resolved dependency: pinned name, image ID, its own layer and its own dependencies.
-
-    An OCI image is one per layer (image ID: the layer's OCI chain ID), each depending on the
-    layer below; every one keeps its `blob` as fetched, the top one the stored image (`oci`).
-    """
-
-    name: Reference
-    image_id: str
-    layer: Path
-    dependencies: tuple[Dependency, ...] = ()
-    blob: LayerBlob | None = None
-    oci: StoredOciImage | None = None
-
-
-def flatten(deps: tuple[Dependency, ...]) -> tuple[Dependency, ...]:
-    """Every image below `deps`, bottom first (a dependency's dependencies before it), once."""
-    seen: set[str] = set()
-    order: list[Dependency] = []
-
-    def visit(dep: Dependency) -> None:
-        for child in dep.dependencies:
-            visit(child)
-        if dep.image_id not in seen:
-            seen.add(dep.image_id)
-            order.append(dep)
-
-    for dep in deps:
-        visit(dep)
-    return tuple(order)
-
-
-# An image's resolved (aci, builder) dependencies, in the order its manifest lists them.
-Resolved = tuple[tuple[Dependency, ...], tuple[Dependency, ...]]
-
-
-@dataclass(frozen=True)
-class BuildResult:
-    """What a build produced (or found up to date)."""
-
-    manifest: Manifest
-    name: ImageName
-    workspace: Workspace
-    image_id: str
-    dependencies: tuple[Dependency, ...]
-    internals: Path
-    up_to_date: bool = False
-
-    @property
-    def layers(self) -> tuple[Path, ...]:
-        """Every layer of the image, bottom first: dependencies, dgr internals, its own."""
-        return (*(d.layer for d in flatten(self.dependencies)), self.internals, self.workspace.layer)
 
 
 @dataclass(frozen=True)
@@ -649,16 +547,17 @@ def build(
     project: Path,
     options: BuildOptions,
     *,
+    resolved: Resolved = ((), ()),
     force: bool = False,
     manifest: Manifest | None = None,
     target: Path | None = None,
     extra_attributes: tuple[tuple[str, Path], ...] = (),
-    resolved: Resolved | None = None,
 ) -> BuildResult:
     """Build the image of `project` (or return the previous result when nothing changed).
 
-    `resolved`: its aci and builder dependencies, already built or fetched (dgr/plan.py);
-    without it, build resolves them itself (dgr/resolve.py), building local ones first.
+    `resolved`: its aci and builder dependencies, already built or fetched, in the order its
+    manifest lists them; a build never resolves or builds another image itself (the plan
+    does, dgr/plan.py: `plan_build_image` builds a project with what it needs).
 
     `manifest` replaces the project's aci-manifest.yml (used for generated images such as
     the test image, whose project folder is `tests/`); `target` replaces the target folder.
@@ -666,15 +565,13 @@ def build(
     `/dgr/attributes/<name>/`, above the dependencies' and below the project's own (a pod's
     shared attributes, see dgr/pod.py).
 
-    The host's refusals (disk full, read-only target...) are a HostError naming the file;
-    a project that needs itself, through its dependencies, is a BuildError naming the cycle.
+    The host's refusals (disk full, read-only target...) are a HostError naming the file.
     """
     explicit_epoch = epoch.from_environment()  # an invalid value fails before anything is written
     if explicit_epoch is not None:  # an input: build scripts get it too (a --set-env value wins)
         options = replace(options, set_env={epoch.ENV: str(explicit_epoch), **options.set_env})
     manifest = manifest or load_manifest(project)
-    if resolved is None:
-        options = _check_cycle(manifest, options)
+    _check_resolved(manifest, resolved)
     ws = Workspace(target or target_dir(manifest, options.config, options.targets_root))
     with host_errors("build", where=ws.target):
         ws.target.mkdir(parents=True, exist_ok=True)
@@ -682,20 +579,15 @@ def build(
             return _build_locked(manifest, options, force, ws, extra_attributes, resolved)
 
 
-def _check_cycle(manifest: Manifest, options: BuildOptions) -> BuildOptions:
-    """`options` for the dependencies of `manifest`'s build; a BuildError naming the cycle
-    when an image that `manifest` is a dependency of is `manifest` itself (its build would
-    otherwise wait forever for its own target's lock)."""
-    folder = manifest.project.resolve()
-    for index, (outer, _) in enumerate(options.building):
-        if outer == folder:
-            chain = " -> ".join([*(name for _, name in options.building[index:]), manifest.name.name])
-            raise BuildError(
-                f"dependency cycle: {chain}",
-                path=manifest.path,
-                hint="images cannot depend on each other: move what they share into a third image",
-            )
-    return replace(options, building=(*options.building, (folder, manifest.name.name)))
+def _check_resolved(manifest: Manifest, resolved: Resolved) -> None:
+    """A caller's mistake, not a user's: dependencies the manifest lists but nobody resolved."""
+    deps, builder_deps = resolved
+    aci, builder = manifest.aci.dependencies, manifest.builder.dependencies
+    if len(deps) != len(aci) or len(builder_deps) != len(builder):
+        raise ValueError(
+            f"{manifest.name}: build() needs its {len(aci)} aci and {len(builder)} builder "
+            "dependencies resolved (dgr.plan.plan_build_image)"
+        )
 
 
 # Temporary names that writers in a target make (dgr/leftovers.py); those without an owner
@@ -722,16 +614,10 @@ def _build_locked(
     force: bool,
     ws: Workspace,
     extra_attributes: tuple[tuple[str, Path], ...],
-    resolved: Resolved | None,
+    resolved: Resolved,
 ) -> BuildResult:
-    from dgr.resolve import resolve_dependencies
-
     remove_stale(ws.target, *TARGET_TEMPORARIES)
-    if resolved is None:
-        deps = resolve_dependencies(manifest.aci.dependencies, manifest, options)
-        builder_deps = resolve_dependencies(manifest.builder.dependencies, manifest, options)
-    else:
-        deps, builder_deps = resolved
+    deps, builder_deps = resolved
     manifest = with_oci_base(manifest, deps)
     internals = internals_layer(options.config.cache_path)
     key = build_key(manifest, options, internals, deps, builder_deps, ws.target, extra_attributes)

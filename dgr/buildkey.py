@@ -22,7 +22,8 @@ from dgr.staging import attribute_sources
 from dgr.workspace import Workspace
 
 if TYPE_CHECKING:
-    from dgr.build import BuildOptions, Dependency
+    from dgr.images import Dependency
+    from dgr.options import BuildOptions
 
 # Not inputs of the image: VCS data, the test folder (it builds the test image, whose own key
 # covers it) and caches that tools write into the project.
@@ -129,7 +130,7 @@ def _env_digest(name: str, value: str) -> str:
 def _inherit_scripts(deps: tuple[Dependency, ...]) -> Iterable[Path]:
     """The inherit-build runlevel scripts of `deps` and of everything below them: they run in
     this build too."""
-    from dgr.build import flatten
+    from dgr.images import flatten
 
     for dep in flatten(deps):
         for runlevel in ("inherit-build-early", "inherit-build-late"):

@@ -16,10 +16,11 @@ from contextlib import contextmanager, redirect_stdout
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from dgr.build import BuildOptions, BuildResult
 from dgr.errors import DgrError, UsageError, host_errors
+from dgr.images import BuildResult
 from dgr.log import level_name, log, parse_level
 from dgr.manifest import detect_project
+from dgr.options import BuildOptions
 from dgr.parser import NO_JSON, build_parser
 
 if TYPE_CHECKING:
@@ -144,9 +145,10 @@ def try_(args: argparse.Namespace) -> int:
 
     show = (lambda text: None) if args.json else print
     if (pod := pod_folder(args)) is not None:
+        from dgr.plan import plan_build_pod
         from dgr.pod import try_pod
 
-        out = try_pod(pod, options(args), show=show)
+        out = try_pod(plan_build_pod(pod, options(args)), show=show)
     else:
         out = try_templates(project(args), options(args), show=show)
     log.info("Rendered templates into %s", out)

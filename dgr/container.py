@@ -30,7 +30,7 @@ from dgr.process import Result, require_tool, run, spawn
 from dgr.sandbox import DEFAULT_PATH, Bind, Overlay, Sandbox, make_scaffold
 
 if TYPE_CHECKING:
-    from dgr.build import BuildResult
+    from dgr.images import BuildResult
 
 START = "/dgr/bin/start"
 CONTAINER_PREFIX = "dgr-container-"

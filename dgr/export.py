@@ -32,7 +32,7 @@ from dgr.oci import REPOSITORY_COMPONENT, SKOPEO_POLICY, TAG, describe_layout
 from dgr.process import require_tool, run
 
 if TYPE_CHECKING:
-    from dgr.build import BuildResult
+    from dgr.images import BuildResult
 
 FORMATS = {"docker-archive": "image.docker.tar", "oci-archive": "image.oci.tar"}
 ENGINES = ("podman", "docker")

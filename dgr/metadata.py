@@ -18,7 +18,7 @@ from dgr.oci import describe_layout
 from dgr.workspace import Workspace
 
 if TYPE_CHECKING:
-    from dgr.build import BuildResult
+    from dgr.images import BuildResult
 
 
 def _annotation(manifest_json: Path, name: str) -> str | None:

@@ -38,7 +38,7 @@ from dgr.names import VERSION, ImageName, compare_versions
 from dgr.store import Store, appc_arch
 
 if TYPE_CHECKING:
-    from dgr.build import BuildOptions
+    from dgr.options import BuildOptions
 
 CHECK_TIMEOUT = 5.0  # seconds per request: a warning is not worth a long wait
 MAX_WORKERS = 8

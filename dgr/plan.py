@@ -17,18 +17,20 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from dgr.build import BuildOptions, BuildResult, Dependency, build
+from dgr.build import build
 from dgr.config import Config
 from dgr.errors import BuildError, DgrError
+from dgr.images import BuildResult, Dependency
 from dgr.manifest import ACI_MANIFEST, POD_MANIFEST, Manifest, load_manifest
 from dgr.names import ImageName
 from dgr.newer_versions import newer_version_checks
+from dgr.options import BuildOptions
 from dgr.pod import PodBuild, app_folder, build_pod
 from dgr.podmanifest import PodManifest, load_pod_manifest
 from dgr.reference import OciReference, Reference
 from dgr.resolve import fetch, find_local_project, from_store
 from dgr.store import Store, StoredImage
-from dgr.tester import needs_test_build
+from dgr.tester import TESTS_TARGET, TestImage, generated_test_manifest, needs_test_build
 
 
 class Source(enum.Enum):
@@ -86,10 +88,10 @@ class Plan:
                 return node
         raise KeyError(key)
 
-    def closure(self, key: str) -> tuple[Node, ...]:
-        """The node `key` and every node it needs, in plan order."""
+    def closure(self, keys: tuple[str, ...]) -> tuple[Node, ...]:
+        """The nodes `keys` and every node they need, in plan order."""
         wanted: set[str] = set()
-        todo = [key]
+        todo = list(keys)
         while todo:
             current = todo.pop()
             if current not in wanted:
@@ -283,21 +285,26 @@ def carry_out(
     options: BuildOptions,
     *,
     force: bool = False,
-    upto: str | None = None,
+    upto: tuple[str, ...] | None = None,
     step: BuildStep = _just_build,
+    built: Built | None = None,
 ) -> Built:
-    """Build or fetch the nodes of `plan` (those `upto` needs, when given) in order: each
-    project is built once, with its dependencies as resolved here. The generated test
-    images and a pod's apps are left to their builders (dgr/tester.py, dgr/pod.py);
-    `force` rebuilds the roots only."""
-    built = Built()
-    nodes = plan.closure(upto) if upto is not None else plan.nodes
-    for node in nodes:
+    """Build or fetch, in order, the nodes that `upto` (default: the plan's roots) need:
+    each project is built once, with its dependencies as resolved here; a test image only
+    when `upto` names it. `built`: what an earlier call for the same plan gave (its nodes
+    are not visited again; it is extended). A pod's apps are left to dgr/pod.py; `force`
+    rebuilds the roots only."""
+    built = built if built is not None else Built()
+    for node in plan.closure(upto if upto is not None else plan.roots):
+        if node.key in built.images or node.key in built.results:
+            continue
         if node.source is Source.STORE:
             assert node.stored is not None
             built.images[node.key] = from_store(Store(options.config.store_path), node.stored)
         elif node.source in (Source.OCI, Source.DISCOVERY):
             built.images[node.key] = fetch(node.name, options.config, node.where or plan.project)
+        elif node.source is Source.TESTS:
+            built.results[node.key] = step(node, _tests_build(node, built, options))
         elif node.source is Source.PROJECT:
             result = step(node, _project_build(node, built, options, force=force and node.key in plan.roots))
             for version, where in node.asked:
@@ -318,7 +325,28 @@ def _project_build(
     node: Node, built: Built, options: BuildOptions, *, force: bool
 ) -> Callable[[], BuildResult]:
     assert node.manifest is not None and node.project is not None
-    manifest, project = node.manifest, node.project
+    return _build_step(node.project, node.manifest, node, built, options, force=force)
+
+
+def _tests_build(node: Node, built: Built, options: BuildOptions) -> Callable[[], BuildResult]:
+    """The build of the test image of the image `node` tests: the generated manifest, on
+    top of the image, in `target/tests-target/` of the image."""
+    image = built.results[node.aci[0]]
+    manifest = generated_test_manifest(image)
+    target = image.workspace.target / TESTS_TARGET
+    return _build_step(manifest.project, manifest, node, built, options, target=target)
+
+
+def _build_step(
+    project: Path,
+    manifest: Manifest,
+    node: Node,
+    built: Built,
+    options: BuildOptions,
+    *,
+    force: bool = False,
+    target: Path | None = None,
+) -> Callable[[], BuildResult]:
     deps, builder_deps = built.dependencies(node.aci), built.dependencies(node.builder)
     appc = [
         n for n in (*manifest.aci.dependencies, *manifest.builder.dependencies) if isinstance(n, ImageName)
@@ -326,9 +354,33 @@ def _project_build(
 
     def run() -> BuildResult:
         with newer_version_checks(appc, options.config):  # warns about newer versions, after
-            return build(project, options, force=force, manifest=manifest, resolved=(deps, builder_deps))
+            return build(
+                project,
+                options,
+                resolved=(deps, builder_deps),
+                force=force,
+                manifest=manifest,
+                target=target,
+            )
 
     return run
+
+
+def assemble_test_image(plan: Plan, built: Built, key: str) -> TestImage:
+    """What the test containers of the image `key` run, from what `built` holds (the image,
+    its tester's dependencies and its test image: carry out `image_keys_for_tests(plan, key)` first)."""
+    node, tests = plan[key], plan.test_node(key)
+    return TestImage.of(
+        built.results[key],
+        built.dependencies(node.tester),
+        built.results[tests.key] if tests is not None else None,
+    )
+
+
+def image_keys_for_tests(plan: Plan, key: str) -> tuple[str, ...]:
+    """The nodes to carry out for the test containers of the image `key`."""
+    tests = plan.test_node(key)
+    return (key,) if tests is None else (key, tests.key)
 
 
 def app_dependencies(plan: Plan, built: Built) -> dict[str, tuple[Dependency, ...]]:
@@ -340,6 +392,7 @@ def app_dependencies(plan: Plan, built: Built) -> dict[str, tuple[Dependency, ..
 def plan_build_pod(project: Path, options: BuildOptions, *, force: bool = False) -> PodBuild:
     """Plan the pod at `project`, then build what its apps need (each once) and the pod."""
     plan = make_plan(project, options.config)
+    assert plan.pod is not None, f"{project} is not a pod folder"
     built = carry_out(plan, options)
     return build_pod(project, options, force=force, pod=plan.pod, resolved=app_dependencies(plan, built))
 
@@ -348,3 +401,11 @@ def plan_build_image(project: Path, options: BuildOptions, *, force: bool = Fals
     """Plan the image at `project`, then build it and what it needs (each once)."""
     plan = make_plan(project, options.config)
     return carry_out(plan, options, force=force).results[plan.roots[0]]
+
+
+def plan_build_test_image(project: Path, options: BuildOptions) -> TestImage:
+    """Plan the image at `project`, then build what its test containers run: the image and
+    what it needs, its test image (when tests/ customises one), the tester's dependencies."""
+    plan = make_plan(project, options.config)
+    root = plan.roots[0]
+    return assemble_test_image(plan, carry_out(plan, options, upto=image_keys_for_tests(plan, root)), root)

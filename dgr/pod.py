@@ -36,6 +36,7 @@ from typing import IO, TYPE_CHECKING, Any
 from filelock import FileLock
 
 from dgr import userns
+from dgr.build import build, internals_layer
 from dgr.epoch import from_environment
 from dgr.errors import BuildError, ContainerError, DgrError, ManifestError
 from dgr.kube import write_kube
@@ -62,8 +63,9 @@ from dgr.podmanifest import (
 )
 
 if TYPE_CHECKING:
-    from dgr.build import BuildOptions, Dependency
     from dgr.container import Container, Volume
+    from dgr.images import Dependency
+    from dgr.options import BuildOptions
     from dgr.tester import TesterContainer, TesterOptions
 
 POD_ATTRIBUTES = "pod"  # /dgr/attributes/pod/ in every app image
@@ -166,7 +168,7 @@ def inherited_app(dep: Dependency) -> tuple[App, tuple[NameValue, ...]]:
     """The `app` and annotations of a dependency's manifest (dgr's own annotations left out);
     of an OCI image: its command, ports, Env, WorkingDir and User (dgr.oci.inherit_app)."""
     if dep.oci is not None:
-        from dgr.build import flatten
+        from dgr.images import flatten
         from dgr.oci import app_of_config
 
         return app_of_config(dep.oci.config(), [d.layer for d in flatten((dep,))]), ()
@@ -183,21 +185,15 @@ def build_app(
     target: Path,
     options: BuildOptions,
     *,
+    resolved: tuple[Dependency, ...],
     force: bool = False,
-    resolved: tuple[Dependency, ...] | None = None,
 ) -> AppBuild:
     """Build the image of one app (incremental like any image); `resolved`: its
-    dependencies, already built or fetched (dgr/plan.py), else resolved here."""
-    from dgr.build import build
-    from dgr.resolve import resolve_one
-
+    dependencies, already built or fetched (dgr/plan.py)."""
     home = app_home(pod, app, target)
     inherited, annotations = App(), tuple[NameValue, ...]()
     if app.inherit_from is not None:
-        if resolved is not None:
-            inherit = resolved[0] if app.inherit == "first" else resolved[-1]
-        else:
-            inherit = resolve_one(app.inherit_from, app_manifest(pod, app, home), options)
+        inherit = resolved[0] if app.inherit == "first" else resolved[-1]
         inherited, annotations = inherited_app(inherit)
     manifest = app_manifest(pod, app, home, inherited=inherited, annotations=annotations)
     extra: tuple[tuple[str, Path], ...] = ()
@@ -209,7 +205,7 @@ def build_app(
         force=force,
         manifest=manifest,
         extra_attributes=extra,
-        resolved=None if resolved is None else (resolved, ()),
+        resolved=(resolved, ()),
     )
     return AppBuild(app, result)
 
@@ -218,15 +214,15 @@ def build_pod(
     project: Path,
     options: BuildOptions,
     *,
+    pod: PodManifest,
+    resolved: Mapping[str, tuple[Dependency, ...]],
     force: bool = False,
-    pod: PodManifest | None = None,
-    resolved: Mapping[str, tuple[Dependency, ...]] | None = None,
 ) -> PodBuild:
     """Build every app of the pod at `project`, then write the pod manifest and the
     Kubernetes export. Apps build one after the other; all failures are reported.
-    `pod` and `resolved` (each app's dependencies by app name): what a plan found."""
+    `pod` and `resolved` (each app's dependencies by app name): what its plan found
+    (dgr/plan.py: `plan_build_pod` plans and builds a pod)."""
 
-    pod = pod or load_pod_manifest(project)
     target = pod_target(pod, options)
     target.mkdir(parents=True, exist_ok=True)
     with FileLock(str(target / ".lock")), step(f"Building pod {pod.name} ({len(pod.apps)} apps)"):
@@ -234,8 +230,7 @@ def build_pod(
         failures: list[tuple[str, DgrError]] = []
         for app in pod.apps:
             try:
-                deps = None if resolved is None else resolved[app.name]
-                apps.append(build_app(pod, app, target, options, force=force, resolved=deps))
+                apps.append(build_app(pod, app, target, options, resolved=resolved[app.name], force=force))
             except DgrError as exc:
                 log.error("app %s of pod %s failed: %s", app.name, pod.name, exc)
                 failures.append((app.name, exc))
@@ -362,12 +357,11 @@ def app_manifests(project: Path, options: BuildOptions) -> list[tuple[Manifest, 
     return result
 
 
-def try_pod(project: Path, options: BuildOptions, show: Any = print) -> Path:
-    """`dgr try` on a pod: build what changed, then render each app's templates (the images'
-    and the app folder's) with its attributes into `<pod target>/try/<app>/`."""
+def try_pod(built: PodBuild, show: Any = print) -> Path:
+    """`dgr try` on a built pod (its plan built what changed): render each app's templates
+    (the images' and the app folder's) with its attributes into `<pod target>/try/<app>/`."""
     from dgr.tester import check_templates
 
-    built = build_pod(project, options)
     out = built.target / "try"
     shutil.rmtree(out, ignore_errors=True)
     for app in built.apps:
@@ -385,7 +379,6 @@ def try_pod(project: Path, options: BuildOptions, show: Any = print) -> Path:
 
 def holder_spec(pod: PodManifest, options: BuildOptions) -> Any:
     """The container that owns the pod's network namespace: busybox, asleep."""
-    from dgr.build import internals_layer
     from dgr.container import ContainerSpec
 
     return ContainerSpec(
@@ -575,7 +568,6 @@ def start_test_pod(built: PodBuild, options: BuildOptions, tester: TesterOptions
     """Start the pod for its tests: the tester first (it owns the network namespace), then
     each app's test container (prestart done, app started, its own wait.sh polled), then the
     pod's `tests/wait.sh` is polled from the tester."""
-    from dgr.build import internals_layer
     from dgr.container import Container, ContainerSpec, Volume
     from dgr.tester import (
         KEEPER,
@@ -583,6 +575,7 @@ def start_test_pod(built: PodBuild, options: BuildOptions, tester: TesterOptions
         STATUS_IN_IMAGE,
         TesterContainer,
         TesterOptions,
+        TestImage,
         bats_layer,
         files_layer,
         make_status_dir,
@@ -622,7 +615,7 @@ def start_test_pod(built: PodBuild, options: BuildOptions, tester: TesterOptions
         for app in built.apps:
             log.info("Starting app %s of pod %s", app.name, pod.name)
             running.apps[app.name] = start_test_container(
-                app.result, options, tester, name=app.name, netns=netns
+                TestImage.of(app.result), options, tester, name=app.name, netns=netns
             )
         for app_container in running.apps.values():
             app_container.wait_ready()

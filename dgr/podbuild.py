@@ -16,7 +16,7 @@ from dgr.manifest import App
 from dgr.podmanifest import PodApp, PodManifest, PodVolume
 
 if TYPE_CHECKING:
-    from dgr.build import BuildResult
+    from dgr.images import BuildResult
 
 
 @dataclass(frozen=True)

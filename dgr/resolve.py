@@ -1,9 +1,8 @@
-"""Resolving dependencies: an image name → a built image with its own layer (SPEC §9).
-
-Sources, in order: (1) the local store, (2) a project folder of the same repository whose
-manifest builds that name (built first, recursively), (3) appc discovery. Versions are
-pinned to what was found. A dependency written as an OCI reference (`docker://...`,
-`oci:...`, `oci-archive:...`) is an OCI image instead, pinned by digest (dgr/ociref.py).
+"""Where a dependency comes from (SPEC §9): the local store, a project folder of the same
+repository whose manifest builds that name, or appc discovery; a dependency written as an
+OCI reference (`docker://...`, `oci:...`, `oci-archive:...`) is an OCI image, pinned by
+digest (dgr/ociref.py). The plan (dgr/plan.py) asks these in that order, once per name;
+what is fetched here becomes a `Dependency` with its layer and its own dependencies.
 """
 
 from __future__ import annotations
@@ -12,19 +11,16 @@ import hashlib
 import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from dgr.config import Config
 from dgr.errors import BuildError, DgrError
+from dgr.images import Dependency
 from dgr.log import log
 from dgr.manifest import ACI_MANIFEST, POD_MANIFEST, Manifest, load_manifest
 from dgr.names import ImageName
 from dgr.process import run
 from dgr.reference import OciReference, Reference
 from dgr.store import Store, StoredImage, StoredOciImage
-
-if TYPE_CHECKING:
-    from dgr.build import BuildOptions, Dependency
 
 SKIP_DIRS = {"target", ".git", ".venv", "node_modules", "__pycache__"}
 # In a generated project folder (a pod app without its own folder): the folder it stands for.
@@ -80,36 +76,6 @@ def find_local_project(
     return None
 
 
-def resolve_dependencies(
-    names: tuple[Reference, ...], manifest: Manifest, options: BuildOptions
-) -> tuple[Dependency, ...]:
-    """Resolve each of `names` (in order) for the build of `manifest`."""
-    if not names:
-        return ()  # and no discovery machinery (requests) to load
-    from dgr.newer_versions import newer_version_checks
-
-    appc = [name for name in names if isinstance(name, ImageName)]
-    with newer_version_checks(appc, options.config):  # warns about newer versions, joined here
-        return tuple(resolve_one(name, manifest, options) for name in names)
-
-
-def resolve_one(name: Reference, manifest: Manifest, options: BuildOptions) -> Dependency:
-    from dgr.build import Dependency, build
-
-    log.info("Resolving dependency %s", name)
-    if isinstance(name, ImageName) and Store(options.config.store_path).find(name) is None:
-        folder = find_local_project(name, manifest.project)
-        if folder is not None:
-            result = build(folder, options)  # a cycle is found there (dgr.build._check_cycle)
-            if name.version and result.name.version != name.version:
-                raise BuildError(
-                    f"dependency {name}: {folder} builds version {result.name.version}",
-                    path=manifest.path,
-                )
-            return Dependency(result.name, result.image_id, result.workspace.layer, result.dependencies)
-    return fetch(name, options.config, manifest.path)
-
-
 def fetch(name: Reference, config: Config, where: Path) -> Dependency:
     """`name` from the store, else fetched: an OCI reference, or by appc discovery (not
     from a project folder; `where`: the manifest that needs it, for errors)."""
@@ -138,8 +104,6 @@ def fetch(name: Reference, config: Config, where: Path) -> Dependency:
 
 def from_store(store: Store, image: StoredImage) -> Dependency:
     """A stored image as a dependency, with its own dependencies (by pinned image ID)."""
-    from dgr.build import Dependency
-
     children = []
     for dep in image.manifest.get("dependencies") or []:
         image_id = dep.get("imageID")
@@ -158,7 +122,6 @@ def oci_dependency(ref: OciReference, image: StoredOciImage) -> Dependency:
     """A stored OCI image as a dependency: one per layer, each depending on the layer below
     (as OCI chain IDs do), the top one carrying the image. Each keeps its blob as fetched,
     which the OCI output reuses byte for byte."""
-    from dgr.build import Dependency
     from dgr.oci import LayerBlob
 
     if not image.layers:

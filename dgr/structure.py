@@ -26,7 +26,7 @@ from dgr.oci import read_oci_layout
 from dgr.process import Result
 
 if TYPE_CHECKING:
-    from dgr.build import BuildResult
+    from dgr.images import BuildResult
 
 BUSYBOX = "/dgr/bin/busybox"
 # lstat of "$1": raw mode (hex), uid, gid, size; then the target of a symlink. Exit 3: missing.

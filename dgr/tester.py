@@ -33,6 +33,7 @@ from dgr import userns
 from dgr.cache import cached_folder
 from dgr.container import Container, ContainerSpec, Volume
 from dgr.errors import ContainerError, DgrError, ToolError
+from dgr.images import flatten
 from dgr.leftovers import make_dir
 from dgr.log import level_name, log
 from dgr.ports import HostPorts, declared_port
@@ -42,8 +43,9 @@ from dgr.sandbox import DEFAULT_PATH
 from dgr.tap import BatsError, BatsRun, list_bats_tests, parse_tap
 
 if TYPE_CHECKING:
-    from dgr.build import BuildOptions, BuildResult
+    from dgr.images import BuildResult, Dependency
     from dgr.manifest import Manifest, Port
+    from dgr.options import BuildOptions
 
 TESTER_ROOT = "/dgr/tester"
 TESTER_BIN = f"{TESTER_ROOT}/bin"
@@ -237,23 +239,25 @@ def generated_test_manifest(result: BuildResult) -> Manifest:
     )
 
 
-def image_layers_for_tests(result: BuildResult, options: BuildOptions) -> tuple[Path, ...]:
-    """The image's layers with the tester's dependencies below and the tests/ build above."""
-    from dgr.build import build, flatten
-    from dgr.resolve import resolve_dependencies
+@dataclass(frozen=True)
+class TestImage:
+    """What the test containers of an image run: its layers, with the tester's dependencies
+    below and the build of its tests/ folder (the generated test image) above."""
 
-    manifest = result.manifest
-    tester_deps = resolve_dependencies(manifest.tester.dependencies, manifest, options)
-    top: tuple[Path, ...] = ()
-    if needs_test_build(manifest.project):
-        generated = generated_test_manifest(result)
-        tests = build(
-            generated.project, options, manifest=generated, target=result.workspace.target / TESTS_TARGET
-        )
-        top = (tests.workspace.layer,)
-    image = result.layers
-    below = tuple(dict.fromkeys(d.layer for d in flatten(tester_deps) if d.layer not in image))
-    return (*below, *image, *top)
+    __test__ = False  # not a pytest test class
+
+    image: BuildResult
+    layers: tuple[Path, ...]
+    tests: BuildResult | None = None  # the build of tests/, when they customise a test image
+
+    @classmethod
+    def of(
+        cls, image: BuildResult, tester_deps: tuple[Dependency, ...] = (), tests: BuildResult | None = None
+    ) -> TestImage:
+        own = image.layers
+        below = tuple(dict.fromkeys(d.layer for d in flatten(tester_deps) if d.layer not in own))
+        top = (tests.workspace.layer,) if tests is not None else ()
+        return cls(image, (*below, *own, *top), tests)
 
 
 # --- templates --------------------------------------------------------------------------------
@@ -488,21 +492,21 @@ def _tail(text: str, lines: int = 40) -> str:
 
 
 def start_test_container(
-    result: BuildResult,
+    test_image: TestImage,
     options: BuildOptions,
     tester: TesterOptions | None = None,
     *,
     name: str | None = None,
     netns: str | None = None,
 ) -> TesterContainer:
-    """Assemble the test image of `result`, start it and wait for prestart (not wait.sh).
+    """Start a container of `test_image` and wait for prestart (not wait.sh).
 
     `name` replaces the container's name (its hostname); `netns` is a network namespace to
     join instead of a new one (the apps of a pod, see dgr/pod.py).
     """
     tester = tester or TesterOptions(keep=options.keep)
+    result, layers = test_image.image, test_image.layers
     manifest = result.manifest
-    layers = image_layers_for_tests(result, options)
     base = result.workspace.target / "tests"
     base.mkdir(parents=True, exist_ok=True)
     run_dir = make_dir(base, RUN_PREFIX)
@@ -656,12 +660,12 @@ def bats_files(project: Path) -> list[Path]:
 
 
 def run_image_tests(
-    result: BuildResult, options: BuildOptions, tester: TesterOptions | None = None
+    test_image: TestImage, options: BuildOptions, tester: TesterOptions | None = None
 ) -> list[BatsRun]:
     """Start the test container, wait for it, run every bats file; stop it. For scripts."""
-    with start_test_container(result, options, tester) as container:
+    with start_test_container(test_image, options, tester) as container:
         container.wait_ready()
-        return [container.run_bats(f.name) for f in bats_files(result.manifest.project)]
+        return [container.run_bats(f.name) for f in bats_files(test_image.image.manifest.project)]
 
 
 def pytest_arguments(
@@ -689,6 +693,7 @@ def pytest_arguments(
 
 
 __all__ = [
+    "TestImage",
     "TesterContainer",
     "TesterOptions",
     "WaitError",

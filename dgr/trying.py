@@ -2,7 +2,7 @@
 
 The output goes to `target/try/` (the same paths the templater would write at start) and
 each rendered file is printed. The attributes are the dependencies' (resolved as a build
-would, so local dependencies may be built first), then the project's, then the overrides
+would: the project's plan builds local dependencies first), then the project's, then the overrides
 from `TEMPLATER_OVERRIDE` / `TEMPLATER_OVERRIDE_BASE64` in the environment. `checkCmd`s are
 not run (they are meant for the image, not for the host).
 """
@@ -14,8 +14,9 @@ import shutil
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
-from dgr.build import BuildOptions
-from dgr.manifest import load_manifest
+from dgr.images import flatten
+from dgr.options import BuildOptions
+from dgr.plan import carry_out, make_plan
 from dgr.workspace import Workspace, target_dir
 
 
@@ -43,12 +44,11 @@ def render_project_templates(
 
 def try_templates(project: Path, options: BuildOptions, show: Callable[[str], None] = print) -> Path:
     """Render into `<target>/try/` and show each rendered file; returns the output folder."""
-    from dgr.build import flatten
-    from dgr.resolve import resolve_dependencies
-
-    manifest = load_manifest(project)
-    deps = flatten(resolve_dependencies(manifest.aci.dependencies, manifest, options))
-    out = Workspace(target_dir(manifest, options.config, options.targets_root)).target / "try"
+    plan = make_plan(project, options.config)
+    node = plan[plan.roots[0]]
+    assert node.manifest is not None
+    deps = flatten(carry_out(plan, options, upto=node.aci).dependencies(node.aci))
+    out = Workspace(target_dir(node.manifest, options.config, options.targets_root)).target / "try"
     for path in render_project_templates(project, out, os.environ, tuple(d.layer for d in deps)):
         show(f"--- {path.relative_to(out)}")
         show(path.read_text(errors="replace").rstrip("\n"))

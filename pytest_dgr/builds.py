@@ -21,10 +21,11 @@ from pathlib import Path
 
 from filelock import FileLock
 
-from dgr.build import BuildOptions, BuildResult
 from dgr.errors import DgrError, error_from_json
+from dgr.images import BuildResult
 from dgr.manifest import Manifest, load_manifest
-from dgr.plan import Built, Node, Plan, carry_out, make_plan
+from dgr.options import BuildOptions
+from dgr.plan import Built, Node, Plan, Source, carry_out, make_plan
 from dgr.workspace import Workspace, target_dir
 
 
@@ -47,13 +48,15 @@ class SessionBuilds:
         plan = make_plan(folder, self.options.config)
         return self.carry_out(plan).results[plan.roots[0]]
 
-    def carry_out(self, plan: Plan) -> Built:
-        """The plan's images in its order, each project built through the session's records
-        (a pod's apps and the test images are left to their builders)."""
+    def carry_out(
+        self, plan: Plan, *, upto: tuple[str, ...] | None = None, built: Built | None = None
+    ) -> Built:
+        """The plan's images in its order (`dgr.plan.carry_out`), each project and test image
+        built through the session's records (a pod's apps are left to dgr/pod.py)."""
 
         def step(node: Node, run: Callable[[], BuildResult]) -> BuildResult:
             assert node.project is not None and node.manifest is not None
-            if node.key in plan.roots:
+            if node.key in plan.roots or node.source is Source.TESTS:
                 return self._build_once(node.project, run)
             try:
                 return self._build_once(node.project, run)
@@ -64,7 +67,7 @@ class SessionBuilds:
                     hint=f"see {manifest_log(node.manifest, self.options)}",
                 ) from None
 
-        return carry_out(plan, self.options, step=step)
+        return carry_out(plan, self.options, upto=upto, step=step, built=built)
 
     def _record(self, folder: Path) -> Path:
         digest = hashlib.sha256(str(folder).encode()).hexdigest()[:20]

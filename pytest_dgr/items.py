@@ -16,26 +16,32 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, TypeVar, cast
 
 import pytest
 
 from dgr.errors import ContainerError, DgrError
 from dgr.leftovers import make_dir, temporary_dir
+from dgr.plan import Built, Plan, assemble_test_image, image_keys_for_tests, make_plan
 from dgr.tap import BatsResult, BatsRun, bats_tests
 from dgr.tester import (
+    TESTS_TARGET,
     TesterContainer,
     TesterOptions,
+    TestImage,
     bats_files,
     check_templates,
+    needs_test_build,
     start_test_container,
 )
+from dgr.workspace import Workspace
 from pytest_dgr.builds import DependencyFailed, SessionBuilds, build_log, read_tail
 
 if TYPE_CHECKING:
     from _pytest._code.code import ExceptionInfo, TerminalRepr
 
-    from dgr.build import BuildOptions, BuildResult
+    from dgr.images import BuildResult
+    from dgr.options import BuildOptions
 
 
 @dataclass(frozen=True)
@@ -104,6 +110,27 @@ def fixture_value(state: S | None, fixture: str, where: str, get: Callable[[S], 
     pytest.fail(reason, pytrace=False)
 
 
+class Outcome(Generic[T]):
+    """What is made once on first request: its value, or the exception that making it
+    raised (raised again, the same object, on every later request: never retried)."""
+
+    def __init__(self) -> None:
+        self._made = False
+        self._value: T | None = None
+        self._error: Exception | None = None
+
+    def get(self, make: Callable[[], T]) -> T:
+        if not self._made:
+            try:
+                self._value = make()
+            except Exception as exc:
+                self._error = exc
+            self._made = True
+        if self._error is not None:
+            raise self._error
+        return cast(T, self._value)
+
+
 class ImageState:
     """What the items of one image share on one worker: its build, container, bats runs."""
 
@@ -111,8 +138,10 @@ class ImageState:
         self.folder = folder
         self.label = label
         self.settings = settings
-        self._result: BuildResult | None = None
-        self._build_error: Exception | None = None
+        self._plan: Plan | None = None
+        self._built: Built | None = None
+        self._build: Outcome[BuildResult] = Outcome()
+        self._test_image: Outcome[TestImage] = Outcome()
         self._container: TesterContainer | None = None
         self._container_error: DgrError | None = None
         self._bats: dict[str, BatsRun | DgrError] = {}
@@ -121,18 +150,20 @@ class ImageState:
     def options(self) -> BuildOptions:
         return self.settings.options
 
+    def plan(self) -> Plan:
+        """The folder's plan, made once (DgrError when a manifest is broken or in a cycle)."""
+        if self._plan is None:
+            self._plan = make_plan(self.folder, self.options.config)
+        return self._plan
+
     def build(self) -> BuildResult:
-        """Build the image once (DgrError, the same each time, when it fails)."""
-        if self._result is not None:
-            return self._result
-        if self._build_error is not None:
-            raise self._build_error
-        try:
-            self._result = self.settings.builds.build(self.folder)
-        except Exception as exc:  # not retried by the image's other items, whatever it is
-            self._build_error = exc
-            raise
-        return self._result
+        """Build the image once (the same exception each time when it fails)."""
+        return self._build.get(self._carry_out_image)
+
+    def _carry_out_image(self) -> BuildResult:
+        plan = self.plan()
+        self._built = self.settings.builds.carry_out(plan)
+        return self._built.results[plan.roots[0]]
 
     def image(self) -> BuildResult:
         """The built image, for items other than `build` (ImageUnavailable, one line)."""
@@ -141,15 +172,40 @@ class ImageState:
         except Exception:
             raise ImageUnavailable(f"build of {self.label} failed") from None
 
+    def has_test_build(self) -> bool:
+        """Whether the image's tests/ customise a test image (the `test-image` item)."""
+        return needs_test_build(self.folder)
+
+    def build_test_image(self) -> TestImage:
+        """Build what the test containers run once: the test image (when tests/ customises
+        one) and the tester's dependencies, over the built image."""
+        return self._test_image.get(self._carry_out_tests)
+
+    def _carry_out_tests(self) -> TestImage:
+        self.image()
+        plan, root = self.plan(), self.plan().roots[0]
+        built = self.settings.builds.carry_out(
+            plan, upto=image_keys_for_tests(plan, root), built=self._built
+        )
+        return assemble_test_image(plan, built, root)
+
+    def test_image(self) -> TestImage:
+        """What the test containers run, for the items that start them (ImageUnavailable)."""
+        self.image()
+        try:
+            return self.build_test_image()
+        except Exception:
+            raise ImageUnavailable(f"build of the test image of {self.label} failed") from None
+
     def container(self) -> TesterContainer:
         """The started test container, ready (wait.sh succeeded); started once."""
         if self._container is not None:
             return self._container
         if self._container_error is not None:
             raise self._container_error
-        result = self.image()
+        test_image = self.test_image()
         try:
-            container = start_test_container(result, self.options, self.settings.tester)
+            container = start_test_container(test_image, self.options, self.settings.tester)
             try:
                 container.wait_ready()
             except BaseException:
@@ -170,7 +226,7 @@ class ImageState:
         if override is not None:
             extra["TEMPLATER_OVERRIDE"] = override_json(override)
         tester = replace(self.settings.tester, extra_env=extra)
-        container = start_test_container(self.image(), self.options, tester)
+        container = start_test_container(self.test_image(), self.options, tester)
         try:
             container.wait_ready()
         except BaseException:
@@ -236,6 +292,8 @@ class ImageDirectory(pytest.Directory):
 
     def collect(self) -> Iterable[pytest.Item | pytest.Collector]:
         yield BuildItem.from_parent(self, name="build")
+        if self.state.has_test_build():
+            yield TestImageItem.from_parent(self, name="test-image")
         yield TemplatesItem.from_parent(self, name="templates")
         for path in bats_files(self.path):
             yield BatsFile.from_parent(self, path=path)
@@ -277,12 +335,15 @@ class BuildItem(DgrItem):
     """Builds the image (or finds it up to date); fails with the build's log."""
 
     def runtest(self) -> None:
-        state = self.state
-        log_path = build_log(state.folder, state.options)
+        log_path = build_log(self.state.folder, self.state.options)
+        self.report(self.with_log(log_path, self.state.build), log_path)
+
+    def with_log(self, log_path: Path, build: Callable[[], T]) -> T:
+        """`build()`; when it fails having written `log_path`, the log joins the report."""
         self.user_properties.append(("build_log", str(log_path)))
         started = time.time()
         try:
-            result = state.build()
+            return build()
         except DgrError as exc:
             if not isinstance(exc, DependencyFailed) and _written_since(log_path, started):
                 self.add_report_section("call", "build log", plain(log_path.read_text(errors="replace")))
@@ -291,8 +352,24 @@ class BuildItem(DgrItem):
                 if exc.hint is None:
                     exc.hint = f"full log in {log_path}"
             raise
+
+    def report(self, result: BuildResult, log_path: Path) -> None:
         how = "up to date" if result.up_to_date else "built"
         self.add_report_section("call", "dgr", f"{result.name} {how}; build log: {log_path}")
+
+
+class TestImageItem(BuildItem):
+    """Builds the test image of the image (its tests/ folder, on top of it) and the
+    tester's dependencies, before the first test container starts; fails with its log."""
+
+    __test__ = False  # not a pytest test class
+
+    def runtest(self) -> None:
+        state = self.state
+        log_path = Workspace(state.image().workspace.target / TESTS_TARGET).log
+        test_image = self.with_log(log_path, state.build_test_image)
+        if test_image.tests is not None:
+            self.report(test_image.tests, log_path)
 
 
 def _written_since(path: Path, since: float) -> bool:

@@ -110,9 +110,9 @@ def settings(config: pytest.Config) -> Settings:
     found = config.stash.get(SETTINGS, None)
     if found is not None:
         return found
-    from dgr.build import BuildOptions
     from dgr.errors import DgrError
     from dgr.log import parse_level
+    from dgr.options import BuildOptions
     from dgr.parser import parse_set_env
     from dgr.tester import TesterOptions
     from pytest_dgr.builds import SessionBuilds

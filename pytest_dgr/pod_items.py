@@ -36,7 +36,7 @@ from pytest_dgr.items import (
 )
 
 if TYPE_CHECKING:
-    from dgr.build import BuildResult
+    from dgr.images import BuildResult
     from dgr.pod import PodBuild, TestPod
     from dgr.tester import TesterContainer
 
@@ -59,11 +59,12 @@ class PodState(ImageState):
             return self._pod
         if self._pod_error is not None:
             raise self._pod_error
-        from dgr.plan import app_dependencies, make_plan
+        from dgr.plan import app_dependencies
         from dgr.pod import build_pod
 
         try:
-            plan = make_plan(self.folder, self.options.config)
+            plan = self.plan()
+            assert plan.pod is not None
             built = self.settings.builds.carry_out(plan)
             self._pod = build_pod(
                 self.folder, self.options, pod=plan.pod, resolved=app_dependencies(plan, built)
@@ -72,6 +73,9 @@ class PodState(ImageState):
             self._pod_error = exc
             raise
         return self._pod
+
+    def has_test_build(self) -> bool:
+        return False  # a pod's tests/ is the pod tester's: no image is built from it
 
     def built_pod(self) -> PodBuild:
         """The built pod, for items other than `build` (ImageUnavailable, one line)."""

@@ -110,12 +110,12 @@ def _message(exc: Exception) -> str:
 
 def push_folder(folder: Path, config: pytest.Config) -> list[str]:
     """Build (up to date after the tests), sign when configured, push; one line per target."""
-    from dgr.build import build
+    from dgr.plan import plan_build_image
     from dgr.push import prepare_signature, push_image
     from pytest_dgr.plugin import settings
 
     options = settings(config).options
-    result = build(folder, options)
+    result = plan_build_image(folder, options)
     signature = prepare_signature(result, options.config)
     return [
         f"pushed {result.name} to {p.location} {p.digest}".rstrip()

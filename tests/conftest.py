@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from dgr.build import BuildOptions
 from dgr.config import load_config
+from dgr.options import BuildOptions
 
 REPO = Path(__file__).resolve().parent.parent
 

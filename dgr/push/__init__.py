@@ -19,7 +19,7 @@ from dgr.config import Config
 from dgr.push.targets import Credentials, NetworkError, PushError, Target, push_targets, with_retries
 
 if TYPE_CHECKING:
-    from dgr.build import BuildResult
+    from dgr.images import BuildResult
 
 
 @dataclass(frozen=True)

@@ -10,9 +10,10 @@ from typing import Any
 import pytest
 
 import dgr.build
+import dgr.images
 import dgr.manifest
-from dgr.build import BuildOptions
 from dgr.errors import BuildError
+from dgr.options import BuildOptions
 from dgr.plan import Source, carry_out, make_plan, project_key
 from dgr.store import Store
 from tests.support.files import write_tree
@@ -49,7 +50,7 @@ def counts(monkeypatch: pytest.MonkeyPatch) -> Iterator[Counts]:
         found.loads[project.resolve().name] += 1
         return read(project)
 
-    def counted_build(project: Path, *args: Any, **kwargs: Any) -> dgr.build.BuildResult:
+    def counted_build(project: Path, *args: Any, **kwargs: Any) -> dgr.images.BuildResult:
         found.builds[project.resolve().name] += 1
         return build(project, *args, **kwargs)
 

@@ -7,9 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from dgr.build import BuildOptions, build
 from dgr.config import load_config
 from dgr.container import Container, image_spec
+from dgr.options import BuildOptions
+from dgr.plan import plan_build_image
 from tests.support.podman import Podman
 
 pytestmark = pytest.mark.integration
@@ -68,7 +69,7 @@ def chain(tmp_path_factory: pytest.TempPathFactory, cache_dir: Path):  # type: i
     home.mkdir()
     (home / "config.yml").write_text(f"cachePath: {cache_dir}\nstorePath: {repo / '.store'}\n")
     options = BuildOptions(config=load_config(home))
-    return repo, build(repo / "app", options)
+    return repo, plan_build_image(repo / "app", options)
 
 
 def test_dependencies_are_built_and_pinned(chain) -> None:  # type: ignore[no-untyped-def]

@@ -21,15 +21,14 @@ from typing import Any
 
 import pytest
 
-from dgr.build import BuildOptions
 from dgr.config import Config, load_config
 from dgr.discovery import DiscoveryError
 from dgr.fetch import FetchError, fetch_image
 from dgr.log import log
-from dgr.manifest import load_manifest
 from dgr.names import ImageName
 from dgr.newer_versions import check_newer_versions
-from dgr.resolve import resolve_one
+from dgr.options import BuildOptions
+from dgr.resolve import fetch
 from dgr.store import Store, appc_arch
 from tests.support.gpg import Gpg, throwaway_gpg
 
@@ -261,8 +260,7 @@ def test_dependency_resolved_through_discovery(tmp_path: Path, server: Server) -
     project.mkdir(parents=True)
     (project / "aci-manifest.yml").write_text("name: example.test/app:1\n")
 
-    options = BuildOptions(config=config)
-    dep = resolve_one(ImageName("example.test/base", "2.1"), load_manifest(project), options)
+    dep = fetch(ImageName("example.test/base", "2.1"), config, project / "aci-manifest.yml")
 
     assert str(dep.name) == "example.test/base:2.1"
     assert (dep.layer / "base").read_text() == "b\n"
@@ -296,8 +294,7 @@ def test_dependencies_of_a_fetched_image_are_fetched_and_their_pinned_id_checked
     project.mkdir(parents=True)
     (project / "aci-manifest.yml").write_text("name: example.test/user:1\n")
 
-    options = BuildOptions(config=config)
-    dep = resolve_one(ImageName("example.test/app", "1"), load_manifest(project), options)
+    dep = fetch(ImageName("example.test/app", "1"), config, project / "aci-manifest.yml")
 
     assert [(str(d.name), d.image_id) for d in dep.dependencies] == [("example.test/base:3", base_id)]
     with pytest.raises(FetchError, match="but example.test/bad pins sha512-0000"):

@@ -8,8 +8,9 @@ from pathlib import Path
 import pytest
 import requests
 
-from dgr.build import BuildOptions, build
 from dgr.errors import ContainerError
+from dgr.options import BuildOptions
+from dgr.plan import plan_build_test_image
 from dgr.tester import TesterOptions, start_test_container
 from tests.integration.test_tester import project
 
@@ -35,9 +36,9 @@ def web_project(root: Path) -> Path:
 
 
 def test_address_reaches_the_app_from_the_test_process(options: BuildOptions, tmp_path: Path) -> None:
-    result = build(web_project(tmp_path), options)
+    image = plan_build_test_image(web_project(tmp_path), options)
     tester = TesterOptions(wait_tries=100, wait_interval=0.05)
-    with start_test_container(result, options, tester) as container:
+    with start_test_container(image, options, tester) as container:
         container.wait_ready()
         host, port = container.address("http")
         assert host == "127.0.0.1" and port not in (0, 8080)
@@ -50,8 +51,8 @@ def test_address_reaches_the_app_from_the_test_process(options: BuildOptions, tm
 
 
 def test_address_of_an_undeclared_or_udp_port_is_an_error(options: BuildOptions, tmp_path: Path) -> None:
-    result = build(web_project(tmp_path), options)
-    with start_test_container(result, options, TesterOptions(wait_tries=1)) as container:
+    image = plan_build_test_image(web_project(tmp_path), options)
+    with start_test_container(image, options, TesterOptions(wait_tries=1)) as container:
         with pytest.raises(
             ContainerError, match=r"port 9090 is not declared .*\(ports: http=8080, dns=53\)"
         ):

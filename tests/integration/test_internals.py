@@ -14,9 +14,10 @@ from pathlib import Path
 
 import pytest
 
-from dgr.build import BuildOptions, build
+from dgr.build import build
 from dgr.init import init_project
 from dgr.internals import build_internals, bundle_identity, internals_digest, internals_size
+from dgr.options import BuildOptions
 from dgr.templater.prepared import FILE_NAME, write_prepared
 
 pytestmark = [

@@ -16,9 +16,11 @@ from pathlib import Path
 
 import pytest
 
-from dgr.build import BuildOptions, BuildResult, build
 from dgr.config import load_config
 from dgr.errors import DgrError
+from dgr.images import BuildResult
+from dgr.options import BuildOptions
+from dgr.plan import plan_build_image, plan_build_pod, plan_build_test_image
 from dgr.reference import OciReference
 from tests.support.files import write_tree
 from tests.support.ociimages import (
@@ -136,7 +138,7 @@ def test_an_oci_layout_is_a_base_stacked_pinned_and_reused_byte_for_byte(repo: P
             "  app:\n    environment: [{name: SHARED, value: app}]\n",
         },
     )
-    result = build(app, options(repo))
+    result = plan_build_image(app, options(repo))
 
     # resolved and pinned by digest, in the appc manifest and the OCI labels
     (dep,) = result.dependencies
@@ -172,9 +174,9 @@ def test_an_oci_layout_is_a_base_stacked_pinned_and_reused_byte_for_byte(repo: P
     assert not {"rootfs/gone", "rootfs/opaque/hidden"} & names
 
     # unchanged: up to date; a new image under the same tag: rebuilt on it
-    assert build(app, options(repo)).up_to_date
+    assert plan_build_image(app, options(repo)).up_to_date
     newer = make_base(repo / "base", env=[*BASE_ENV, "NEWER=1"])
-    rebuilt = build(app, options(repo))
+    rebuilt = plan_build_image(app, options(repo))
     assert not rebuilt.up_to_date
     assert rebuilt.dependencies[0].oci is not None and rebuilt.dependencies[0].oci.digest == newer.digest
     assert "NEWER=1" in layout_of(rebuilt)[0]["config"]["Env"]
@@ -182,7 +184,7 @@ def test_an_oci_layout_is_a_base_stacked_pinned_and_reused_byte_for_byte(repo: P
 
 def test_the_output_runs_under_podman_with_the_base_deletions_applied(repo: Path) -> None:
     make_base(repo / "base")
-    result = build(project(repo, "app", "oci:../base:1", files=CHECKS), options(repo))
+    result = plan_build_image(project(repo, "app", "oci:../base:1", files=CHECKS), options(repo))
     with Podman(repo / "podman") as podman:
         image = podman.load_oci(result.workspace.oci, "1")
         script = (
@@ -196,7 +198,7 @@ def test_an_oci_archive_by_absolute_path(repo: Path) -> None:
     base = make_base(repo / "base")
     archive = repo / "base.tar"
     skopeo("copy", f"oci:{base.layout}:1", f"oci-archive:{archive}:1", policy_dir=repo)
-    result = build(project(repo, "app", f"oci-archive:{archive}:1", files=CHECKS), options(repo))
+    result = plan_build_image(project(repo, "app", f"oci-archive:{archive}:1", files=CHECKS), options(repo))
     (dep,) = result.dependencies
     assert dep.oci is not None and dep.oci.digest == base.digest  # skopeo kept the manifest as is
     assert layout_of(result)[1][:2] == base.blobs()
@@ -217,14 +219,12 @@ def test_a_builder_can_be_an_oci_image(repo: Path) -> None:
             "runlevels/builder/10.tool.sh": SH + "mkdir -p $ROOTFS/etc\nmytool > $ROOTFS/etc/made\n",
         },
     )
-    result = build(folder, options(repo))
+    result = plan_build_image(folder, options(repo))
     assert (result.workspace.layer / "etc/made").read_text() == "made by the tool\n"
     assert not (result.workspace.layer / "usr").exists()  # the builder's files stay out
 
 
 def test_test_tools_can_be_an_oci_image(repo: Path) -> None:
-    from dgr.tester import image_layers_for_tests
-
     write_layout(
         repo / "bats", [[Entry("usr", "dir", mode=0o755), Entry("usr/bin/tool", data=b"t")]], tag="1"
     )
@@ -233,16 +233,14 @@ def test_test_tools_can_be_an_oci_image(repo: Path) -> None:
         repo, "app", "oci:../base:1", extra="tester:\n  aci:\n    dependencies: ['oci:../bats:1']\n"
     )
     opts = options(repo)
-    result = build(folder, opts)
-    layers = image_layers_for_tests(result, opts)
+    image = plan_build_test_image(folder, opts)
+    result, layers = image.image, image.layers
     assert (layers[0] / "usr/bin/tool").read_bytes() == b"t"  # below the image
     assert layers[1:] == result.layers
     assert not any((layer / "usr/bin/tool").exists() for layer in result.layers)
 
 
 def test_a_pod_app_inherits_the_oci_image_command_and_settings(repo: Path) -> None:
-    from dgr.pod import build_pod
-
     make_base(repo / "base")
     write_tree(
         repo / "pod",
@@ -252,7 +250,7 @@ def test_a_pod_app_inherits_the_oci_image_command_and_settings(repo: Path) -> No
             "      app:\n        environment: [{name: SHARED, value: pod}]\n",
         },
     )
-    pod = build_pod(repo / "pod", options(repo))
+    pod = plan_build_pod(repo / "pod", options(repo))
     app = pod.app("web").runtime_app
     assert app.exec == ("/bin/sh",)
     assert {e.name: e.value for e in app.environment}["SHARED"] == "pod"
@@ -279,17 +277,17 @@ def test_a_registry_tag_is_fetched_once_then_remembered(repo: Path, registry: Re
     base = make_base(repo / "base")
     reference = push(base.layout, "1", registry.host, "lib/busybox")
     opts = options(repo, f"http:{registry.host}")
-    result = build(project(repo, "app", reference, files=CHECKS), opts)
+    result = plan_build_image(project(repo, "app", reference, files=CHECKS), opts)
     assert result.dependencies[0].oci is not None and result.dependencies[0].oci.digest == base.digest
     assert layout_of(result)[1][:2] == base.blobs()  # the registry's digests
     asked = manifest_requests(registry)
     assert asked
     # another image on the same tag, in another build: no request at all
-    other = build(project(repo, "other", reference, files=CHECKS), opts)
+    other = plan_build_image(project(repo, "other", reference, files=CHECKS), opts)
     assert other.dependencies[0].oci is not None and manifest_requests(registry) == asked
     # a digest reference: the same image, found in the store
     pinned = f"docker://{registry.host}/lib/busybox@{base.digest}"
-    build(project(repo, "pinned", pinned, files=CHECKS), opts)
+    plan_build_image(project(repo, "pinned", pinned, files=CHECKS), opts)
 
 
 def test_docker_manifests_and_multi_arch_indexes(repo: Path, registry: Registry) -> None:
@@ -304,7 +302,7 @@ def test_docker_manifests_and_multi_arch_indexes(repo: Path, registry: Registry)
     )
     raw = skopeo("inspect", "--tls-verify=false", "--raw", v2, policy_dir=repo).stdout
     assert "vnd.docker.distribution.manifest.v2" in raw
-    result = build(project(repo, "v2", v2, files=CHECKS), opts)
+    result = plan_build_image(project(repo, "v2", v2, files=CHECKS), opts)
     dep = result.dependencies[0]
     assert dep.oci is not None and dep.oci.digest == "sha256:" + hashlib.sha256(raw.encode()).hexdigest()
     assert layout_of(result)[1][:2] == base.blobs()
@@ -312,7 +310,7 @@ def test_docker_manifests_and_multi_arch_indexes(repo: Path, registry: Registry)
     multi = f"docker://{registry.host}/multi/busybox:1"
     skopeo("copy", "--all", "--dest-tls-verify=false", f"oci:{base.layout}:multi", multi, policy_dir=repo)
     for reference in (multi, "oci:../base:multi", f"docker://{registry.host}/multi/busybox@{index}"):
-        found = build(project(repo, "multi", reference, files=CHECKS), opts).dependencies[0]
+        found = plan_build_image(project(repo, "multi", reference, files=CHECKS), opts).dependencies[0]
         assert found.oci is not None and found.oci.digest == base.digest, reference
 
 
@@ -328,12 +326,12 @@ def test_registries_conf_makes_a_registry_insecure_and_mirrors_it(
         f'[[registry.mirror]]\nlocation = "{registry.host}"\ninsecure = true\n'
     )
     monkeypatch.setenv("CONTAINERS_REGISTRIES_CONF", str(conf))
-    direct = build(
+    direct = plan_build_image(
         project(repo, "direct", f"docker://{registry.host}/busybox:1", files=CHECKS), options(repo)
     )
     assert direct.dependencies[0].oci is not None
     # no dgr insecureOptions: registries.conf said it; a name only the mirror serves
-    mirrored = build(
+    mirrored = plan_build_image(
         project(repo, "mirrored", "docker://mirrored.example/busybox:1", files=CHECKS), options(repo)
     )
     assert mirrored.dependencies[0].oci is not None and mirrored.dependencies[0].oci.digest == base.digest
@@ -371,11 +369,11 @@ def test_credentials_come_from_the_containers_auth_file(
         monkeypatch.setenv("REGISTRY_AUTH_FILE", str(auth))
         opts = options(repo, f"http:{private.host}")
         with pytest.raises(DgrError) as refused:
-            build(project(repo, "app", reference), opts)
+            plan_build_image(project(repo, "app", reference), opts)
         assert reference in str(refused.value) and "refused access" in str(refused.value)
         assert oci_store_content(repo / "store") == []
         auth.write_text(json.dumps({"auths": {private.host: {"auth": "YWxpY2U6c2VjcmV0"}}}))  # alice:secret
-        assert build(project(repo, "app", reference), opts).dependencies[0].oci is not None
+        assert plan_build_image(project(repo, "app", reference), opts).dependencies[0].oci is not None
 
 
 # --- bad input: one clear error naming the reference, nothing stored ------------------------------
@@ -411,7 +409,7 @@ def test_registry_failures(repo: Path, tmp_path: Path, registry: Registry, case:
     else:
         tamper_registry_blob(tmp_path / "registry", base.blobs()[0])
     with pytest.raises(DgrError) as failed:
-        build(project(repo, "app", reference), options(repo, f"http:{host}"))
+        plan_build_image(project(repo, "app", reference), options(repo, f"http:{host}"))
     message = str(failed.value)
     assert reference in message and expected in message, message
     assert "aci-manifest.yml" in message
@@ -438,7 +436,7 @@ def test_hostile_or_corrupt_layers_are_refused(repo: Path, case: str) -> None:
         blob = repo / "evil/blobs/sha256" / layout_blobs(repo / "evil", digest)[1][1].removeprefix("sha256:")
         blob.write_bytes(blob.read_bytes()[:-8] + b"\0" * 8)
     with pytest.raises(DgrError) as failed:
-        build(project(repo, "app", "oci:../evil:1"), options(repo))
+        plan_build_image(project(repo, "app", "oci:../evil:1"), options(repo))
     message = str(failed.value)
     assert "oci:../evil:1" in message and expected in message, message
     assert oci_store_content(repo / "store") == []
@@ -452,7 +450,7 @@ def test_a_missing_layout_or_tag_is_named(repo: Path) -> None:
         ("oci:../base:2", "no image tagged '2'"),
     ):
         with pytest.raises(DgrError) as failed:
-            build(project(repo, "app", reference), options(repo))
+            plan_build_image(project(repo, "app", reference), options(repo))
         assert reference in str(failed.value) and expected in str(failed.value)
     assert oci_store_content(repo / "store") == []
 
@@ -475,7 +473,7 @@ def test_store_lists_and_forgets_oci_images(repo: Path, registry: Registry) -> N
     base = make_base(repo / "base")
     reference = push(base.layout, "1", registry.host, "busybox")
     opts = options(repo, f"http:{registry.host}")
-    build(project(repo, "app", reference), opts)
+    plan_build_image(project(repo, "app", reference), opts)
     home = ["-H", str(repo / "home"), "--json"]
     listed = json.loads(
         subprocess.run([str(DGR), *home, "store", "list"], capture_output=True, text=True).stdout
@@ -490,7 +488,7 @@ def test_store_lists_and_forgets_oci_images(repo: Path, registry: Registry) -> N
     assert done.returncode == 0, done.stderr
     assert oci_store_content(repo / "store") == []
     asked = manifest_requests(registry)
-    build(project(repo, "app", reference), opts)  # asked again, fetched again
+    plan_build_image(project(repo, "app", reference), opts)  # asked again, fetched again
     assert manifest_requests(registry) > asked
 
 
@@ -502,6 +500,6 @@ def test_an_image_layer_blob_is_found_again_by_its_image_id(repo: Path, cache_di
     folder = write_tree(
         repo / "base", {"aci-manifest.yml": "name: example.com/base:1\n", "files/etc/b": "b\n"}
     )
-    result = build(folder, options(repo))
+    result = plan_build_image(folder, options(repo))
     blob = BlobCache(cache_dir / "blobs").lookup(result.image_id)
     assert blob is not None and blob.digest == layout_of(result)[1][-1]

@@ -280,3 +280,35 @@ def test_example_aci_hello(home: Path) -> None:
     )
     assert done.returncode == 0, done.stdout + done.stderr
     assert "10 passed" in done.stdout
+
+
+def test_the_test_image_is_built_by_its_own_item(
+    pytester: pytest.Pytester, home: Path, xdist_args: list[str]
+) -> None:
+    """tests/ customising a test image: a `test-image` item builds it after `build` and
+    before any container starts; when it fails, the image's build still passed, and the
+    items that need a container fail with one line."""
+    write(
+        pytester.path / "aci-tested",
+        {
+            "aci-manifest.yml": "name: example.com/aci-tested:1\n",
+            "tests/runlevels/build/10.marker.sh": "#!/dgr/bin/busybox sh\necho tested > /etc/marker\n",
+            "tests/x.bats": '@test "the test image is there" {\n  [ "$(cat /etc/marker)" = tested ]\n}\n',
+        },
+    )
+    result = run(pytester, home, "-rA", "-v", *xdist_args)
+    out = result.stdout.str()
+    assert result.ret == 0, out
+    assert result.parseoutcomes()["passed"] == 4  # build, test-image, templates, the @test
+    assert "PASSED aci-tested::test-image" in out
+    assert "example.com/aci-tested-tests:1 built" in out
+
+    broken = "#!/dgr/bin/busybox sh\necho 'no marker today'\nexit 3\n"
+    (pytester.path / "aci-tested/tests/runlevels/build/10.marker.sh").write_text(broken)
+    result = run(pytester, home, "-rA", *xdist_args)
+    out = result.stdout.str()
+    assert result.parseoutcomes() == {"passed": 2, "failed": 2}, out  # build, templates pass
+    assert "PASSED aci-tested::build" in out and "FAILED aci-tested::test-image" in out
+    assert "no marker today" in out and "build log" in out
+    assert "build of the test image of aci-tested failed" in out
+    assert "Traceback" not in out

@@ -16,10 +16,11 @@ from pathlib import Path
 
 import pytest
 
-from dgr.build import BuildOptions
 from dgr.config import load_config
 from dgr.container import Container, child_pids
-from dgr.pod import PodBuild, build_pod, start_pod, start_test_pod
+from dgr.options import BuildOptions
+from dgr.plan import plan_build_pod
+from dgr.pod import PodBuild, start_pod, start_test_pod
 from dgr.process import run
 from tests.support.podman import Podman
 
@@ -90,7 +91,7 @@ def options(repo: Path) -> BuildOptions:
 
 @pytest.fixture(scope="module")
 def built(repo: Path, options: BuildOptions) -> PodBuild:
-    return build_pod(repo / "pod-pair", options)
+    return plan_build_pod(repo / "pod-pair", options)
 
 
 def netns_holders(inode: int) -> list[int]:

@@ -9,8 +9,9 @@ import pytest
 import requests
 import yaml
 
-from dgr.build import BuildOptions, build
-from dgr.pod import build_pod, start_test_pod
+from dgr.options import BuildOptions
+from dgr.plan import plan_build_pod, plan_build_test_image
+from dgr.pod import start_test_pod
 from dgr.tester import TesterOptions, WaitError, run_image_tests, start_test_container
 from tests.integration.test_plugin import run, write
 from tests.integration.test_tester import outcomes, project
@@ -48,9 +49,9 @@ def slow_web(root: Path, readiness: str, extra: dict[str, str] | None = None) ->
     ids=["tcp", "http", "log", "command"],
 )
 def test_the_tests_wait_for_the_check(options: BuildOptions, tmp_path: Path, readiness: str) -> None:
-    result = build(slow_web(tmp_path, readiness + "    interval: 0.1\n"), options)
+    image = plan_build_test_image(slow_web(tmp_path, readiness + "    interval: 0.1\n"), options)
     started = time.monotonic()
-    runs = run_image_tests(result, options)
+    runs = run_image_tests(image, options)
     assert outcomes(runs) == [("the app is ready", "ok")], runs[0].output
     assert time.monotonic() - started < 5  # polled often, not once a second
 
@@ -58,19 +59,19 @@ def test_the_tests_wait_for_the_check(options: BuildOptions, tmp_path: Path, rea
 def test_wait_sh_runs_after_the_check(options: BuildOptions, tmp_path: Path) -> None:
     wait = {"tests/wait.sh": f"#!/bin/sh\n[ -f /tmp/ready ] && {BB} touch /tmp/waited\n"}
     bats = {"tests/r.bats": '@test "both ran" {\n  [ -f /tmp/waited ]\n}\n'}
-    result = build(slow_web(tmp_path, "    tcp: 8080\n", {**wait, **bats}), options)
-    runs = run_image_tests(result, options, TesterOptions(wait_tries=1))
+    image = plan_build_test_image(slow_web(tmp_path, "    tcp: 8080\n", {**wait, **bats}), options)
+    runs = run_image_tests(image, options, TesterOptions(wait_tries=1))
     assert outcomes(runs) == [("both ran", "ok")], runs[0].output
 
 
 def test_a_never_ready_container_names_the_check_and_its_last_output(
     options: BuildOptions, tmp_path: Path
 ) -> None:
-    result = build(
+    image = plan_build_test_image(
         slow_web(tmp_path, "    http: http://127.0.0.1:8080/missing\n    timeout: 1.5\n"), options
     )
     started = time.monotonic()
-    with start_test_container(result, options) as container, pytest.raises(WaitError) as failure:
+    with start_test_container(image, options) as container, pytest.raises(WaitError) as failure:
         container.wait_ready()
     assert time.monotonic() - started < 10
     error = failure.value
@@ -78,7 +79,7 @@ def test_a_never_ready_container_names_the_check_and_its_last_output(
         "container aci-slow never got ready: http check of http://127.0.0.1:8080/missing (status 200) "
         "did not succeed within 1.5s"
     )
-    assert error.key == "tester.readiness" and error.path == str(result.manifest.path)
+    assert error.key == "tester.readiness" and error.path == str(image.image.manifest.path)
     assert "404 Not Found" in (error.details or "")
 
 
@@ -120,7 +121,7 @@ def test_pods_wait_for_their_apps_and_export_the_probe(options: BuildOptions, tm
     for rel, text in POD_FILES.items():
         (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
         (tmp_path / rel).write_text(text)
-    built = build_pod(tmp_path / "pod-ready", options)
+    built = plan_build_pod(tmp_path / "pod-ready", options)
     (container,) = yaml.safe_load(built.kube_yaml.read_text())["spec"]["containers"]
     assert container["readinessProbe"] == {
         "httpGet": {"path": "/", "port": 8080},

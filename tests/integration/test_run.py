@@ -10,9 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from dgr.build import BuildOptions, build
+from dgr.build import build
 from dgr.container import Container, image_spec, run_image
 from dgr.init import init_project
+from dgr.options import BuildOptions
 from tests.support.podman import Podman
 
 pytestmark = pytest.mark.integration

@@ -64,9 +64,9 @@ def test_disabled_signing_makes_no_signature(tmp_path: Path, cache_dir: Path, ca
 
 
 def test_sign_on_a_pod_signs_every_app(tmp_path: Path, cache_dir: Path, gpg: Gpg) -> None:
-    from dgr.build import BuildOptions
     from dgr.config import load_config
-    from dgr.pod import build_pod
+    from dgr.options import BuildOptions
+    from dgr.plan import plan_build_pod
 
     home, project = setup(tmp_path, cache_dir, f"sign:\n  - keyring: {gpg.keyring}\n")
     (project / "aci-manifest.yml").write_text("name: example.com/aci-base:1\n")
@@ -78,7 +78,7 @@ def test_sign_on_a_pod_signs_every_app(tmp_path: Path, cache_dir: Path, gpg: Gpg
         "    - name: two\n      dependencies: [example.com/aci-base:1]\n"
     )
     assert main(["-H", str(home), "-W", str(pod), "sign"]) == 0
-    apps = build_pod(pod, BuildOptions(config=load_config(home))).apps
+    apps = plan_build_pod(pod, BuildOptions(config=load_config(home))).apps
     assert [a.name for a in apps] == ["one", "two"]
     for app in apps:
         aci = app.result.workspace.aci

@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from dgr.build import BuildOptions, build
+from dgr.options import BuildOptions
+from dgr.plan import plan_build_test_image
 from dgr.tester import TesterOptions, WaitError, run_image_tests, start_test_container
 
 pytestmark = pytest.mark.integration
@@ -34,7 +35,7 @@ def test_successful_bats_test_passes(options: BuildOptions, tmp_path: Path) -> N
             "tests/ok.bats": '#!/usr/bin/env bats\n@test "it works" {\n  [ -x /dgr/bin/busybox ]\n}\n',
         },
     )
-    runs = run_image_tests(build(p, options), options)
+    runs = run_image_tests(plan_build_test_image(p, options), options)
     assert outcomes(runs) == [("it works", "ok")]
     assert runs[0].returncode == 0
 
@@ -49,7 +50,7 @@ def test_failing_bats_test_is_reported_with_its_name(options: BuildOptions, tmp_
             ),
         },
     )
-    runs = run_image_tests(build(p, options), options)
+    runs = run_image_tests(plan_build_test_image(p, options), options)
     assert outcomes(runs) == [("passes", "ok"), ("does not pass", "not ok")]
     assert runs[0].returncode == 1
     assert "look here" in runs[0].results[1].diagnostics
@@ -88,7 +89,7 @@ def test_tester_environment(
     options: BuildOptions, tmp_path: Path, manifest: str, expected: tuple[str, str, str]
 ) -> None:
     p = project(tmp_path / "aci-env", {"aci-manifest.yml": manifest, "tests/env.bats": ENV_BATS % expected})
-    runs = run_image_tests(build(p, options), options)
+    runs = run_image_tests(plan_build_test_image(p, options), options)
     assert outcomes(runs) == [("environment", "ok")], runs[0].output
 
 
@@ -101,8 +102,8 @@ def test_wait_sh_never_succeeding_fails_with_its_last_output(options: BuildOptio
             "tests/x.bats": '@test "never runs" {\n  true\n}\n',
         },
     )
-    result = build(p, options)
-    with start_test_container(result, options, TesterOptions(wait_tries=3, wait_interval=0.05)) as container:
+    image = plan_build_test_image(p, options)
+    with start_test_container(image, options, TesterOptions(wait_tries=3, wait_interval=0.05)) as container:
         with pytest.raises(WaitError, match="wait.sh never succeeded") as failure:
             container.wait_ready()
     assert "not ready yet" in (failure.value.details or "")
@@ -121,7 +122,9 @@ def test_wait_sh_is_polled_until_the_app_is_ready(options: BuildOptions, tmp_pat
             "tests/x.bats": '@test "app is up" {\n  [ "$(cat /tmp/ready)" = up ]\n}\n',
         },
     )
-    runs = run_image_tests(build(p, options), options, TesterOptions(wait_tries=50, wait_interval=0.05))
+    runs = run_image_tests(
+        plan_build_test_image(p, options), options, TesterOptions(wait_tries=50, wait_interval=0.05)
+    )
     assert outcomes(runs) == [("app is up", "ok")]
 
 
@@ -138,7 +141,7 @@ def test_prestart_runs_before_the_tests(options: BuildOptions, tmp_path: Path) -
             ),
         },
     )
-    runs = run_image_tests(build(p, options), options)
+    runs = run_image_tests(plan_build_test_image(p, options), options)
     assert outcomes(runs) == [("rendered", "ok")], runs[0].output
 
 
@@ -173,8 +176,9 @@ def test_tests_folder_and_tester_dependencies_make_the_test_image(
             ),
         },
     )
-    result = build(p, options)
-    runs = run_image_tests(result, options)
+    image = plan_build_test_image(p, options)
+    result = image.image
+    runs = run_image_tests(image, options)
     assert [s for _, s in outcomes(runs)] == ["ok", "ok", "ok"], runs[0].output
     # the image itself is unchanged: the test additions live in the test image only
     assert not (result.workspace.layer / "etc" / "test-only").exists()

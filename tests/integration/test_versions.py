@@ -100,7 +100,8 @@ def test_template_functions_on_build_time_attributes(tmp_path: Path, dgr_home: P
 def test_an_up_to_date_build_gives_the_manifest_its_build_rendered(tmp_path: Path, options: object) -> None:
     # The tests and `dgr run` start containers from the build result: the app's environment
     # must hold the build-time attribute, not the pre-build `<no value>`.
-    from dgr.build import BuildOptions, build
+    from dgr.build import build
+    from dgr.options import BuildOptions
 
     assert isinstance(options, BuildOptions)
     project = write_tree(

@@ -6,11 +6,12 @@ from pathlib import Path
 
 import pytest
 
-from dgr.build import BuildOptions, Dependency
 from dgr.buildkey import BuildKey, _has_word, build_key
 from dgr.config import load_config
+from dgr.images import Dependency
 from dgr.manifest import load_manifest
 from dgr.names import ImageName
+from dgr.options import BuildOptions
 from tests.support.files import write_tree
 
 

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from dgr.build import BuildOptions
 from dgr.errors import BuildError
+from dgr.options import BuildOptions
 from dgr.plan import Plan, Source, make_plan, project_key
 from tests.support.files import write_tree
 
@@ -57,7 +57,7 @@ def test_local_chain_in_dependency_order_each_manifest_once(tmp_path: Path, opti
     assert app.manifest is not None and app.manifest.name.name == "example.com/app"
     # every manifest of the repository read once, the broken and unrelated ones included
     assert plan.manifest_loads == 6
-    assert [n.key for n in plan.closure(project_key(repo / "aa-middle"))] == [
+    assert [n.key for n in plan.closure((project_key(repo / "aa-middle"),))] == [
         project_key(repo / "zz-base"),
         project_key(repo / "aa-middle"),
     ]
