@@ -195,7 +195,7 @@ def config(args: argparse.Namespace) -> int:
 
 def aci_version(args: argparse.Namespace) -> int:
     from dgr.aci import read_aci_manifest
-    from dgr.build import json_manifest_name
+    from dgr.package import json_manifest_name
 
     name = json_manifest_name(read_aci_manifest(args.file))
     emit(args, {"name": name.name, "version": name.version}, name.version)
@@ -546,7 +546,7 @@ def pod_document(built: PodBuild) -> dict[str, Any]:
 
 def pod_run(args: argparse.Namespace, folder: Path, env: dict[str, str], exec_: list[str] | None) -> int:
     from dgr.plan import plan_build_pod
-    from dgr.pod import run_pod
+    from dgr.podrun import run_pod
 
     if exec_ or args.volume:
         raise UsageError(

@@ -30,7 +30,7 @@ from dgr.podmanifest import PodManifest, load_pod_manifest
 from dgr.reference import OciReference, Reference
 from dgr.resolve import fetch, find_local_project, from_store
 from dgr.store import Store, StoredImage
-from dgr.tester import TESTS_TARGET, TestImage, generated_test_manifest, needs_test_build
+from dgr.testimage import TESTS_TARGET, TestImage, generated_test_manifest, needs_test_build
 
 
 class Source(enum.Enum):

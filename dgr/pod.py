@@ -2,9 +2,9 @@
 
 Data flows one way: `pod-manifest.yml` → :class:`PodManifest` (dgr/podmanifest.py) → one
 image per app (built with :func:`dgr.build.build` from a generated manifest) →
-:class:`PodBuild` → the appc pod manifest
+:class:`PodBuild` (dgr/podbuild.py) → the appc pod manifest
 (`target/pod-manifest.json`), the Kubernetes export (`target/pod.kube.yml`, dgr/kube.py), and
-running pods (:func:`start_pod` for `dgr run`, :func:`start_test_pod` for the tests).
+running pods (`start_pod` for `dgr run`, `start_test_pod` for the tests).
 
 Each app becomes the image `<pod name>-<app name>` (an appc identifier; the original's `_`
 is not one). Its project folder (ACI_HOME) is `<pod>/aci-<app>/` when it exists (attributes,
@@ -14,11 +14,7 @@ ports, mount points...) from the first dependency, as the original's `inheritDep
 first`, with the pod manifest's `app` keys on top. The pod's own `attributes/` land in every
 app image at `/dgr/attributes/pod/`, above the images' attributes and below the app folder's.
 
-Running: a small *holder* container (busybox only) owns the pod's network namespace and every
-app's container joins it (`nsenter --net` in front of its sandbox, see dgr/sandbox.py), so the
-apps reach each other on 127.0.0.1. Every container is bubblewrap with `--die-with-parent`,
-with dgr as its parent: when dgr stops, even on SIGKILL, every process goes, and the namespace
-with its last process.
+Running a built pod is dgr/podrun.py, starting it for its tests dgr/podtest.py.
 """
 
 from __future__ import annotations
@@ -26,22 +22,20 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import sys
-import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Any
+from typing import Any
 
 from filelock import FileLock
 
-from dgr import userns
-from dgr.build import build, internals_layer
+from dgr.aci import AC_VERSION
+from dgr.build import build
 from dgr.epoch import from_environment
-from dgr.errors import BuildError, ContainerError, DgrError, ManifestError
+from dgr.errors import BuildError, DgrError, ManifestError
+from dgr.images import Dependency, flatten
 from dgr.kube import write_kube
-from dgr.leftovers import make_dir
-from dgr.log import level_name, log, step
+from dgr.log import log, step
 from dgr.manifest import (
     ACI_MANIFEST,
     POD_MANIFEST,
@@ -52,6 +46,8 @@ from dgr.manifest import (
     NameValue,
 )
 from dgr.names import generate_version
+from dgr.oci import app_of_config
+from dgr.options import BuildOptions
 from dgr.podbuild import AppBuild, PodBuild, app_mounts, host_source
 from dgr.podmanifest import (
     APP_FIELDS,
@@ -61,19 +57,14 @@ from dgr.podmanifest import (
     load_pod_manifest,
     parse_pod_manifest,
 )
-
-if TYPE_CHECKING:
-    from dgr.container import Container, Volume
-    from dgr.images import Dependency
-    from dgr.options import BuildOptions
-    from dgr.tester import TesterContainer, TesterOptions
+from dgr.resolve import ORIGIN_FILE
+from dgr.templatecheck import check_templates
+from dgr.workspace import target_dir
 
 POD_ATTRIBUTES = "pod"  # /dgr/attributes/pod/ in every app image
 # written by builds, not inherited
 DGR_ANNOTATIONS = ("dgr-version", "build-date", "dgr-oci-dependencies")
 BUSYBOX = "/dgr/bin/busybox"
-# The holder of the pod's network namespace: busybox only, sleeping until stopped.
-HOLD = "while :; do /dgr/bin/busybox sleep 3600; done"
 
 
 # --- building --------------------------------------------------------------------------------
@@ -81,7 +72,6 @@ HOLD = "while :; do /dgr/bin/busybox sleep 3600; done"
 
 def pod_target(pod: PodManifest, options: BuildOptions) -> Path:
     """`<pod>/target`, or `<targetWorkDir>/<pod short name>` (as for images)."""
-    from dgr.workspace import target_dir
 
     return target_dir(Manifest(name=pod.name, path=pod.path), options.config, options.targets_root)
 
@@ -103,7 +93,6 @@ def app_folder(pod: PodManifest, app: PodApp) -> Path | None:
 
 def app_home(pod: PodManifest, app: PodApp, target: Path) -> Path:
     """The app's project folder: its own, or an empty one generated under the pod target."""
-    from dgr.resolve import ORIGIN_FILE
 
     folder = app_folder(pod, app)
     if folder is not None:
@@ -168,9 +157,6 @@ def inherited_app(dep: Dependency) -> tuple[App, tuple[NameValue, ...]]:
     """The `app` and annotations of a dependency's manifest (dgr's own annotations left out);
     of an OCI image: its command, ports, Env, WorkingDir and User (dgr.oci.inherit_app)."""
     if dep.oci is not None:
-        from dgr.images import flatten
-        from dgr.oci import app_of_config
-
         return app_of_config(dep.oci.config(), [d.layer for d in flatten((dep,))]), ()
     data = dependency_manifest(dep)
     reader = ManifestReader(dep.layer.parent / "manifest.json")
@@ -274,7 +260,6 @@ def check_ports(built: PodBuild) -> None:
 
 def pod_manifest_json(built: PodBuild) -> dict[str, Any]:
     """The appc PodManifest of a built pod (reified: every app by image ID)."""
-    from dgr.aci import AC_VERSION
 
     pod = built.pod
     apps = []
@@ -325,7 +310,6 @@ def _volume_json(pod: PodManifest, volume: PodVolume) -> dict[str, Any]:
 
 def clean_pod(project: Path, options: BuildOptions) -> list[Path]:
     """Remove each app's target and the pod target; returns the folders removed."""
-    from dgr.workspace import target_dir
 
     pod = load_pod_manifest(project)
     target = pod_target(pod, options)
@@ -346,7 +330,6 @@ def clean_pod(project: Path, options: BuildOptions) -> list[Path]:
 
 def app_manifests(project: Path, options: BuildOptions) -> list[tuple[Manifest, Path]]:
     """Each app's generated manifest (not inherited: no dependency is resolved) and target."""
-    from dgr.workspace import target_dir
 
     pod = load_pod_manifest(project)
     target = pod_target(pod, options)
@@ -360,7 +343,6 @@ def app_manifests(project: Path, options: BuildOptions) -> list[tuple[Manifest, 
 def try_pod(built: PodBuild, show: Any = print) -> Path:
     """`dgr try` on a built pod (its plan built what changed): render each app's templates
     (the images' and the app folder's) with its attributes into `<pod target>/try/<app>/`."""
-    from dgr.tester import check_templates
 
     out = built.target / "try"
     shutil.rmtree(out, ignore_errors=True)
@@ -374,270 +356,13 @@ def try_pod(built: PodBuild, show: Any = print) -> Path:
     return out
 
 
-# --- running ---------------------------------------------------------------------------------
-
-
-def holder_spec(pod: PodManifest, options: BuildOptions) -> Any:
-    """The container that owns the pod's network namespace: busybox, asleep."""
-    from dgr.container import ContainerSpec
-
-    return ContainerSpec(
-        name=pod.ac_name,
-        layers=(internals_layer(options.config.cache_path),),
-        exec=(BUSYBOX, "sh", "-c", HOLD),
-        prestart=False,
-    )
-
-
-def netns_of(container: Container) -> str:
-    """The network namespace of a started container, as a path another sandbox can join."""
-    return f"/proc/{container.init_pid()}/ns/net"
-
-
-def runtime_volumes(pod: PodManifest, app: AppBuild, state: Path) -> tuple[Volume, ...]:
-    """The host folders of the app's mounts; `empty` volumes are folders of this run."""
-    from dgr.container import Volume
-
-    volumes = []
-    for volume, path, read_only in app_mounts(pod, app):
-        if volume.kind == "host":
-            source = host_source(pod, volume)
-            if not source.exists():
-                raise ContainerError(f"volume {volume.name}: {source} does not exist", path=pod.path)
-        else:
-            source = state / "volumes" / volume.name
-            if not source.exists():
-                source.mkdir(parents=True)
-                os.chmod(source, int(volume.mode, 8))
-                ids = userns.current()
-                os.chown(source, ids.host_uid(volume.uid), ids.host_gid(volume.gid))
-        volumes.append(Volume(source, path, read_only))
-    return tuple(volumes)
-
-
-class RunningPod:
-    """The started containers of a pod (`dgr run`): the holder, then every app."""
-
-    def __init__(self, holder: Container | None, apps: dict[str, Container], state: Path) -> None:
-        self.holder = holder
-        self.apps = apps
-        self.state = state
-
-    def __getitem__(self, name: str) -> Container:
-        return self.apps[name]
-
-    def running(self) -> list[str]:
-        return [name for name, c in self.apps.items() if c.running()]
-
-    def follow(self, out: IO[str] | None = None, poll: float = 0.1) -> int:
-        """Print every app's output, each line prefixed with the app's name, until all apps
-        have exited; returns the first non-zero exit code (in app order), else 0."""
-        out = out or sys.stdout
-        offsets = dict.fromkeys(self.apps, 0)
-        width = max(len(name) for name in self.apps)
-        while True:
-            alive = self.running()
-            for name, container in self.apps.items():
-                offsets[name] = _print_new(container.log_path, offsets[name], f"{name:<{width}} | ", out)
-            if not alive:
-                break
-            time.sleep(poll)
-        codes = [c.wait() for c in self.apps.values()]
-        return next((code for code in codes if code != 0), 0)
-
-    def stop(self) -> None:
-        """Stop every app, then the holder (the namespace goes with its last process)."""
-        for container in self.apps.values():
-            container.stop()
-        if self.holder is not None:
-            self.holder.stop()
-        shutil.rmtree(self.state, ignore_errors=True)
-
-    def __enter__(self) -> RunningPod:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-
-
-def _print_new(path: Path, offset: int, prefix: str, out: IO[str]) -> int:
-    """Print the complete lines `path` got since `offset`; the new offset."""
-    try:
-        with open(path, "rb") as f:
-            f.seek(offset)
-            data = f.read()
-    except OSError:
-        return offset
-    end = data.rfind(b"\n") + 1
-    for line in data[:end].decode("utf-8", "replace").splitlines():
-        out.write(f"{prefix}{line}\n")
-    out.flush()
-    return offset + end
-
-
-def start_pod(
-    built: PodBuild,
-    options: BuildOptions,
-    *,
-    env: Mapping[str, str] | None = None,
-    override: str | None = None,
-    host_network: bool = False,
-) -> RunningPod:
-    """Start every app of `built` (prestart included) in one network namespace."""
-    from dgr.container import Container, image_spec
-
-    pod = built.pod
-    state = make_dir(None, "dgr-pod-", suffix=f"-{pod.ac_name}")
-    environment = dict(env or {})
-    if override is not None:
-        environment["TEMPLATER_OVERRIDE"] = override
-    holder: Container | None = None
-    apps: dict[str, Container] = {}
-    running = RunningPod(holder, apps, state)
-    try:
-        netns = None
-        if not host_network:
-            holder = running.holder = Container(holder_spec(pod, options), state_dir=state / "holder")
-            holder.start()
-            netns = netns_of(holder)
-        for app in built.apps:
-            spec = image_spec(
-                app.result,
-                env=environment,
-                volumes=runtime_volumes(pod, app, state),
-                host_network=host_network,
-            )
-            container = Container(replace(spec, name=app.name, netns=netns), state_dir=state / app.name)
-            apps[app.name] = container.start()
-            log.info("Started app %s of pod %s", app.name, pod.name)
-    except BaseException:
-        running.stop()
-        raise
-    return running
-
-
-def run_pod(
-    built: PodBuild,
-    options: BuildOptions,
-    *,
-    env: Mapping[str, str] | None = None,
-    override: str | None = None,
-    host_network: bool = False,
-) -> int:
-    """`dgr run` on a pod: start it, show the apps' output until they all exit, stop it."""
-    with start_pod(built, options, env=env, override=override, host_network=host_network) as running:
-        return running.follow()
-
-
-# --- testing ---------------------------------------------------------------------------------
-
-
-class TestPod:
-    """A pod started for its tests: the pod's tester container (which owns the network
-    namespace and holds `<pod>/tests`, bats and busybox) and each app's test container."""
-
-    __test__ = False  # not a pytest test class
-
-    def __init__(self, tester: TesterContainer, apps: dict[str, TesterContainer]) -> None:
-        self.tester = tester
-        self.apps = apps
-
-    def __getitem__(self, name: str) -> TesterContainer:
-        try:
-            return self.apps[name]
-        except KeyError:
-            known = ", ".join(self.apps)
-            raise ContainerError(f"no app named {name!r} in this pod (apps: {known})") from None
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self.apps)
-
-    def stop(self) -> None:
-        for container in self.apps.values():
-            container.stop()
-        self.tester.stop()
-
-    def __enter__(self) -> TestPod:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-
-
-def start_test_pod(built: PodBuild, options: BuildOptions, tester: TesterOptions | None = None) -> TestPod:
-    """Start the pod for its tests: the tester first (it owns the network namespace), then
-    each app's test container (prestart done, app started, its own wait.sh polled), then the
-    pod's `tests/wait.sh` is polled from the tester."""
-    from dgr.container import Container, ContainerSpec, Volume
-    from dgr.tester import (
-        KEEPER,
-        RUN_PREFIX,
-        STATUS_IN_IMAGE,
-        TesterContainer,
-        TesterOptions,
-        TestImage,
-        bats_layer,
-        files_layer,
-        make_status_dir,
-        start_test_container,
-    )
-
-    tester = tester or TesterOptions(keep=options.keep)
-    pod = built.pod
-    base = built.target / "tests"
-    base.mkdir(parents=True, exist_ok=True)
-    run_dir = make_dir(base, RUN_PREFIX)
-    internals = internals_layer(options.config.cache_path)
-    try:
-        files = files_layer(pod.project / "tests", run_dir / "layer", (internals,))
-        status = make_status_dir(run_dir)
-        env = {"TESTER": "TRUE", "LOG_LEVEL": level_name(options.log_level), **tester.extra_env}
-        spec = ContainerSpec(
-            name=pod.ac_name,
-            layers=(internals, bats_layer(options.config.cache_path), files),
-            exec=(BUSYBOX, "sh", "-c", KEEPER, "keeper", BUSYBOX, "true"),
-            env=env,
-            volumes=(Volume(status, STATUS_IN_IMAGE),),
-            prestart=False,
-        )
-        container = Container(spec, state_dir=run_dir / "container", keep=tester.keep)
-        ports = [p for app in built.apps for p in app.runtime_app.ports]
-        holder = TesterContainer(container, run_dir, pod.project, tester, ports)
-        container.start()
-    except BaseException:
-        if not tester.keep:
-            shutil.rmtree(run_dir, ignore_errors=True)
-        raise
-    running = TestPod(holder, {})
-    try:
-        holder.wait_started()
-        netns = netns_of(container)
-        for app in built.apps:
-            log.info("Starting app %s of pod %s", app.name, pod.name)
-            running.apps[app.name] = start_test_container(
-                TestImage.of(app.result), options, tester, name=app.name, netns=netns
-            )
-        for app_container in running.apps.values():
-            app_container.wait_ready()
-        holder.wait_ready()
-    except BaseException:
-        running.stop()
-        raise
-    return running
-
-
 __all__ = [
     "AppBuild",
     "PodApp",
     "PodBuild",
     "PodManifest",
-    "RunningPod",
-    "TestPod",
     "build_pod",
     "clean_pod",
     "load_pod_manifest",
     "parse_pod_manifest",
-    "run_pod",
-    "start_pod",
-    "start_test_pod",
 ]

@@ -1,16 +1,11 @@
 """Testing one built image (SPEC §7): a test container, wait.sh, bats with TAP.
 
-The test container runs the image's layers plus, bottom to top: `tester.aci.dependencies`
-(below the image), a real build of the project's `tests/` folder when it holds runlevels,
-attributes, files or templates (as the original's test image), a cached *bats layer*
-(`/dgr/tester`: static bash, bats-core, a `bats` wrapper) and a per-run layer holding the
-test files in `/dgr/tests` plus `/bin/sh`, `/bin/bash` and `/usr/bin/env` when the image has
-none of them (bats files and wait.sh are usually written for those).
-
-The container starts through `/dgr/bin/start` (prestart included) with a small *keeper* as
-its command: it links busybox's applets into `/dgr/tester/bin` (on PATH, last, only for the
-test commands), tells the host that prestart is over, starts the app's exec in the
-background and stays alive, so tests can exec into the container whatever the app does.
+A test container runs a `TestImage` (dgr/testimage.py: the image with what its tests add,
+built beforehand by the project's plan). The container starts through `/dgr/bin/start`
+(prestart included) with a small *keeper* as its command: it links busybox's applets into
+`/dgr/tester/bin` (on PATH, last, only for the test commands), tells the host that prestart
+is over, starts the app's exec in the background and stays alive, so tests can exec into
+the container whatever the app does.
 Then the manifest's readiness check (dgr/readiness.py) is waited for and `tests/wait.sh`
 polled, and each `.bats` file runs with `bats --tap`; the TAP output is parsed into one
 result per `@test` (dgr/tap.py). A test container's TCP ports reach the test process through
@@ -19,8 +14,6 @@ host listeners (`address(port)`, dgr/ports.py).
 
 from __future__ import annotations
 
-import hashlib
-import os
 import re
 import shutil
 import time
@@ -29,35 +22,33 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from dgr import userns
-from dgr.cache import cached_folder
 from dgr.container import Container, ContainerSpec, Volume
-from dgr.errors import ContainerError, DgrError, ToolError
-from dgr.images import flatten
+from dgr.errors import ContainerError, DgrError
 from dgr.leftovers import make_dir
 from dgr.log import level_name, log
 from dgr.ports import HostPorts, declared_port
-from dgr.process import Result, require_tool
+from dgr.process import Result
 from dgr.readiness import Readiness
 from dgr.sandbox import DEFAULT_PATH
 from dgr.tap import BatsError, BatsRun, list_bats_tests, parse_tap
+from dgr.testimage import (
+    BUSYBOX,
+    STATUS_IN_IMAGE,
+    TESTER_BIN,
+    TESTS_IN_IMAGE,
+    WAIT_SCRIPT,
+    TestImage,
+    app_test_environment,
+    bats_layer,
+    files_layer,
+    make_status_dir,
+)
 
 if TYPE_CHECKING:
-    from dgr.images import BuildResult, Dependency
-    from dgr.manifest import Manifest, Port
+    from dgr.manifest import Port
     from dgr.options import BuildOptions
 
-TESTER_ROOT = "/dgr/tester"
-TESTER_BIN = f"{TESTER_ROOT}/bin"
-TESTS_IN_IMAGE = "/dgr/tests"
-STATUS_IN_IMAGE = f"{TESTER_ROOT}/status"
-BUSYBOX = "/dgr/bin/busybox"
-WAIT_SCRIPT = "wait.sh"
 RUN_PREFIX = "run-"  # a test run's folder in target/tests/ (dgr/leftovers.py)
-TESTS_TARGET = "tests-target"
-# A tests/ folder holding one of these is a project of its own (the original's test image).
-TEST_IMAGE_PARTS = ("runlevels", "attributes", "files", "templates")
-BATS_LAYER_FORMAT = "1"
 
 # After prestart (the container's command runs through /dgr/bin/start): make busybox's
 # applets available to test commands, say that prestart is over, start the app in the
@@ -78,272 +69,6 @@ while :; do $B sleep 3600; done
 class WaitError(DgrError):
     """The container never got ready: tests/wait.sh or the manifest's readiness check never
     succeeded."""
-
-
-# --- environment ------------------------------------------------------------------------------
-
-
-def app_test_environment(manifest: Manifest) -> dict[str, str]:
-    """The app's environment overridden by `tester.aci.app.environment` (tester wins)."""
-    env = {e.name: e.value for e in manifest.aci.app.environment}
-    env.update({e.name: e.value for e in manifest.tester.environment})
-    return env
-
-
-# --- layers -----------------------------------------------------------------------------------
-
-
-def _bats_sources() -> tuple[Path, Path, Path]:
-    """bats' launcher, bats-core's root (libexec/bats-core, lib/bats-core), a static bash."""
-    bats = Path(os.path.realpath(require_tool("bats", "bats")))
-    root = bats.parent.parent
-    if not (root / "libexec" / "bats-core" / "bats").is_file() or not (root / "lib" / "bats-core").is_dir():
-        raise ToolError(f"bats-core not found next to {bats}", hint="apt-get install bats")
-    bash = Path(os.path.realpath(require_tool("bash-static", "bash-static")))
-    return bats, root, bash
-
-
-def _sources_key(wrapper: Path, root: Path, bash: Path) -> str:
-    h = hashlib.sha256(BATS_LAYER_FORMAT.encode())
-    files = [
-        wrapper,
-        bash,
-        *sorted((root / "libexec" / "bats-core").iterdir()),
-        *sorted((root / "lib" / "bats-core").iterdir()),
-    ]
-    for path in files:
-        st = path.stat()
-        h.update(f"{path}\0{st.st_size}\0{st.st_mtime_ns}\0".encode())
-    return h.hexdigest()[:16]
-
-
-def _copy_script(src: Path, dest: Path, bash: str) -> None:
-    """Copy a bats script, pointing its `#!/usr/bin/env bash` line at our bash."""
-    data = src.read_bytes()
-    first, sep, rest = data.partition(b"\n")
-    if first.startswith(b"#!") and first.split()[-1:] == [b"bash"]:
-        data = b"#!" + bash.encode() + sep + rest
-    dest.write_bytes(data)
-    os.chmod(dest, 0o755 if os.access(src, os.X_OK) else 0o644)
-
-
-def bats_layer(cache: Path) -> Path:
-    """The cached layer holding `/dgr/tester` (static bash, bats-core); built once per host."""
-    wrapper, root, bash = _bats_sources()
-
-    def produce(layer: Path) -> None:
-        layer.chmod(0o755)
-        tester = layer / TESTER_ROOT.lstrip("/")
-        bin_dir = tester / "bin"
-        bin_dir.mkdir(parents=True)
-        (tester / "status").mkdir()
-        shutil.copyfile(bash, bin_dir / "bash")
-        os.chmod(bin_dir / "bash", 0o755)
-        for part in ("libexec", "lib"):
-            dest = tester / part / "bats-core"
-            dest.mkdir(parents=True)
-            for src in sorted((root / part / "bats-core").iterdir()):
-                if src.is_file():
-                    _copy_script(src, dest / src.name, f"{TESTER_BIN}/bash")
-        # bats' own launcher finds BATS_ROOT from its path and defines what libexec/bats needs.
-        _copy_script(wrapper, bin_dir / "bats", f"{TESTER_BIN}/bash")
-        os.chmod(bin_dir / "bats", 0o755)
-        ids.give_tree(layer)
-
-    ids = userns.current()
-    layer = cached_folder(
-        cache / "tester" / f"bats-{_sources_key(wrapper, root, bash)}-{ids.tag()}", produce
-    )
-    log.debug("bats layer ready in %s", layer)
-    return layer
-
-
-def _addable(layers: Sequence[Path], rel: str) -> bool:
-    """Whether adding `rel` in a layer above `layers` hides nothing of the image.
-
-    False when some layer has it already, or has one of its parent folders as a symlink
-    (a real folder above a symlinked one would shadow the link, e.g. merged-/usr images).
-    """
-    parts = Path(rel).parts
-    for layer in layers:
-        for depth in range(1, len(parts) + 1):
-            path = layer.joinpath(*parts[:depth])
-            if depth == len(parts):
-                if os.path.lexists(path):
-                    return False
-            elif path.is_symlink() or (os.path.lexists(path) and not path.is_dir()):
-                return False
-    return True
-
-
-FALLBACKS = {"bin/sh": BUSYBOX, "bin/bash": f"{TESTER_BIN}/bash", "usr/bin/env": BUSYBOX}
-
-
-def make_status_dir(run_dir: Path) -> Path:
-    """The host folder where a test container writes its status (owned by its root)."""
-    status = run_dir / "status"
-    status.mkdir()
-    userns.current().give(status)
-    return status
-
-
-def files_layer(tests_dir: Path, dest: Path, image_layers: Sequence[Path]) -> Path:
-    """A layer with the files of `tests_dir` (depth 1) in /dgr/tests, plus shell fallbacks."""
-    tests = dest / TESTS_IN_IMAGE.lstrip("/")
-    tests.mkdir(parents=True)
-    if tests_dir.is_dir():
-        for src in sorted(tests_dir.iterdir()):
-            if src.is_file() and not src.name.endswith((".py", ".pyc")):
-                shutil.copyfile(src, tests / src.name)
-                executable = src.name == WAIT_SCRIPT or os.access(src, os.X_OK)
-                os.chmod(tests / src.name, 0o755 if executable else 0o644)
-    for rel, target in FALLBACKS.items():
-        if _addable(image_layers, rel):
-            path = dest / rel
-            path.parent.mkdir(parents=True, exist_ok=True)
-            os.symlink(target, path)
-    userns.current().give_tree(dest)
-    return dest
-
-
-# --- the test image ---------------------------------------------------------------------------
-
-
-def needs_test_build(project: Path) -> bool:
-    """Whether `project/tests` customises the test image (runlevels, attributes, ...)."""
-    tests = project / "tests"
-    return any((tests / part).is_dir() for part in TEST_IMAGE_PARTS)
-
-
-def generated_test_manifest(result: BuildResult) -> Manifest:
-    """The generated manifest of the test image (as the original's, name `<name>-tests`)."""
-    from dataclasses import replace
-
-    from dgr.manifest import Aci, Manifest
-    from dgr.names import ImageName
-
-    m = result.manifest
-    app = replace(m.aci.app, environment=(), isolators=m.tester.isolators or m.aci.app.isolators)
-    return Manifest(
-        name=ImageName(f"{result.name.name}-tests", result.name.version),
-        path=m.project / "tests" / "aci-manifest.yml",
-        builder=m.tester.builder,
-        aci=Aci(
-            # The tester's dependencies go below, in the container only: resolving them
-            # from tests/ would miss the image's sibling projects outside a git tree.
-            dependencies=(result.name,),
-            annotations=m.aci.annotations,
-            path_whitelist=m.aci.path_whitelist,
-            app=app,
-        ),
-    )
-
-
-@dataclass(frozen=True)
-class TestImage:
-    """What the test containers of an image run: its layers, with the tester's dependencies
-    below and the build of its tests/ folder (the generated test image) above."""
-
-    __test__ = False  # not a pytest test class
-
-    image: BuildResult
-    layers: tuple[Path, ...]
-    tests: BuildResult | None = None  # the build of tests/, when they customise a test image
-
-    @classmethod
-    def of(
-        cls, image: BuildResult, tester_deps: tuple[Dependency, ...] = (), tests: BuildResult | None = None
-    ) -> TestImage:
-        own = image.layers
-        below = tuple(dict.fromkeys(d.layer for d in flatten(tester_deps) if d.layer not in own))
-        top = (tests.workspace.layer,) if tests is not None else ()
-        return cls(image, (*below, *own, *top), tests)
-
-
-# --- templates --------------------------------------------------------------------------------
-
-
-def _merge_layers(layers: Sequence[Path], rel: str, dest: Path) -> None:
-    """Copy `rel` of every layer (bottom first, upper wins) into `dest` (no whiteouts)."""
-
-    def ignore(directory: str, names: list[str]) -> list[str]:
-        skipped = []
-        for name in names:
-            path = os.path.join(directory, name)
-            if not (os.path.islink(path) or os.path.isdir(path) or os.path.isfile(path)):
-                skipped.append(name)  # overlay whiteouts (character devices)
-        return skipped
-
-    dest.mkdir(parents=True, exist_ok=True)
-    for layer in layers:
-        source = layer / rel
-        if source.is_dir() and not source.is_symlink():
-            shutil.copytree(source, dest, symlinks=True, ignore=ignore, dirs_exist_ok=True)
-
-
-def _template_origin(path: str | None, merged: Path, result: BuildResult) -> str | None:
-    """The project or dependency file that `path` (in the merged templates copy) came from."""
-    if path is None or not Path(path).is_relative_to(merged):
-        return path
-    rel = Path(path).relative_to(merged)
-    own = result.manifest.project / "templates" / rel
-    if own.exists():
-        return str(own)
-    for layer in reversed(result.layers):
-        candidate = layer / "dgr" / "templates" / rel
-        if candidate.exists():
-            return str(candidate)
-    return path
-
-
-def override_files(project: Path) -> list[Path]:
-    """The project's template overrides (tests/overrides/*.json), sorted by name."""
-    folder = project / "tests" / "overrides"
-    return sorted(folder.glob("*.json")) if folder.is_dir() else []
-
-
-def check_templates(result: BuildResult, work: Path) -> list[str]:
-    """Render the image's templates as its prestart would, on the host, into `work`.
-
-    Once with the default attributes (those of the image and its dependencies, app and
-    tester environment), then once per tests/overrides/*.json given as TEMPLATER_OVERRIDE.
-    checkCmd is not run (it belongs inside the container). Returns what was rendered
-    (`default`, then the override file names); raises TemplateError/AttributesError naming
-    the override in the hint.
-    """
-    from dgr.templater import run as render
-
-    attributes = work / "attributes"
-    templates = work / "templates"
-    _merge_layers(result.layers, "dgr/attributes", attributes)
-    _merge_layers(result.layers, "dgr/templates", templates)
-    env = app_test_environment(result.manifest)
-    env.pop("TEMPLATER_OVERRIDE", None)
-    env.pop("TEMPLATER_OVERRIDE_BASE64", None)
-    variants: list[tuple[str, str | None]] = [("default", None)]
-    variants += [(f.name, f.read_text(encoding="utf-8")) for f in override_files(result.manifest.project)]
-    rendered = []
-    for name, override in variants:
-        out = work / "rendered" / name
-        out.mkdir(parents=True)
-        variant_env = dict(env)
-        if override is not None:
-            variant_env["TEMPLATER_OVERRIDE"] = override
-        try:
-            render(
-                attributes, templates, out, variant_env, override_var="TEMPLATER_OVERRIDE", run_checks=False
-            )
-        except DgrError as exc:
-            if override is not None:
-                hint = f"with the override tests/overrides/{name}"
-                exc.hint = f"{hint}; {exc.hint}" if exc.hint else hint
-            exc.path = _template_origin(exc.path, templates, result)
-            raise
-        rendered.append(name)
-    return rendered
-
-
-# --- running ----------------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -693,17 +418,13 @@ def pytest_arguments(
 
 
 __all__ = [
-    "TestImage",
     "TesterContainer",
     "TesterOptions",
     "WaitError",
     "bats_files",
-    "bats_layer",
-    "check_templates",
     "pytest_arguments",
     "run_bats",
     "run_image_tests",
     "start_test_container",
-    "app_test_environment",
     "wait_ready",
 ]

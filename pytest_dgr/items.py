@@ -24,16 +24,9 @@ from dgr.errors import ContainerError, DgrError
 from dgr.leftovers import make_dir, temporary_dir
 from dgr.plan import Built, Plan, assemble_test_image, image_keys_for_tests, make_plan
 from dgr.tap import BatsResult, BatsRun, bats_tests
-from dgr.tester import (
-    TESTS_TARGET,
-    TesterContainer,
-    TesterOptions,
-    TestImage,
-    bats_files,
-    check_templates,
-    needs_test_build,
-    start_test_container,
-)
+from dgr.templatecheck import check_templates
+from dgr.tester import TesterContainer, TesterOptions, bats_files, start_test_container
+from dgr.testimage import TESTS_TARGET, TestImage, needs_test_build
 from dgr.workspace import Workspace
 from pytest_dgr.builds import DependencyFailed, SessionBuilds, build_log, read_tail
 

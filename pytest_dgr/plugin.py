@@ -217,7 +217,7 @@ def dgr_fresh_container(request: pytest.FixtureRequest) -> Iterator[Callable[...
 
 @pytest.fixture
 def dgr_pod(request: pytest.FixtureRequest) -> Any:
-    """The pod of this test's folder, started (a dgr.pod.TestPod): `dgr_pod["web"]` is the
+    """The pod of this test's folder, started (a dgr.podtest.TestPod): `dgr_pod["web"]` is the
     web app's container; all apps share one network namespace. Stopped after the pod's
     last item."""
     from pytest_dgr.pod_items import dgr_pod_fixture

@@ -7,7 +7,7 @@ bats `@test` of `<pod>/tests/*.bats`, then `<pod>/tests/test_*.py`.
 
 The bats tests and wait.sh run in the pod's *tester* container, which owns the pod's network
 namespace: every app is reachable on 127.0.0.1 from them. Python tests get `dgr_pod` (a
-:class:`dgr.pod.TestPod`: `dgr_pod["web"]` is the web app's container) and `dgr_container`
+:class:`dgr.podtest.TestPod`: `dgr_pod["web"]` is the web app's container) and `dgr_container`
 (the tester). The pod is started once, on the first item that needs it, and stopped after
 the folder's last item. Everything else (failure reports, bats parsing, scheduling a
 folder on one xdist worker) is the image folder's (items.py), which these classes extend.
@@ -37,7 +37,8 @@ from pytest_dgr.items import (
 
 if TYPE_CHECKING:
     from dgr.images import BuildResult
-    from dgr.pod import PodBuild, TestPod
+    from dgr.pod import PodBuild
+    from dgr.podtest import TestPod
     from dgr.tester import TesterContainer
 
 
@@ -94,7 +95,7 @@ class PodState(ImageState):
             return self._running
         if self._running_error is not None:
             raise self._running_error
-        from dgr.pod import start_test_pod
+        from dgr.podtest import start_test_pod
 
         built = self.built_pod()
         try:
@@ -179,7 +180,7 @@ class PodTemplatesItem(PodItem):
         self.app = app
 
     def runtest(self) -> None:
-        from dgr.tester import check_templates
+        from dgr.templatecheck import check_templates
 
         result = self.pod_state.built_pod().app(self.app).result
         with temporary_dir(None, "dgr-templates-") as tmp:

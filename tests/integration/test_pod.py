@@ -20,7 +20,9 @@ from dgr.config import load_config
 from dgr.container import Container, child_pids
 from dgr.options import BuildOptions
 from dgr.plan import plan_build_pod
-from dgr.pod import PodBuild, start_pod, start_test_pod
+from dgr.pod import PodBuild
+from dgr.podrun import start_pod
+from dgr.podtest import start_test_pod
 from dgr.process import run
 from tests.support.podman import Podman
 

@@ -11,7 +11,7 @@ import yaml
 
 from dgr.options import BuildOptions
 from dgr.plan import plan_build_pod, plan_build_test_image
-from dgr.pod import start_test_pod
+from dgr.podtest import start_test_pod
 from dgr.tester import TesterOptions, WaitError, run_image_tests, start_test_container
 from tests.integration.test_plugin import run, write
 from tests.integration.test_tester import outcomes, project

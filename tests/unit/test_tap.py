@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from dgr.tap import BatsRun, bats_test_names, list_bats_tests, parse_tap
-from dgr.tester import app_test_environment
+from dgr.testimage import app_test_environment
 
 BATS_OUTPUT = """\
 1..4
