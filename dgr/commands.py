@@ -8,11 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import signal
-import sys
-from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager, redirect_stdout
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -23,10 +19,9 @@ from dgr.manifest import detect_project
 from dgr.parser import NO_JSON, build_parser
 
 if TYPE_CHECKING:
-    from pytest import CollectReport, TestReport
-
     from dgr.pod import PodBuild
     from dgr.store import StoredImage, StoredOciImage
+    from dgr.testrun import TestCounts
 
 
 def options(args: argparse.Namespace) -> BuildOptions:
@@ -321,95 +316,23 @@ def test(args: argparse.Namespace) -> int:
     return code
 
 
-def run_tests(args: argparse.Namespace) -> tuple[int, _TestCounts]:
-    """pytest's exit code and counts on the project of `-W` (with --json, its report goes to
-    stderr: stdout is for the command's document)."""
-    import pytest
+def run_tests(args: argparse.Namespace) -> tuple[int, TestCounts]:
+    """pytest's exit code and counts on the project of `-W` (dgr/testrun.py)."""
+    # Imported here: pytest costs ~100 ms that the other commands need not pay.
+    from dgr.testrun import run_tests as run_pytest
 
-    from dgr.tester import pytest_arguments
-
-    sys.dont_write_bytecode = True  # no __pycache__ in the project's tests/ (a build input)
     extra = [a for a in getattr(args, "pytest_args", None) or [] if a != "--"]
     if getattr(args, "quiet", False):
         extra.insert(0, "-q")
     if getattr(args, "color", "auto") != "auto":
         extra.insert(0, f"--color={'yes' if args.color == 'always' else 'no'}")
-    argv = pytest_arguments(
-        pod_folder(args) or project(args), options(args), home=getattr(args, "home_path", None), extra=extra
+    return run_pytest(
+        pod_folder(args) or project(args),
+        options(args),
+        home=getattr(args, "home_path", None),
+        extra=extra,
+        json_output=getattr(args, "json", False),
     )
-    counts = _TestCounts()
-    with _stdout_to_stderr(getattr(args, "json", False)), _terminate_as_interrupt():
-        code = int(pytest.main(argv, plugins=[counts]))
-    return code, counts
-
-
-@contextmanager
-def _terminate_as_interrupt() -> Iterator[None]:
-    """While pytest runs, SIGTERM stops it as Ctrl-C does (its containers stopped, the session
-    reported as interrupted), not as a failure of the test that was running; then it reaches
-    dgr's own handler (exit code 143)."""
-    received: list[int] = []
-
-    def interrupt(signum: int, frame: object) -> None:
-        received.append(signum)
-        if len(received) == 1:  # once: a second SIGTERM must not cut pytest's teardown short
-            raise KeyboardInterrupt
-
-    previous = signal.signal(signal.SIGTERM, interrupt)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
-    if received:
-        signal.raise_signal(signal.SIGTERM)
-
-
-class _TestCounts:
-    """A pytest plugin counting outcomes as pytest's summary line does, for `dgr test --json`."""
-
-    def __init__(self) -> None:
-        self.counts = dict.fromkeys(("passed", "failed", "skipped", "errors", "xfailed", "xpassed"), 0)
-        self.failures: list[str] = []
-
-    def pytest_runtest_logreport(self, report: TestReport) -> None:
-        if report.skipped:
-            self.counts["xfailed" if hasattr(report, "wasxfail") else "skipped"] += 1
-        elif report.when == "call":
-            if hasattr(report, "wasxfail") and report.passed:
-                self.counts["xpassed"] += 1
-            else:
-                self.counts["passed" if report.passed else "failed"] += 1
-        elif report.failed:  # setup or teardown
-            self.counts["errors"] += 1
-        if report.failed:
-            self.failures.append(report.nodeid)
-
-    def pytest_collectreport(self, report: CollectReport) -> None:
-        if report.failed:
-            self.counts["errors"] += 1
-            self.failures.append(report.nodeid)
-
-    def document(self) -> dict[str, Any]:
-        return {**self.counts, "failures": self.failures}
-
-
-@contextmanager
-def _stdout_to_stderr(active: bool) -> Iterator[None]:
-    """While active, whatever writes to stdout (pytest's report, tools it runs) goes to stderr,
-    so that stdout holds only the JSON document."""
-    if not active:
-        yield
-        return
-    sys.stdout.flush()
-    saved = os.dup(1)
-    os.dup2(2, 1)
-    try:
-        with redirect_stdout(sys.stderr):
-            yield
-    finally:
-        sys.stdout.flush()
-        os.dup2(saved, 1)
-        os.close(saved)
 
 
 def install(args: argparse.Namespace) -> int:

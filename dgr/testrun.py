@@ -1,0 +1,133 @@
+"""`dgr test`: pytest on a project folder with dgr's plugin, its outcomes counted.
+
+pytest's report goes to stdout, or to stderr with `--json` (stdout then holds only the
+command's document); SIGTERM stops the session as Ctrl-C does.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager, redirect_stdout
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from dgr.build import BuildOptions
+from dgr.errors import DgrError
+from dgr.log import level_name
+from dgr.manifest import load_manifest
+from dgr.workspace import target_dir
+
+
+def run_tests(
+    folder: Path,
+    options: BuildOptions,
+    *,
+    home: str | None = None,
+    extra: Sequence[str] = (),
+    json_output: bool = False,
+) -> tuple[int, TestCounts]:
+    """pytest's exit code and counts on the project `folder` (with `json_output`, its report
+    goes to stderr: stdout is for the command's document)."""
+    sys.dont_write_bytecode = True  # no __pycache__ in the project's tests/ (a build input)
+    argv = pytest_arguments(folder, options, home=home, extra=extra)
+    counts = TestCounts()
+    with _stdout_to_stderr(json_output), _terminate_as_interrupt():
+        code = int(pytest.main(argv, plugins=[counts]))
+    return code, counts
+
+
+def pytest_arguments(
+    project: Path, options: BuildOptions, *, home: str | None = None, extra: Sequence[str] = ()
+) -> list[str]:
+    """The pytest command line of `dgr test` for `project` (the pytest_dgr options)."""
+    argv = [str(project), f"--dgr-log-level={level_name(options.log_level).lower()}"]
+    if home:
+        argv.append(f"--dgr-home={home}")
+    if options.targets_root is not None:
+        argv.append(f"--dgr-target={options.targets_root}")
+    argv += [f"--dgr-set-env={name}={value}" for name, value in options.set_env.items()]
+    if options.keep:
+        argv.append("--dgr-keep")
+    try:
+        # pytest's cache in the target, not in the project (whose files are build inputs)
+        target = target_dir(load_manifest(project), options.config, options.targets_root)
+        argv += ["-o", f"cache_dir={target / 'pytest-cache'}"]
+    except DgrError:
+        pass  # the build item reports it
+    return [*argv, *extra]
+
+
+@contextmanager
+def _terminate_as_interrupt() -> Iterator[None]:
+    """While pytest runs, SIGTERM stops it as Ctrl-C does (its containers stopped, the session
+    reported as interrupted), not as a failure of the test that was running; then it reaches
+    dgr's own handler (exit code 143)."""
+    received: list[int] = []
+
+    def interrupt(signum: int, frame: object) -> None:
+        received.append(signum)
+        if len(received) == 1:  # once: a second SIGTERM must not cut pytest's teardown short
+            raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    if received:
+        signal.raise_signal(signal.SIGTERM)
+
+
+class TestCounts:
+    """A pytest plugin counting outcomes as pytest's summary line does, for `dgr test --json`."""
+
+    __test__ = False  # not a pytest test class
+
+    def __init__(self) -> None:
+        self.counts = dict.fromkeys(("passed", "failed", "skipped", "errors", "xfailed", "xpassed"), 0)
+        self.failures: list[str] = []
+
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        if report.skipped:
+            self.counts["xfailed" if hasattr(report, "wasxfail") else "skipped"] += 1
+        elif report.when == "call":
+            if hasattr(report, "wasxfail") and report.passed:
+                self.counts["xpassed"] += 1
+            else:
+                self.counts["passed" if report.passed else "failed"] += 1
+        elif report.failed:  # setup or teardown
+            self.counts["errors"] += 1
+        if report.failed:
+            self.failures.append(report.nodeid)
+
+    def pytest_collectreport(self, report: pytest.CollectReport) -> None:
+        if report.failed:
+            self.counts["errors"] += 1
+            self.failures.append(report.nodeid)
+
+    def document(self) -> dict[str, Any]:
+        return {**self.counts, "failures": self.failures}
+
+
+@contextmanager
+def _stdout_to_stderr(active: bool) -> Iterator[None]:
+    """While active, whatever writes to stdout (pytest's report, tools it runs) goes to stderr,
+    so that stdout holds only the JSON document."""
+    if not active:
+        yield
+        return
+    sys.stdout.flush()
+    saved = os.dup(1)
+    os.dup2(2, 1)
+    try:
+        with redirect_stdout(sys.stderr):
+            yield
+    finally:
+        sys.stdout.flush()
+        os.dup2(saved, 1)
+        os.close(saved)
