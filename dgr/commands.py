@@ -329,7 +329,6 @@ def run_tests(args: argparse.Namespace) -> tuple[int, TestCounts]:
     return run_pytest(
         pod_folder(args) or project(args),
         options(args),
-        home=getattr(args, "home_path", None),
         extra=extra,
         json_output=getattr(args, "json", False),
     )

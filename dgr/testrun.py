@@ -1,5 +1,8 @@
 """`dgr test`: pytest on a project folder with dgr's plugin, its outcomes counted.
 
+The command's BuildOptions reach the plugin whole, as a plugin object
+(pytest_dgr/options.py), not as --dgr-* arguments for it to parse again; pytest's command
+line holds the folder, pytest's cache folder and what the user gave after `--`.
 pytest's report goes to stdout, or to stderr with `--json` (stdout then holds only the
 command's document); SIGTERM stops the session as Ctrl-C does.
 """
@@ -18,44 +21,30 @@ import pytest
 
 from dgr.build import BuildOptions
 from dgr.errors import DgrError
-from dgr.log import level_name
 from dgr.manifest import load_manifest
 from dgr.workspace import target_dir
+from pytest_dgr.options import GivenOptions
 
 
 def run_tests(
-    folder: Path,
-    options: BuildOptions,
-    *,
-    home: str | None = None,
-    extra: Sequence[str] = (),
-    json_output: bool = False,
+    folder: Path, options: BuildOptions, *, extra: Sequence[str] = (), json_output: bool = False
 ) -> tuple[int, TestCounts]:
     """pytest's exit code and counts on the project `folder` (with `json_output`, its report
     goes to stderr: stdout is for the command's document)."""
     sys.dont_write_bytecode = True  # no __pycache__ in the project's tests/ (a build input)
-    argv = pytest_arguments(folder, options, home=home, extra=extra)
+    argv = pytest_arguments(folder, options, extra)
     counts = TestCounts()
     with _stdout_to_stderr(json_output), _terminate_as_interrupt():
-        code = int(pytest.main(argv, plugins=[counts]))
+        code = int(pytest.main(argv, plugins=[counts, GivenOptions(options)]))
     return code, counts
 
 
-def pytest_arguments(
-    project: Path, options: BuildOptions, *, home: str | None = None, extra: Sequence[str] = ()
-) -> list[str]:
-    """The pytest command line of `dgr test` for `project` (the pytest_dgr options)."""
-    argv = [str(project), f"--dgr-log-level={level_name(options.log_level).lower()}"]
-    if home:
-        argv.append(f"--dgr-home={home}")
-    if options.targets_root is not None:
-        argv.append(f"--dgr-target={options.targets_root}")
-    argv += [f"--dgr-set-env={name}={value}" for name, value in options.set_env.items()]
-    if options.keep:
-        argv.append("--dgr-keep")
+def pytest_arguments(folder: Path, options: BuildOptions, extra: Sequence[str] = ()) -> list[str]:
+    """pytest's command line for `dgr test` on `folder`: no dgr option is in it."""
+    argv = [str(folder)]
     try:
         # pytest's cache in the target, not in the project (whose files are build inputs)
-        target = target_dir(load_manifest(project), options.config, options.targets_root)
+        target = target_dir(load_manifest(folder), options.config, options.targets_root)
         argv += ["-o", f"cache_dir={target / 'pytest-cache'}"]
     except DgrError:
         pass  # the build item reports it
