@@ -1,9 +1,9 @@
 """`dgr test`: pytest on a project folder with dgr's plugin, its outcomes counted.
 
-The command's BuildOptions reach the plugin whole, as a plugin object
+The project's BuildOptions reach the plugin whole, as a plugin object
 (pytest_dgr/options.py), not as --dgr-* arguments for it to parse again; pytest's command
-line holds the folder, pytest's cache folder and what the user gave after `--`.
-pytest's report goes to stdout, or to stderr with `--json` (stdout then holds only the
+line holds the folder, pytest's cache folder and what the user gave after `--`. pytest's
+report goes to stdout, or to stderr with `--json` (stdout then holds only the
 command's document); SIGTERM stops the session as Ctrl-C does.
 """
 
@@ -14,40 +14,33 @@ import signal
 import sys
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager, redirect_stdout
-from pathlib import Path
 from typing import Any
 
 import pytest
 
-from dgr.build import BuildOptions
-from dgr.errors import DgrError
-from dgr.manifest import load_manifest
-from dgr.workspace import target_dir
+from dgr.project import Project
 from pytest_dgr.options import GivenOptions
 
 
 def run_tests(
-    folder: Path, options: BuildOptions, *, extra: Sequence[str] = (), json_output: bool = False
+    project: Project, *, extra: Sequence[str] = (), json_output: bool = False
 ) -> tuple[int, TestCounts]:
-    """pytest's exit code and counts on the project `folder` (with `json_output`, its report
-    goes to stderr: stdout is for the command's document)."""
+    """pytest's exit code and counts on `project` (with `json_output`, its report goes to
+    stderr: stdout is for the command's document)."""
     sys.dont_write_bytecode = True  # no __pycache__ in the project's tests/ (a build input)
-    argv = pytest_arguments(folder, options, extra)
+    argv = pytest_arguments(project, extra)
     counts = TestCounts()
     with _stdout_to_stderr(json_output), _terminate_as_interrupt():
-        code = int(pytest.main(argv, plugins=[counts, GivenOptions(options)]))
+        code = int(pytest.main(argv, plugins=[counts, GivenOptions(project.options)]))
     return code, counts
 
 
-def pytest_arguments(folder: Path, options: BuildOptions, extra: Sequence[str] = ()) -> list[str]:
-    """pytest's command line for `dgr test` on `folder`: no dgr option is in it."""
-    argv = [str(folder)]
-    try:
-        # pytest's cache in the target, not in the project (whose files are build inputs)
-        target = target_dir(load_manifest(folder), options.config, options.targets_root)
-        argv += ["-o", f"cache_dir={target / 'pytest-cache'}"]
-    except DgrError:
-        pass  # the build item reports it
+def pytest_arguments(project: Project, extra: Sequence[str] = ()) -> list[str]:
+    """pytest's command line for `dgr test` on `project`: no dgr option is in it."""
+    argv = [str(project.folder)]
+    cache = project.pytest_cache_dir()
+    if cache is not None:
+        argv += ["-o", f"cache_dir={cache}"]
     return [*argv, *extra]
 
 

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from dgr.build import BuildOptions
+from dgr.project import open_project
 from dgr.testrun import pytest_arguments
 from pytest_dgr.options import GivenOptions, options_from_json, options_to_json
 
@@ -50,15 +51,19 @@ def test_every_build_option_is_sent(tmp_path: Path) -> None:
 
 
 def test_dgr_test_gives_pytest_no_dgr_argument(tmp_path: Path) -> None:
-    project = tmp_path / "aci-args"
-    project.mkdir()
-    (project / "aci-manifest.yml").write_text("name: example.com/aci-args:1\n")
     options = BuildOptions.from_settings(
         home=str(home(tmp_path)), targets_root=None, set_env={"A": "1"}, log_level=logging.DEBUG, keep=True
     )
-    argv = pytest_arguments(project, options, ["-x"])
+    image = tmp_path / "aci-args"
+    image.mkdir()
+    (image / "aci-manifest.yml").write_text("name: example.com/aci-args:1\n")
+    argv = pytest_arguments(open_project(image, options), ["-x"])
     # pytest's cache in the target (the project's files are build inputs)
-    assert argv == [str(project), "-o", f"cache_dir={project / 'target' / 'pytest-cache'}", "-x"]
+    assert argv == [str(image), "-o", f"cache_dir={image / 'target' / 'pytest-cache'}", "-x"]
+    pod = tmp_path / "pod-args"
+    pod.mkdir()
+    (pod / "pod-manifest.yml").write_text("name: example.com/pod-args:1\n")
+    assert pytest_arguments(open_project(pod, options), ["-x"]) == [str(pod), "-x"]
 
 
 def test_given_options_are_the_sessions(pytester: pytest.Pytester, tmp_path: Path) -> None:
