@@ -19,7 +19,8 @@ import pytest
 
 from dgr import userns
 from dgr.errors import DgrError
-from dgr.manifest import ACI_MANIFEST, POD_MANIFEST
+from dgr.manifest import ACI_MANIFEST
+from dgr.project import ImageProject, PodProject, project_kind
 from dgr.tester import TesterOptions
 from pytest_dgr.builds import SessionBuilds
 from pytest_dgr.items import SETTINGS, ImageDirectory, Settings, image_state
@@ -30,6 +31,7 @@ from pytest_dgr.options import (
     receive_from_controller,
     send_to_worker,
 )
+from pytest_dgr.pod_items import PodDirectory
 
 # --dgr-push (pushing the images that passed, at the end) and the JUnit record of reruns
 # are plugin modules of their own.
@@ -102,17 +104,20 @@ def settings(config: pytest.Config) -> Settings:
     return found
 
 
+# The collector of each kind of project (dgr/project.py).
+COLLECTORS: dict[type[ImageProject] | type[PodProject], type[ImageDirectory]] = {
+    ImageProject: ImageDirectory,
+    PodProject: PodDirectory,
+}
+
+
 @pytest.hookimpl(tryfirst=True)
 def pytest_collect_directory(path: Path, parent: pytest.Collector) -> pytest.Collector | None:
-    if (path / ACI_MANIFEST).is_file():
-        settings(parent.config)
-        return ImageDirectory.from_parent(parent, path=path)
-    if (path / POD_MANIFEST).is_file():
-        from pytest_dgr.pod_items import PodDirectory
-
-        settings(parent.config)
-        return PodDirectory.from_parent(parent, path=path)
-    return None
+    kind = project_kind(path)
+    if kind is None:
+        return None
+    settings(parent.config)
+    return COLLECTORS[kind].from_parent(parent, path=path)
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
