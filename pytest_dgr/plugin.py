@@ -1,6 +1,7 @@
 """pytest plugin: every folder holding aci-manifest.yml becomes a collector of test items.
 
-Registered through the `pytest11` entry point. See `items.py` for what an image folder
+Registered through the `pytest11` entry point. See `options.py` for the session's build
+options (given by `dgr test`, or from --dgr-*), `items.py` for what an image folder
 collects, `builds.py` for "each image built once per session", `scheduling.py` for xdist.
 Nothing here costs anything in a session that collects no image folder.
 """
