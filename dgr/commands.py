@@ -1,33 +1,29 @@
 """One function per CLI command: turn parsed arguments into library calls.
 
 Each command prints its result on stdout once: as text, or with `--json` as one JSON
-document (:func:`emit`; the shapes are in docs/cli.md, "Machine-readable output").
+document (:func:`emit`; the shapes are in docs/cli.md, "Machine-readable output", made by
+dgr/documents.py). A command on the project of `-W` goes through the project protocol
+(dgr/project.py), the same for an image and a pod. Each command imports the library it
+uses, here: dgr.project alone costs ~100 ms to import, which `--version`, `config` or
+`completion` need not pay.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import os
-import signal
-import sys
-from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager, redirect_stdout
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from dgr.errors import DgrError, UsageError, host_errors
-from dgr.images import BuildResult
 from dgr.log import level_name, log, parse_level
-from dgr.manifest import detect_project
 from dgr.options import BuildOptions
 from dgr.parser import NO_JSON, build_parser
 
 if TYPE_CHECKING:
-    from pytest import CollectReport, TestReport
-
-    from dgr.pod import PodBuild
-    from dgr.store import StoredImage, StoredOciImage
+    from dgr.project import Project
+    from dgr.testrun import TestCounts
 
 
 def options(args: argparse.Namespace) -> BuildOptions:
@@ -52,35 +48,11 @@ def emit(args: argparse.Namespace, document: Mapping[str, Any], text: str | None
         print(text)
 
 
-def images_document(results: list[BuildResult], **extra: list[Any]) -> dict[str, Any]:
-    """`{"images": [record, ...]}`: one build record per image (dgr/metadata.py), each
-    updated with the matching entry of every `extra` list under its key."""
-    from dgr.metadata import result_record
+def project(args: argparse.Namespace) -> Project:
+    """The project of `-W` (an image or a pod), with the command's options."""
+    from dgr.project import open_project
 
-    records = [result_record(result) for result in results]
-    for key, values in extra.items():
-        for record, value in zip(records, values, strict=True):
-            record[key] = value
-    return {"images": records}
-
-
-def project(args: argparse.Namespace) -> Path:
-    """The image project folder of `-W`, checked to hold a manifest (a pod is an error)."""
-    path = Path(args.work_path).absolute()
-    kind = detect_project(path)
-    if kind == "pod":
-        raise DgrError(
-            f"dgr {getattr(args, 'command', None) or 'this command'} does not work on a pod",
-            path=path,
-            hint="on a pod: build, clean, try, test, install, push, sign, run, graph, kube",
-        )
-    return path
-
-
-def pod_folder(args: argparse.Namespace) -> Path | None:
-    """The pod folder of `-W`, or None when it is an image project."""
-    path = Path(args.work_path).absolute()
-    return path if detect_project(path) == "pod" else None
+    return open_project(Path(args.work_path).absolute(), options(args))
 
 
 def init(args: argparse.Namespace) -> int:
@@ -94,13 +66,9 @@ def init(args: argparse.Namespace) -> int:
 
 
 def build(args: argparse.Namespace, *, force: bool = False) -> int:
-    from dgr.plan import plan_build_image
-
     force = force or bool(getattr(args, "shell_after", None))  # a shell was asked for: build
-    if (pod := pod_folder(args)) is not None:
-        return pod_build(args, pod, force=force)
-    result = plan_build_image(project(args), options(args), force=force)
-    emit(args, images_document([result]), str(result.name))
+    built = project(args).build(force=force)
+    emit(args, built.document(), "\n".join(str(result.name) for result in built.results))
     return 0
 
 
@@ -120,14 +88,7 @@ GLOBAL_ARGS = (
 
 def clean(args: argparse.Namespace) -> int:
     """`dgr clean [COMMAND]`: remove the target, then run COMMAND with its default options."""
-    from dgr.build import clean as clean_target
-
-    if (pod := pod_folder(args)) is not None:
-        from dgr.pod import clean_pod
-
-        removed = clean_pod(pod, options(args))
-    else:
-        removed = [clean_target(project(args), options(args))]
+    removed = project(args).clean()
     for path in removed:
         log.info("Removed %s", path)
     if args.then is None:
@@ -141,16 +102,8 @@ def clean(args: argparse.Namespace) -> int:
 
 
 def try_(args: argparse.Namespace) -> int:
-    from dgr.trying import try_templates
-
     show = (lambda text: None) if args.json else print
-    if (pod := pod_folder(args)) is not None:
-        from dgr.plan import plan_build_pod
-        from dgr.pod import try_pod
-
-        out = try_pod(plan_build_pod(pod, options(args)), show=show)
-    else:
-        out = try_templates(project(args), options(args), show=show)
+    out = project(args).try_templates(show)
     log.info("Rendered templates into %s", out)
     files = sorted(str(path.relative_to(out)) for path in out.rglob("*") if path.is_file())
     emit(args, {"output": str(out), "files": files})
@@ -203,19 +156,12 @@ def aci_version(args: argparse.Namespace) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
-    from dgr.container import run_image
-    from dgr.plan import plan_build_image
-
     # --set-env values are the container's environment here; DGR_ENV_* still reach the build.
     flags = args.set_env_flags
     args.set_env = {k: v for k, v in args.set_env.items() if k not in flags}
     exec_ = [a for a in args.exec if a != "--"] or None
     env = {"LOG_LEVEL": level_name(parse_level(args.log_level)), **flags}
-    if (pod := pod_folder(args)) is not None:
-        return pod_run(args, pod, env, exec_)
-    result = plan_build_image(project(args), options(args))
-    return run_image(
-        result,
+    return project(args).run(
         env=env,
         override=args.override,
         volumes=args.volume,
@@ -226,19 +172,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def graph(args: argparse.Namespace) -> int:
-    from dgr.graph import write_graph
-    from dgr.manifest import load_manifest
-    from dgr.workspace import target_dir
-
-    opts = options(args)
-    if (pod := pod_folder(args)) is not None:
-        from dgr.pod import app_manifests
-
-        graphs = app_manifests(pod, opts)
-    else:
-        manifest = load_manifest(project(args))
-        graphs = [(manifest, target_dir(manifest, opts.config, opts.targets_root))]
-    written = [path for manifest, target in graphs for path in write_graph(manifest, target)]
+    written = project(args).write_graphs()
     for path in written:
         log.info("Wrote %s", path)
     emit(args, {"files": [str(path) for path in written]})
@@ -248,6 +182,7 @@ def graph(args: argparse.Namespace) -> int:
 def store(args: argparse.Namespace) -> int:
     """`store list`: one line per image; `store rm REF`: remove by ID prefix or name[:version]
     (appc), by digest prefix or reference (OCI images, dgr/ociref.py)."""
+    from dgr.documents import stored_document, stored_oci_document
     from dgr.reference import is_oci_reference
     from dgr.store import OciStore, Store
 
@@ -258,15 +193,15 @@ def store(args: argparse.Namespace) -> int:
             removed_oci = oci_images.remove(args.reference)
             for oci_image in removed_oci:
                 log.info("Removed %s (%s)", oci_image.reference, oci_image.digest[:19])
-            emit(args, {"removed": [_stored_oci(image) for image in removed_oci]})
+            emit(args, {"removed": [stored_oci_document(image) for image in removed_oci]})
             return 0
         removed = images.remove(args.reference)
         for image in removed:
             log.info("Removed %s (%s)", image.name, image.image_id[:23])
-        emit(args, {"removed": [_stored(image) for image in removed]})
+        emit(args, {"removed": [stored_document(image) for image in removed]})
         return 0
-    listed = [_stored(image) for image in images.list()]
-    listed_oci = [_stored_oci(image) for image in oci_images.list()]
+    listed = [stored_document(image) for image in images.list()]
+    listed_oci = [stored_oci_document(image) for image in oci_images.list()]
     rows = [("ID", "NAME", "OS/ARCH", "SIZE")]
     for entry in [*listed, *listed_oci]:
         size = entry["size"]
@@ -287,131 +222,23 @@ def store(args: argparse.Namespace) -> int:
     return 0
 
 
-def _stored_oci(image: StoredOciImage) -> dict[str, Any]:
-    """An OCI image of the store as JSON (size: its compressed layers)."""
-    from dgr.oci import oci_platform
-
-    platform = oci_platform()
-    return {
-        "digest": image.digest,
-        "reference": image.reference,
-        "os": platform["os"],
-        "arch": platform["architecture"],
-        "size": sum(layer.size for layer in image.layers),
-        "layers": [layer.digest for layer in image.layers],
-    }
-
-
-def _stored(image: StoredImage) -> dict[str, Any]:
-    """A store entry as JSON."""
-    return {
-        "imageId": image.image_id,
-        "name": image.name.name,
-        "version": image.name.version,
-        "reference": str(image.name),
-        "os": image.os,
-        "arch": image.arch,
-        "size": image.aci.stat().st_size if image.aci.exists() else 0,
-        "aci": str(image.aci),
-    }
-
-
 def test(args: argparse.Namespace) -> int:
     """`dgr test`: pytest on the project folder (the plugin builds, starts, runs the tests)."""
-    code, counts = run_tests(args)
+    code, counts = run_tests(args, project(args))
     emit(args, {"exitCode": code, **counts.document()})
     return code
 
 
-def run_tests(args: argparse.Namespace) -> tuple[int, _TestCounts]:
-    """pytest's exit code and counts on the project of `-W` (with --json, its report goes to
-    stderr: stdout is for the command's document)."""
-    import pytest
+def run_tests(args: argparse.Namespace, tested: Project) -> tuple[int, TestCounts]:
+    """pytest's exit code and counts on `tested` (dgr/testrun.py)."""
+    from dgr.testrun import run_tests as run_pytest
 
-    from dgr.tester import pytest_arguments
-
-    sys.dont_write_bytecode = True  # no __pycache__ in the project's tests/ (a build input)
     extra = [a for a in getattr(args, "pytest_args", None) or [] if a != "--"]
     if getattr(args, "quiet", False):
         extra.insert(0, "-q")
     if getattr(args, "color", "auto") != "auto":
         extra.insert(0, f"--color={'yes' if args.color == 'always' else 'no'}")
-    argv = pytest_arguments(
-        pod_folder(args) or project(args), options(args), home=getattr(args, "home_path", None), extra=extra
-    )
-    counts = _TestCounts()
-    with _stdout_to_stderr(getattr(args, "json", False)), _terminate_as_interrupt():
-        code = int(pytest.main(argv, plugins=[counts]))
-    return code, counts
-
-
-@contextmanager
-def _terminate_as_interrupt() -> Iterator[None]:
-    """While pytest runs, SIGTERM stops it as Ctrl-C does (its containers stopped, the session
-    reported as interrupted), not as a failure of the test that was running; then it reaches
-    dgr's own handler (exit code 143)."""
-    received: list[int] = []
-
-    def interrupt(signum: int, frame: object) -> None:
-        received.append(signum)
-        if len(received) == 1:  # once: a second SIGTERM must not cut pytest's teardown short
-            raise KeyboardInterrupt
-
-    previous = signal.signal(signal.SIGTERM, interrupt)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
-    if received:
-        signal.raise_signal(signal.SIGTERM)
-
-
-class _TestCounts:
-    """A pytest plugin counting outcomes as pytest's summary line does, for `dgr test --json`."""
-
-    def __init__(self) -> None:
-        self.counts = dict.fromkeys(("passed", "failed", "skipped", "errors", "xfailed", "xpassed"), 0)
-        self.failures: list[str] = []
-
-    def pytest_runtest_logreport(self, report: TestReport) -> None:
-        if report.skipped:
-            self.counts["xfailed" if hasattr(report, "wasxfail") else "skipped"] += 1
-        elif report.when == "call":
-            if hasattr(report, "wasxfail") and report.passed:
-                self.counts["xpassed"] += 1
-            else:
-                self.counts["passed" if report.passed else "failed"] += 1
-        elif report.failed:  # setup or teardown
-            self.counts["errors"] += 1
-        if report.failed:
-            self.failures.append(report.nodeid)
-
-    def pytest_collectreport(self, report: CollectReport) -> None:
-        if report.failed:
-            self.counts["errors"] += 1
-            self.failures.append(report.nodeid)
-
-    def document(self) -> dict[str, Any]:
-        return {**self.counts, "failures": self.failures}
-
-
-@contextmanager
-def _stdout_to_stderr(active: bool) -> Iterator[None]:
-    """While active, whatever writes to stdout (pytest's report, tools it runs) goes to stderr,
-    so that stdout holds only the JSON document."""
-    if not active:
-        yield
-        return
-    sys.stdout.flush()
-    saved = os.dup(1)
-    os.dup2(2, 1)
-    try:
-        with redirect_stdout(sys.stderr):
-            yield
-    finally:
-        sys.stdout.flush()
-        os.dup2(saved, 1)
-        os.close(saved)
+    return run_pytest(tested, extra=extra, json_output=getattr(args, "json", False))
 
 
 def install(args: argparse.Namespace) -> int:
@@ -420,13 +247,14 @@ def install(args: argparse.Namespace) -> int:
     from dgr.sign import current_signature
     from dgr.store import Store
 
-    if getattr(args, "test", False) and run_tests(args)[0] != 0:
-        raise DgrError("tests failed: image not installed", path=pod_folder(args) or project(args))
-    opts = options(args)
-    results = built_images(args, opts)
+    target = project(args)
+    if getattr(args, "test", False) and run_tests(args, target)[0] != 0:
+        raise DgrError("tests failed: image not installed", path=target.folder)
+    opts = target.options
+    built = target.build()
     destination = getattr(args, "to", "store")
     installed: list[dict[str, Any]] = []
-    for result in results:
+    for result in built.results:
         if destination != "store":
             from dgr.export import load_into
 
@@ -438,58 +266,42 @@ def install(args: argparse.Namespace) -> int:
         )
         log.info("Installed %s (%s) in %s", stored.name, stored.image_id[:23], opts.config.store_path)
         installed.append({"to": "store", "store": str(opts.config.store_path), "aci": str(stored.aci)})
-    emit(args, images_document(results, installed=installed))
+    emit(args, built.images_document(installed=installed))
     return 0
 
 
 def export(args: argparse.Namespace) -> int:
     """`dgr export [-o FILE] [--format F]`: the image as an archive for podman/docker load."""
-    from dgr.export import check_destination, export_archive
+    from dgr.export import export_archive
 
+    target = project(args)
     if args.output:  # checked before any build
-        if pod_folder(args) is not None:
-            raise UsageError("on a pod, dgr export writes one archive per app in its target: no -o")
-        check_destination(Path(args.output))
-    results = built_images(args, options(args))
+        target.check_archive_destination(Path(args.output))
+    built = target.build()
     archives = []
-    for result in results:
+    for result in built.results:
         exported = export_archive(result, Path(args.output) if args.output else None, args.format)
         log.info("Wrote %s (%s, %s)", exported.path, exported.format, exported.reference)
         archives.append(
             {"path": str(exported.path), "format": exported.format, "reference": exported.reference}
         )
-    emit(args, images_document(results, archive=archives), "\n".join(a["path"] for a in archives))
+    emit(args, built.images_document(archive=archives), "\n".join(a["path"] for a in archives))
     return 0
-
-
-def built_images(args: argparse.Namespace, opts: BuildOptions) -> list[BuildResult]:
-    """The image of `-W`, or every app image of the pod of `-W`, built if needed."""
-    from dgr.plan import plan_build_image
-
-    pod = pod_folder(args)
-    if pod is None:
-        return [plan_build_image(project(args), opts)]
-    from dgr.plan import plan_build_pod
-
-    return [app.result for app in plan_build_pod(pod, opts).apps]
 
 
 def sign(args: argparse.Namespace) -> int:
     from dgr.sign import sign_image
 
-    opts = options(args)
-    results = built_images(args, opts)
-    signatures = [sign_image(result.workspace.aci, result.name, opts.config) for result in results]
-    emit(args, images_document(results, signature=[str(s) if s else None for s in signatures]))
+    target = project(args)
+    built = target.build()
+    config = target.options.config
+    signatures = [sign_image(result.workspace.aci, result.name, config) for result in built.results]
+    emit(args, built.images_document(signature=[str(s) if s else None for s in signatures]))
     return 0
 
 
 def cp(args: argparse.Namespace) -> int:
-    from dgr.extract import copy_from_aci
-    from dgr.plan import plan_build_image
-
-    result = plan_build_image(project(args), options(args))
-    dest = copy_from_aci(result.workspace.aci, args.path, Path(args.host_dir))
+    dest = project(args).copy_out(args.path, Path(args.host_dir))
     log.info("Copied %s to %s", args.path, dest)
     emit(args, {"copied": str(dest)})
     return 0
@@ -499,79 +311,29 @@ def push(args: argparse.Namespace) -> int:
     """`dgr push [-t]`: build if needed, (test,) sign when configured, push to every target."""
     from dgr.push import prepare_signature, push_image, push_targets
 
-    opts = options(args)
-    push_targets(opts.config)  # a bad push section fails before any build or test
-    if getattr(args, "test", False) and run_tests(args)[0] != 0:
-        raise DgrError("tests failed: nothing pushed", path=Path(args.work_path).absolute())
-    results = built_images(args, opts)
+    target = project(args)
+    config = target.options.config
+    push_targets(config)  # a bad push section fails before any build or test
+    if getattr(args, "test", False) and run_tests(args, target)[0] != 0:
+        raise DgrError("tests failed: nothing pushed", path=target.folder)
+    built = target.build()
     pushed_per_image = []
-    for result in results:
-        signature = prepare_signature(result, opts.config)
-        pushed = push_image(result, opts.config, signature=signature)
+    for result in built.results:
+        signature = prepare_signature(result, config)
+        pushed = push_image(result, config, signature=signature)
         if not args.json:
             for one in pushed:
                 print(f"{one.location} {one.digest}".rstrip(), flush=True)
         pushed_per_image.append([one.document() for one in pushed])
-    emit(args, images_document(results, pushed=pushed_per_image))
+    emit(args, built.images_document(pushed=pushed_per_image))
     return 0
-
-
-# --- pods (dgr/pod.py): each command acts on every app and on the pod manifest ---------------
-
-
-def pod_build(args: argparse.Namespace, folder: Path, *, force: bool = False) -> int:
-    from dgr.plan import plan_build_pod
-
-    built = plan_build_pod(folder, options(args), force=force)
-    emit(args, pod_document(built), "\n".join(str(app.result.name) for app in built.apps))
-    return 0
-
-
-def pod_document(built: PodBuild) -> dict[str, Any]:
-    """`{"pod": {...}, "images": [...]}` for a built pod; each image record carries its app's name."""
-    pod = built.pod
-    document = images_document([app.result for app in built.apps], app=[app.name for app in built.apps])
-    return {
-        "pod": {
-            "name": pod.name.name,
-            "version": built.version,
-            "reference": str(pod.name.with_version(built.version)),
-            "target": str(built.target),
-            "manifest": str(built.manifest_json),
-            "kube": str(built.kube_yaml),
-        },
-        **document,
-    }
-
-
-def pod_run(args: argparse.Namespace, folder: Path, env: dict[str, str], exec_: list[str] | None) -> int:
-    from dgr.plan import plan_build_pod
-    from dgr.podrun import run_pod
-
-    if exec_ or args.volume:
-        raise UsageError(
-            "on a pod, dgr run takes no command and no -v (set exec and volumes in pod-manifest.yml)"
-        )
-    opts = options(args)
-    return run_pod(
-        plan_build_pod(folder, opts), opts, env=env, override=args.override, host_network=args.net == "host"
-    )
 
 
 def kube(args: argparse.Namespace) -> int:
     """`dgr kube`: build the pod if needed, write its Kubernetes Pod manifest, print its path."""
-    from dgr.kube import write_kube
-    from dgr.plan import plan_build_pod
-
-    folder = pod_folder(args)
-    if folder is None:
-        raise DgrError(
-            "dgr kube works on a pod (a folder holding pod-manifest.yml)",
-            path=Path(args.work_path).absolute(),
-        )
-    built = plan_build_pod(folder, options(args))
-    path = write_kube(built, registry=args.registry, dest=Path(args.output) if args.output else None)
-    emit(args, {**pod_document(built), "kube": str(path)}, str(path))
+    output = Path(args.output) if args.output else None
+    path, built = project(args).write_kube(args.registry, output)
+    emit(args, {**built.document(), "kube": str(path)}, str(path))
     return 0
 
 

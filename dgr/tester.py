@@ -393,36 +393,11 @@ def run_image_tests(
         return [container.run_bats(f.name) for f in bats_files(test_image.image.manifest.project)]
 
 
-def pytest_arguments(
-    project: Path, options: BuildOptions, *, home: str | None = None, extra: Sequence[str] = ()
-) -> list[str]:
-    """The pytest command line of `dgr test` for `project` (the pytest_dgr options)."""
-    from dgr.manifest import load_manifest
-    from dgr.workspace import target_dir
-
-    argv = [str(project), f"--dgr-log-level={level_name(options.log_level).lower()}"]
-    if home:
-        argv.append(f"--dgr-home={home}")
-    if options.targets_root is not None:
-        argv.append(f"--dgr-target={options.targets_root}")
-    argv += [f"--dgr-set-env={name}={value}" for name, value in options.set_env.items()]
-    if options.keep:
-        argv.append("--dgr-keep")
-    try:
-        # pytest's cache in the target, not in the project (whose files are build inputs)
-        target = target_dir(load_manifest(project), options.config, options.targets_root)
-        argv += ["-o", f"cache_dir={target / 'pytest-cache'}"]
-    except DgrError:
-        pass  # the build item reports it
-    return [*argv, *extra]
-
-
 __all__ = [
     "TesterContainer",
     "TesterOptions",
     "WaitError",
     "bats_files",
-    "pytest_arguments",
     "run_bats",
     "run_image_tests",
     "start_test_container",

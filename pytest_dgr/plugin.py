@@ -1,6 +1,7 @@
 """pytest plugin: every folder holding aci-manifest.yml becomes a collector of test items.
 
-Registered through the `pytest11` entry point. See `items.py` for what an image folder
+Registered through the `pytest11` entry point. See `options.py` for the session's build
+options (given by `dgr test`, or from --dgr-*), `items.py` for what an image folder
 collects, `builds.py` for "each image built once per session", `scheduling.py` for xdist.
 Nothing here costs anything in a session that collects no image folder.
 """
@@ -8,7 +9,6 @@ Nothing here costs anything in a session that collects no image folder.
 from __future__ import annotations
 
 import logging
-import os
 import shutil
 import tempfile
 import uuid
@@ -20,8 +20,19 @@ import pytest
 
 from dgr import userns
 from dgr.errors import DgrError
-from dgr.manifest import ACI_MANIFEST, POD_MANIFEST
+from dgr.manifest import ACI_MANIFEST
+from dgr.project import ImageProject, PodProject, project_kind
+from dgr.tester import TesterOptions
+from pytest_dgr.builds import SessionBuilds
 from pytest_dgr.items import SETTINGS, ImageDirectory, Settings, image_state
+from pytest_dgr.options import (
+    add_options,
+    build_options,
+    keeps_files,
+    receive_from_controller,
+    send_to_worker,
+)
+from pytest_dgr.pod_items import PodDirectory
 
 # --dgr-push (pushing the images that passed, at the end) and the JUnit record of reruns
 # are plugin modules of their own.
@@ -33,37 +44,7 @@ OWNS_SESSION_DIR = pytest.StashKey[bool]()
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
-    group = parser.getgroup("dgr", "dgr: build and test container images")
-    group.addoption("--dgr-home", metavar="DIR", help="dgr configuration folder (default ~/.config/dgr)")
-    group.addoption("--dgr-target", metavar="DIR", help="put image targets under DIR (dgr -p)")
-    group.addoption(
-        "--dgr-log-level",
-        default="info",
-        metavar="LEVEL",
-        help="error|warn|info|debug|trace (default: info)",
-    )
-    group.addoption("--dgr-keep", action="store_true", help="keep test containers and build work folders")
-    group.addoption(
-        "--dgr-set-env",
-        action="append",
-        default=[],
-        metavar="NAME=VALUE",
-        help="environment for build scripts (repeatable)",
-    )
-    group.addoption(
-        "--dgr-wait-tries",
-        type=int,
-        default=60,
-        metavar="N",
-        help="run tests/wait.sh at most N times (default: 60)",
-    )
-    group.addoption(
-        "--dgr-wait-interval",
-        type=float,
-        default=1.0,
-        metavar="SECONDS",
-        help="pause between two wait.sh runs (default: 1)",
-    )
+    add_options(parser)
 
 
 @pytest.hookimpl(tryfirst=True)
@@ -83,6 +64,8 @@ def pytest_cmdline_main(config: pytest.Config) -> int | None:
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "dgr: an item of a dgr image folder")
     workerinput: dict[str, Any] | None = getattr(config, "workerinput", None)
+    if workerinput is not None:
+        receive_from_controller(config, workerinput)
     if workerinput is not None and "dgr_session_dir" in workerinput:
         config.stash[SESSION_DIR] = Path(workerinput["dgr_session_dir"])
         config.stash[OWNS_SESSION_DIR] = False
@@ -97,11 +80,11 @@ def pytest_configure(config: pytest.Config) -> None:
         )
         config.stash[OWNS_SESSION_DIR] = True
     if workerinput is None and config.pluginmanager.hasplugin("xdist"):
-        config.pluginmanager.register(XdistController(config.stash[SESSION_DIR]), "dgr-xdist-controller")
+        config.pluginmanager.register(XdistController(config), "dgr-xdist-controller")
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
-    if config.stash.get(OWNS_SESSION_DIR, False) and not config.getoption("dgr_keep"):
+    if config.stash.get(OWNS_SESSION_DIR, False) and not keeps_files(config):
         shutil.rmtree(config.stash[SESSION_DIR], ignore_errors=True)
 
 
@@ -110,48 +93,32 @@ def settings(config: pytest.Config) -> Settings:
     found = config.stash.get(SETTINGS, None)
     if found is not None:
         return found
-    from dgr.errors import DgrError
-    from dgr.log import parse_level
-    from dgr.options import BuildOptions
-    from dgr.parser import parse_set_env
-    from dgr.tester import TesterOptions
-    from pytest_dgr.builds import SessionBuilds
-
-    try:
-        level = parse_level(config.getoption("dgr_log_level"))
-        home, target = config.getoption("dgr_home"), config.getoption("dgr_target")
-        keep = bool(config.getoption("dgr_keep"))
-        options = BuildOptions.from_settings(
-            home=home,
-            targets_root=target,
-            set_env=parse_set_env(config.getoption("dgr_set_env"), dict(os.environ)),
-            log_level=level,
-            keep=keep,
-        )
-    except (ValueError, DgrError) as exc:
-        raise pytest.UsageError(f"dgr: {exc}") from None
-    logging.getLogger("dgr").setLevel(level)
+    options = build_options(config)
+    logging.getLogger("dgr").setLevel(options.log_level)
     tester = TesterOptions(
         wait_tries=config.getoption("dgr_wait_tries"),
         wait_interval=config.getoption("dgr_wait_interval"),
-        keep=keep,
+        keep=options.keep,
     )
     found = Settings(options, tester, SessionBuilds(config.stash[SESSION_DIR], options))
     config.stash[SETTINGS] = found
     return found
 
 
+# The collector of each kind of project (dgr/project.py).
+COLLECTORS: dict[type[ImageProject] | type[PodProject], type[ImageDirectory]] = {
+    ImageProject: ImageDirectory,
+    PodProject: PodDirectory,
+}
+
+
 @pytest.hookimpl(tryfirst=True)
 def pytest_collect_directory(path: Path, parent: pytest.Collector) -> pytest.Collector | None:
-    if (path / ACI_MANIFEST).is_file():
-        settings(parent.config)
-        return ImageDirectory.from_parent(parent, path=path)
-    if (path / POD_MANIFEST).is_file():
-        from pytest_dgr.pod_items import PodDirectory
-
-        settings(parent.config)
-        return PodDirectory.from_parent(parent, path=path)
-    return None
+    kind = project_kind(path)
+    if kind is None:
+        return None
+    settings(parent.config)
+    return COLLECTORS[kind].from_parent(parent, path=path)
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -170,7 +137,7 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
 @pytest.fixture
 def dgr_image(request: pytest.FixtureRequest) -> Any:
     """The image of this test's folder, built: a dgr.structure.ImageView, which has the
-    attributes of its dgr.build.BuildResult and structure checks (`config`, `path()`,
+    attributes of its dgr.images.BuildResult and structure checks (`config`, `path()`,
     `exists()`, `read_file()`, `run()`, `output()`); a check that cannot be made fails the test."""
     from dgr.structure import ImageView
     from pytest_dgr.items import fixture_value, format_error
@@ -228,11 +195,12 @@ def dgr_pod(request: pytest.FixtureRequest) -> Any:
 class XdistController:
     """Controller-side xdist hooks (registered only when xdist is active)."""
 
-    def __init__(self, session_dir: Path) -> None:
-        self.session_dir = session_dir
+    def __init__(self, config: pytest.Config) -> None:
+        self.config = config
 
     def pytest_configure_node(self, node: Any) -> None:
-        node.workerinput["dgr_session_dir"] = str(self.session_dir)
+        node.workerinput["dgr_session_dir"] = str(self.config.stash[SESSION_DIR])
+        send_to_worker(self.config, node.workerinput)
 
     def pytest_xdist_make_scheduler(self, config: pytest.Config, log: Any) -> Any:
         from pytest_dgr.scheduling import ImageScheduling, dist_given

@@ -17,7 +17,7 @@ import pytest
 from xdist.remote import Producer  # type: ignore[import-untyped]
 from xdist.scheduler import LoadScopeScheduling  # type: ignore[import-untyped]
 
-from dgr.manifest import ACI_MANIFEST, POD_MANIFEST
+from dgr.project import project_kind
 
 
 def image_scope(rootpath: Path, nodeid: str, cache: dict[str, str | None]) -> str | None:
@@ -28,7 +28,7 @@ def image_scope(rootpath: Path, nodeid: str, cache: dict[str, str | None]) -> st
     found: str | None = None
     candidate = Path(path)
     for folder in (candidate, *candidate.parents):
-        if (rootpath / folder / ACI_MANIFEST).is_file() or (rootpath / folder / POD_MANIFEST).is_file():
+        if project_kind(rootpath / folder) is not None:
             found = folder.as_posix()
             break
     cache[path] = found

@@ -268,6 +268,51 @@ def test_dgr_test_exit_code_and_install(home: Path, tmp_path: Path) -> None:
     assert len(list((tmp_path / "store" / "images").iterdir())) == 1
 
 
+GIVEN_TEST = """
+import os
+
+
+def test_options_came_whole(dgr_image, request):
+    assert os.environ.get("PYTEST_XDIST_WORKER", "").startswith("gw")  # a worker's session
+    assert not [a for a in request.config.invocation_params.args if str(a).startswith("--dgr-")]
+    assert dgr_image.read_file("/value.txt").strip() == "from-dgr"
+"""
+
+
+def test_dgr_test_gives_xdist_workers_its_options(home: Path, tmp_path: Path) -> None:
+    """`dgr --set-env ... test -- -n 2`: the worker builds with the value, which no --dgr-*
+    argument carried (the options go to pytest as an object, to workers in workerinput)."""
+    project = write(
+        tmp_path / "aci-given",
+        {
+            "aci-manifest.yml": "name: example.com/aci-given:1\n",
+            "runlevels/build/10.value.sh": '#!/dgr/bin/busybox sh\necho "$VALUE" > /value.txt\n',
+            "tests/test_given.py": GIVEN_TEST,
+        },
+    )
+    done = subprocess.run(
+        [
+            str(DGR),
+            "-H",
+            str(home),
+            "-W",
+            str(project),
+            "--set-env",
+            "VALUE=from-dgr",
+            "test",
+            "--",
+            "-n",
+            "2",
+        ],
+        env={**os.environ, "PYTHONDONTWRITEBYTECODE": "1"},
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "3 passed" in done.stdout
+
+
 @pytest.mark.slow
 def test_example_aci_hello(home: Path) -> None:
     env = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1"}
