@@ -37,7 +37,9 @@ from dgr.config import Config, load_config
 from dgr.errors import BuildError, DgrError, ManifestError, host_errors
 from dgr.leftovers import remove_stale
 from dgr.log import level_name, log, step
-from dgr.manifest import HostMount, Manifest, NameValue, is_templated, load_manifest
+from dgr.manifest import HostMount, Manifest, NameValue
+from dgr.manifest_load import load_manifest
+from dgr.manifest_template import is_templated
 from dgr.names import ImageName, generate_version
 from dgr.process import kill_group
 from dgr.reference import OciReference, Reference

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 from dgr.build import BuildOptions, BuildResult
 from dgr.errors import DgrError, UsageError, host_errors
 from dgr.log import level_name, log, parse_level
-from dgr.manifest import detect_project
+from dgr.manifest_load import detect_project
 from dgr.parser import NO_JSON, build_parser
 
 if TYPE_CHECKING:
@@ -225,7 +225,7 @@ def run(args: argparse.Namespace) -> int:
 
 def graph(args: argparse.Namespace) -> int:
     from dgr.graph import write_graph
-    from dgr.manifest import load_manifest
+    from dgr.manifest_load import load_manifest
     from dgr.workspace import target_dir
 
     opts = options(args)

@@ -20,7 +20,8 @@ from pathlib import Path
 from dgr.build import BuildOptions, BuildResult, Dependency, build
 from dgr.config import Config
 from dgr.errors import BuildError, DgrError
-from dgr.manifest import ACI_MANIFEST, POD_MANIFEST, Manifest, load_manifest
+from dgr.manifest import ACI_MANIFEST, POD_MANIFEST, Manifest
+from dgr.manifest_load import load_manifest
 from dgr.names import ImageName
 from dgr.newer_versions import newer_version_checks
 from dgr.pod import PodBuild, app_folder, build_pod

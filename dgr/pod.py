@@ -47,9 +47,9 @@ from dgr.manifest import (
     Aci,
     App,
     Manifest,
-    ManifestReader,
     NameValue,
 )
+from dgr.manifest_reader import ManifestReader
 from dgr.names import generate_version
 from dgr.podbuild import AppBuild, PodBuild, app_mounts, host_source
 from dgr.podmanifest import (

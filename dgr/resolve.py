@@ -17,7 +17,8 @@ from typing import TYPE_CHECKING
 from dgr.config import Config
 from dgr.errors import BuildError, DgrError
 from dgr.log import log
-from dgr.manifest import ACI_MANIFEST, POD_MANIFEST, Manifest, load_manifest
+from dgr.manifest import ACI_MANIFEST, POD_MANIFEST, Manifest
+from dgr.manifest_load import load_manifest
 from dgr.names import ImageName
 from dgr.process import run
 from dgr.reference import OciReference, Reference

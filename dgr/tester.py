@@ -668,7 +668,7 @@ def pytest_arguments(
     project: Path, options: BuildOptions, *, home: str | None = None, extra: Sequence[str] = ()
 ) -> list[str]:
     """The pytest command line of `dgr test` for `project` (the pytest_dgr options)."""
-    from dgr.manifest import load_manifest
+    from dgr.manifest_load import load_manifest
     from dgr.workspace import target_dir
 
     argv = [str(project), f"--dgr-log-level={level_name(options.log_level).lower()}"]

@@ -15,7 +15,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 
 from dgr.build import BuildOptions
-from dgr.manifest import load_manifest
+from dgr.manifest_load import load_manifest
 from dgr.workspace import Workspace, target_dir
 
 

@@ -26,7 +26,7 @@ from dgr.config import Config, load_config
 from dgr.discovery import DiscoveryError
 from dgr.fetch import FetchError, fetch_image
 from dgr.log import log
-from dgr.manifest import load_manifest
+from dgr.manifest_load import load_manifest
 from dgr.names import ImageName
 from dgr.newer_versions import check_newer_versions
 from dgr.resolve import resolve_one

@@ -12,7 +12,8 @@ import pytest
 
 from dgr.aci import image_manifest, write_aci
 from dgr.extract import extract_layer
-from dgr.manifest import Manifest, parse_manifest
+from dgr.manifest import Manifest
+from dgr.manifest_reader import parse_manifest
 from dgr.oci import BlobCache, LayerBlob, image_config, write_oci_layout
 from dgr.process import run
 from tests.support.podman import Podman, mounts_under

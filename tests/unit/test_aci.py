@@ -15,7 +15,8 @@ import pytest
 from dgr import layer
 from dgr.aci import image_manifest, manifest_bytes, read_aci_manifest, write_aci
 from dgr.errors import BuildError, DgrError
-from dgr.manifest import Manifest, parse_manifest
+from dgr.manifest import Manifest
+from dgr.manifest_reader import parse_manifest
 from dgr.names import ImageName
 from dgr.process import run
 

@@ -12,7 +12,8 @@ import pytest
 
 from dgr.aci import write_aci
 from dgr.errors import BuildError
-from dgr.manifest import Manifest, parse_manifest
+from dgr.manifest import Manifest
+from dgr.manifest_reader import parse_manifest
 from dgr.oci import (
     DEFAULT_PATH,
     REF_NAME,

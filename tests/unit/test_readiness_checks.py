@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 
 from dgr.errors import ManifestError
-from dgr.manifest import Manifest, parse_manifest
+from dgr.manifest import Manifest
+from dgr.manifest_reader import parse_manifest
 from dgr.oci import image_config
 from dgr.readiness import ANNOTATION, BUSYBOX, Readiness, kube_probe, oci_healthcheck
 
