@@ -545,7 +545,8 @@ def attribute_order(deps: tuple[Dependency, ...]) -> list[str]:
 def prepare_templater(b: _Build) -> None:
     """Store the image's templater run, rendered and compiled ahead of time, in its layer
     (see dgr.templater.prepared), when the image has templates."""
-    from dgr.internals import MOUNT, bundle_identity
+    from dgr.internals import bundle_identity
+    from dgr.internals_binaries import MOUNT
     from dgr.templater.prepared import FILE_NAME as PREPARED_FILE
     from dgr.templater.prepared import write_prepared
 
