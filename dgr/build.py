@@ -56,7 +56,7 @@ from dgr.workspace import Workspace, target_dir
 
 if TYPE_CHECKING:
     from dgr.oci import LayerBlob
-    from dgr.store import StoredOciImage
+    from dgr.ocistore import StoredOciImage
 
 ROOTFS_IN_BUILDER = "/rootfs"
 ACI_HOME = "/dgr/aci-home"

@@ -25,8 +25,9 @@ from dgr.parser import NO_JSON, build_parser
 if TYPE_CHECKING:
     from pytest import CollectReport, TestReport
 
+    from dgr.ocistore import StoredOciImage
     from dgr.pod import PodBuild
-    from dgr.store import StoredImage, StoredOciImage
+    from dgr.store import StoredImage
 
 
 def options(args: argparse.Namespace) -> BuildOptions:
@@ -246,8 +247,9 @@ def graph(args: argparse.Namespace) -> int:
 def store(args: argparse.Namespace) -> int:
     """`store list`: one line per image; `store rm REF`: remove by ID prefix or name[:version]
     (appc), by digest prefix or reference (OCI images, dgr/ociref.py)."""
+    from dgr.ocistore import OciStore
     from dgr.reference import is_oci_reference
-    from dgr.store import OciStore, Store
+    from dgr.store import Store
 
     root = options(args).config.store_path
     images, oci_images = Store(root), OciStore(root)

@@ -20,9 +20,10 @@ from dgr.log import log
 from dgr.manifest import ACI_MANIFEST, POD_MANIFEST, Manifest
 from dgr.manifest_load import load_manifest
 from dgr.names import ImageName
+from dgr.ocistore import StoredOciImage
 from dgr.process import run
 from dgr.reference import OciReference, Reference
-from dgr.store import Store, StoredImage, StoredOciImage
+from dgr.store import Store, StoredImage
 
 if TYPE_CHECKING:
     from dgr.build import BuildOptions, Dependency
