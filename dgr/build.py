@@ -625,7 +625,7 @@ def oci_base(deps: tuple[Dependency, ...]) -> tuple[OciReference, StoredOciImage
 def with_oci_base(manifest: Manifest, deps: tuple[Dependency, ...]) -> Manifest:
     """`manifest` whose app takes from the OCI base's config what the manifest does not set:
     Env (by name), WorkingDir and User (see dgr.oci.inherit_app)."""
-    from dgr.oci import inherit_app
+    from dgr.ociconfig import inherit_app
 
     base = oci_base(deps)
     if base is None:

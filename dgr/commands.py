@@ -289,7 +289,7 @@ def store(args: argparse.Namespace) -> int:
 
 def _stored_oci(image: StoredOciImage) -> dict[str, Any]:
     """An OCI image of the store as JSON (size: its compressed layers)."""
-    from dgr.oci import oci_platform
+    from dgr.ociconfig import oci_platform
 
     platform = oci_platform()
     return {

@@ -123,7 +123,7 @@ class _Fetcher:
         """The image manifest digest: `digest` when it names an image manifest, the entry for
         this host's platform when it names an index. `read` gives the (verified) bytes of a
         digest; `raw` those of `digest` when they are already known."""
-        from dgr.oci import oci_platform
+        from dgr.ociconfig import oci_platform
 
         raw = read(digest) if raw is None else raw
         try:

@@ -228,7 +228,7 @@ class OciStore:
         it as the image of manifest `digest`: every blob against its digest, every layer
         against its diff_id as it is extracted (refusing what escapes it, and devices)."""
         from dgr.extract import WhiteoutMode, extract_layer
-        from dgr.oci import oci_platform
+        from dgr.ociconfig import oci_platform
 
         source = _LayoutBlobs(layout)
         manifest = source.json(source.manifest_digest(), "image manifest")

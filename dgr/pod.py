@@ -167,7 +167,7 @@ def inherited_app(dep: Dependency) -> tuple[App, tuple[NameValue, ...]]:
     of an OCI image: its command, ports, Env, WorkingDir and User (dgr.oci.inherit_app)."""
     if dep.oci is not None:
         from dgr.build import flatten
-        from dgr.oci import app_of_config
+        from dgr.ociconfig import app_of_config
 
         return app_of_config(dep.oci.config(), [d.layer for d in flatten((dep,))]), ()
     data = dependency_manifest(dep)

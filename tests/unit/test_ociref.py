@@ -15,7 +15,7 @@ from dgr.extract import WhiteoutMode, extract_layer
 from dgr.manifest import App, NameValue
 from dgr.manifest_reader import parse_manifest
 from dgr.names import ImageName
-from dgr.oci import app_of_config, inherit_app
+from dgr.ociconfig import app_of_config, inherit_app
 from dgr.reference import OciReference, parse_dependency, parse_reference
 from tests.support.ociimages import Entry, layer_tar
 
