@@ -35,11 +35,12 @@ from typing import IO, Any
 from dgr.aci import MANIFEST as ACI_MANIFEST
 from dgr.aci import ROOTFS as ACI_ROOTFS
 from dgr.errors import BuildError, DgrError
-from dgr.layer import StreamDigests, TarSink, TarWriter, Whiteouts, atomic_file
+from dgr.layer import TarWriter, Whiteouts, atomic_file
 from dgr.leftovers import owned, remove_stale
 from dgr.manifest import Manifest
 from dgr.names import oci_tag
 from dgr.ociconfig import image_config, oci_platform
+from dgr.tarsink import StreamDigests, TarSink
 from dgr.userns import IDENTITY, IdMap
 
 MEDIA_LAYER_GZIP = "application/vnd.oci.image.layer.v1.tar+gzip"
