@@ -530,7 +530,7 @@ def internals_layer(cache: Path) -> Path:
 
 def attribute_order(deps: tuple[Dependency, ...]) -> list[str]:
     """The attribute files the dependencies carry, lowest precedence first."""
-    from dgr.attributes import collect_attribute_files, read_order_file
+    from dgr.templater.attributes import collect_attribute_files, read_order_file
 
     order: list[str] = []
     for dep in flatten(deps):
@@ -564,7 +564,7 @@ def prepare_templater(b: _Build) -> None:
 def final_manifest(b: _Build) -> tuple[Manifest, dict[str, Any]]:
     """Render aci-manifest.yml with the attributes build scripts wrote (SPEC §3); the
     manifest, and those attributes."""
-    from dgr.attributes import collect_attribute_files, load_attributes
+    from dgr.templater.attributes import collect_attribute_files, load_attributes
 
     manifest = b.manifest
     attributes: dict[str, Any] = {}

@@ -29,7 +29,7 @@ from dgr.internals_binaries import (
 from dgr.process import run
 
 # The dgr code that must be in the bundle whatever the probe saw.
-DGR_REQUIRED = ("dgr/__init__.py", "dgr/templater", "dgr/attributes.py")
+DGR_REQUIRED = ("dgr/__init__.py", "dgr/templater")
 # Modules the templater can do without, because their importers fall back when they are
 # missing: hashlib uses its built-in _sha*/_md5/_blake2 without _hashlib (OpenSSL, 4.5 MB);
 # shutil does without zlib, bz2 and lzma; pickle (imported by jinja2's unused bytecode

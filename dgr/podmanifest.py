@@ -287,7 +287,7 @@ def _parse_pod_manifest(text: str, path: Path, reader: PodReader) -> PodManifest
 
 def pod_attributes(project: Path) -> dict[str, Any]:
     """The pod's own attributes (`<pod>/attributes/`, defaults then overrides)."""
-    from dgr.attributes import collect_attribute_files, load_attributes
+    from dgr.templater.attributes import collect_attribute_files, load_attributes
 
     files = collect_attribute_files(project / "attributes")
     return load_attributes(files, env={}) if files else {}

@@ -70,15 +70,15 @@ def run(
     trace: Trace | None = None,
 ) -> list[Path]:
     """Collect and merge attributes from attr_dir, apply the environment override (env
-    defaults to os.environ; see dgr.attributes.env_override for override_var), resolve
-    attribute templates, and render templates_dir into target_root (see render_tree).
+    defaults to os.environ; see dgr.templater.attributes.env_override for override_var),
+    resolve attribute templates, and render templates_dir into target_root (see render_tree).
 
     Returns the written paths ([] when templates_dir does not exist). Raises
     AttributesError or TemplateError; on a rendering error nothing is written.
     """
     import os
 
-    from dgr.attributes import collect_attribute_files, load_attributes
+    from dgr.templater.attributes import collect_attribute_files, load_attributes
     from dgr.templater.render import render_tree
 
     attributes = load_attributes(

@@ -279,7 +279,7 @@ def _qualify(name: str | None, source_line: str) -> str:
 
 class AttributeRenderer:
     """Renders attribute values that are templates, against a tree that changes as they
-    resolve (see dgr.attributes.resolve_attribute_templates)."""
+    resolve (see dgr.templater.attributes.resolve_attribute_templates)."""
 
     def __init__(self, tree: Mapping[str, Any]) -> None:
         self._tree = tree
