@@ -16,7 +16,6 @@ if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence
     from pathlib import Path
 
-    from dgr.templater.functions import format_value
     from dgr.templater.output import default_check_shell
     from dgr.templater.render import (
         Trace,
@@ -26,6 +25,7 @@ if TYPE_CHECKING:
         render_string,
         render_tree,
     )
+    from dgr.templater.values import format_value
 
 __all__ = [
     "Trace",
@@ -40,7 +40,7 @@ __all__ = [
 ]
 
 _HOMES = {
-    "format_value": "dgr.templater.functions",
+    "format_value": "dgr.templater.values",
     "default_check_shell": "dgr.templater.output",
     **dict.fromkeys(
         ("Trace", "find_templates", "make_environment", "output_name", "render_string", "render_tree"),
@@ -85,7 +85,7 @@ def run(
         collect_attribute_files(attr_dir), os.environ if env is None else env, override_var=override_var
     )
     if trace is not None:
-        from dgr.templater.functions import to_json
+        from dgr.templater.functions.encoding import to_json
 
         trace(f"attributes:\n{to_json(attributes)}")
     if not templates_dir.is_dir():

@@ -23,15 +23,9 @@ from jinja2.bccache import Bucket, BytecodeCache
 from jinja2.exceptions import TemplateNotFound, TemplateSyntaxError, UndefinedError
 
 from dgr.errors import AttributesError, DgrError, TemplateError
-from dgr.templater.functions import (
-    FUNCTIONS,
-    FunctionError,
-    NeedsResolution,
-    filters,
-    format_value,
-    resolved,
-)
+from dgr.templater.functions import FUNCTIONS, filters
 from dgr.templater.output import Output, write_outputs
+from dgr.templater.values import FunctionError, NeedsResolution, format_value, resolved
 from dgr.templater.yamlio import yaml_loader
 
 Trace = Callable[[str], None]
