@@ -154,7 +154,7 @@ def check_templates(templates: Path) -> None:
 
     from dgr.errors import TemplateError
     from dgr.templater import make_environment
-    from dgr.templater.render import find_templates, read_options
+    from dgr.templater.templates import find_templates, read_options
 
     found = find_templates(templates)
     env = make_environment(templates)

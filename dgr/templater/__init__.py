@@ -17,14 +17,8 @@ if TYPE_CHECKING:
     from pathlib import Path
 
     from dgr.templater.output import default_check_shell
-    from dgr.templater.render import (
-        Trace,
-        find_templates,
-        make_environment,
-        output_name,
-        render_string,
-        render_tree,
-    )
+    from dgr.templater.render import make_environment, render_string
+    from dgr.templater.templates import Trace, find_templates, output_name, render_tree
     from dgr.templater.values import format_value
 
 __all__ = [
@@ -42,10 +36,8 @@ __all__ = [
 _HOMES = {
     "format_value": "dgr.templater.values",
     "default_check_shell": "dgr.templater.output",
-    **dict.fromkeys(
-        ("Trace", "find_templates", "make_environment", "output_name", "render_string", "render_tree"),
-        "dgr.templater.render",
-    ),
+    **dict.fromkeys(("make_environment", "render_string"), "dgr.templater.render"),
+    **dict.fromkeys(("Trace", "find_templates", "output_name", "render_tree"), "dgr.templater.templates"),
 }
 
 
@@ -79,7 +71,7 @@ def run(
     import os
 
     from dgr.templater.attributes import collect_attribute_files, load_attributes
-    from dgr.templater.render import render_tree
+    from dgr.templater.templates import render_tree
 
     attributes = load_attributes(
         collect_attribute_files(attr_dir), os.environ if env is None else env, override_var=override_var

@@ -233,7 +233,8 @@ def _render(
 
     from dgr.errors import DgrError
     from dgr.templater.attributes import attribute_templates
-    from dgr.templater.render import make_environment, render_templates
+    from dgr.templater.render import make_environment
+    from dgr.templater.templates import render_templates
 
     class RecordingLoader(FileSystemLoader):
         """Notes the source of every template loaded: rendered, included or imported."""
@@ -280,7 +281,8 @@ def _compile(templates: Path, templates_at_start: str, attributes: _Attributes) 
     every valid ``.cfg``; the YAML documents the build parsed (attribute files, rendered
     attribute templates), when they hold plain data."""
     from dgr.templater.attributes import attribute_templates
-    from dgr.templater.render import make_environment, read_options
+    from dgr.templater.render import make_environment
+    from dgr.templater.templates import read_options
     from dgr.templater.yamlio import parse_yaml
 
     env = make_environment(templates)
