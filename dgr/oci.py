@@ -71,6 +71,8 @@ class LayerBlob:
         return self.digest.removeprefix("sha256:")
 
 
+# --- labels of an image built on an OCI base (its config: dgr/ociconfig.py) --------------------
+
 BASE_NAME = "org.opencontainers.image.base.name"
 BASE_DIGEST = "org.opencontainers.image.base.digest"
 
@@ -84,6 +86,9 @@ def config_labels(base: Mapping[str, Any]) -> dict[str, str]:
     """The labels of an OCI image config (`config.Labels`), as strings."""
     labels = (base.get("config") or {}).get("Labels") or {}
     return {str(k): str(v) for k, v in labels.items()} if isinstance(labels, dict) else {}
+
+
+# --- blobs ------------------------------------------------------------------------------------
 
 
 def _blob_from_digests(path: Path, digests: StreamDigests) -> LayerBlob:

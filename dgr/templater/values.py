@@ -178,6 +178,8 @@ def _text(value: Any, name: str) -> str:
     return format_value(_present(value, name))
 
 
+# --- kinds of values, and numbers as arguments ------------------------------------------------
+
 _KINDS: tuple[tuple[type | tuple[type, ...], tuple[str, ...]], ...] = (
     (bool, ("bool",)),
     (int, ("int", "int64", "float64", "number")),  # the original saw every number as float64
