@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import dgr.build
-import dgr.manifest
+import dgr.manifest_load
 import dgr.podmanifest
 
 LOADS: Counter[str] = Counter()
@@ -36,7 +36,7 @@ def _counted(module: Any, name: str, counter: Counter[str], key: Any) -> None:
 
 
 # Patched before the modules that import these names are imported.
-_counted(dgr.manifest, "read_manifest_text", LOADS, lambda project: Path(project).resolve().name)
+_counted(dgr.manifest_load, "read_manifest_text", LOADS, lambda project: Path(project).resolve().name)
 _counted(dgr.podmanifest, "load_pod_manifest", LOADS, lambda project: Path(project).resolve().name)
 _counted(dgr.build, "_build_locked", BUILDS, lambda manifest, *_: str(manifest.name.name))
 

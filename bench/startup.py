@@ -43,7 +43,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from dgr.internals import MOUNT, build_internals, bundle_identity, default_cache_dir, internals_size
+from dgr.internals import build_internals, bundle_identity, default_cache_dir, internals_size
+from dgr.internals_binaries import MOUNT
 from dgr.templater.prepared import write_prepared
 
 BWRAP = ["bwrap", "--proc", "/proc", "--dev", "/dev", "--unshare-pid", "--die-with-parent", "--clearenv"]

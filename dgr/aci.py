@@ -22,10 +22,11 @@ from pathlib import Path
 from typing import Any
 
 from dgr.errors import BuildError, DgrError
-from dgr.layer import TarSink, TarWriter, Whiteouts, atomic_file
+from dgr.layer import TarWriter, Whiteouts, atomic_file
 from dgr.log import log
 from dgr.manifest import App, Manifest, NameValue
 from dgr.names import ImageName
+from dgr.tarsink import TarSink
 from dgr.userns import IDENTITY, IdMap
 
 AC_VERSION = "0.8.11"

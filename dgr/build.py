@@ -22,16 +22,18 @@ from filelock import FileLock
 
 from dgr import epoch, userns
 from dgr.aci import read_aci_manifest
-from dgr.attributes import collect_attribute_files, load_attributes, read_order_file
 from dgr.buildkey import build_key, up_to_date
 from dgr.buildrun import BuildRun, drop_tmp, make_scaffolds, make_tmp, prepare_mount_sources
 from dgr.cache import cached_folder
 from dgr.errors import host_errors
 from dgr.images import BuildResult, Dependency, Resolved, flatten
-from dgr.internals import MOUNT, build_internals, bundle_identity
+from dgr.internals import build_internals, bundle_identity
+from dgr.internals_binaries import MOUNT
 from dgr.leftovers import remove_stale
 from dgr.log import log, step
-from dgr.manifest import Manifest, is_templated, load_manifest
+from dgr.manifest import Manifest
+from dgr.manifest_load import load_manifest
+from dgr.manifest_template import is_templated
 from dgr.names import ImageName, generate_version
 from dgr.ocibase import with_oci_base
 from dgr.options import BuildOptions
@@ -43,6 +45,7 @@ from dgr.staging import (
     stage_project,
 )
 from dgr.steps import builder_steps, image_steps, run_steps
+from dgr.templater.attributes import collect_attribute_files, load_attributes, read_order_file
 from dgr.templater.prepared import FILE_NAME as PREPARED_FILE
 from dgr.templater.prepared import write_prepared
 from dgr.workspace import Workspace, target_dir

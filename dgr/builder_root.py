@@ -13,7 +13,7 @@ from pathlib import Path
 
 from dgr import userns
 from dgr.cache import cached_folder
-from dgr.internals import BUSYBOX_PACKAGE, find_busybox
+from dgr.internals_binaries import BUSYBOX_PACKAGE, find_busybox
 from dgr.process import require_tool, run
 
 

@@ -183,8 +183,9 @@ def store(args: argparse.Namespace) -> int:
     """`store list`: one line per image; `store rm REF`: remove by ID prefix or name[:version]
     (appc), by digest prefix or reference (OCI images, dgr/ociref.py)."""
     from dgr.documents import stored_document, stored_oci_document
+    from dgr.ocistore import OciStore
     from dgr.reference import is_oci_reference
-    from dgr.store import OciStore, Store
+    from dgr.store import Store
 
     root = options(args).config.store_path
     images, oci_images = Store(root), OciStore(root)

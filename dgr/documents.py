@@ -10,9 +10,10 @@ from typing import Any
 
 from dgr.images import BuildResult
 from dgr.metadata import result_record
-from dgr.oci import oci_platform
+from dgr.ociconfig import oci_platform
+from dgr.ocistore import StoredOciImage
 from dgr.podbuild import PodBuild
-from dgr.store import StoredImage, StoredOciImage
+from dgr.store import StoredImage
 
 
 def images_document(results: list[BuildResult], **extra: list[Any]) -> dict[str, Any]:

@@ -24,12 +24,13 @@ from pathlib import Path, PurePosixPath
 from typing import IO
 
 from dgr.errors import BuildError, DgrError
-from dgr.layer import CHUNK, OPAQUE_MARKER, OPAQUE_XATTR, OVERLAY_XATTRS, WHITEOUT_PREFIX
+from dgr.layer import OPAQUE_MARKER, OPAQUE_XATTR, OVERLAY_XATTRS, WHITEOUT_PREFIX
 from dgr.leftovers import make_dir
 from dgr.limits import DEFAULT as DEFAULT_LIMITS
 from dgr.limits import Budget, Limits
 from dgr.log import log
 from dgr.process import run
+from dgr.tarsink import CHUNK
 from dgr.userns import IDENTITY, IdMap
 
 CAPABILITY_XATTR = "security.capability"

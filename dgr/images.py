@@ -14,7 +14,7 @@ from dgr.workspace import Workspace
 
 if TYPE_CHECKING:
     from dgr.oci import LayerBlob
-    from dgr.store import StoredOciImage
+    from dgr.ocistore import StoredOciImage
 
 
 @dataclass(frozen=True)

@@ -19,7 +19,7 @@ from typing import Any
 import yaml
 
 from dgr.names import ImageName, oci_tag
-from dgr.oci import START
+from dgr.ociconfig import START
 from dgr.podbuild import AppBuild, PodBuild, app_mounts, host_source
 from dgr.readiness import kube_probe
 

@@ -8,9 +8,9 @@ from dataclasses import replace
 
 from dgr.images import Dependency, flatten
 from dgr.manifest import Manifest, NameValue
-from dgr.oci import inherit_app
+from dgr.ociconfig import inherit_app
+from dgr.ocistore import StoredOciImage
 from dgr.reference import OciReference
-from dgr.store import StoredOciImage
 
 OCI_PINS_ANNOTATION = "dgr-oci-dependencies"
 

@@ -10,7 +10,7 @@ app's `dependencies`) written as one of these is an OCI image rather than an app
 * `oci-archive:PATH[:TAG]`: the same as a tar archive.
 
 :func:`resolve_image` pins a reference to the digest of its image manifest and makes sure the
-image is in the store (dgr/store.py, :class:`~dgr.store.OciStore`): `skopeo copy` into a
+image is in the store (dgr/ocistore.py, :class:`~dgr.ocistore.OciStore`): `skopeo copy` into a
 temporary layout next to the store, then every blob checked against its digest and every
 layer against the config's `diff_id` while it is extracted, all under a lock per reference
 so that parallel builds (and xdist workers) fetch it once. skopeo reads the host's
@@ -38,7 +38,7 @@ from dgr.reference import DIGEST, OciReference
 
 if TYPE_CHECKING:
     from dgr.config import Config
-    from dgr.store import OciStore, StoredOciImage
+    from dgr.ocistore import OciStore, StoredOciImage
 
 REF_NAME = "org.opencontainers.image.ref.name"  # a tag in an OCI layout's index.json
 REGISTRIES_CONF_ENV = "CONTAINERS_REGISTRIES_CONF"
@@ -62,7 +62,7 @@ def resolve_image(ref: OciReference, config: Config, *, where: str = "") -> Stor
     Errors name the reference (and `where`: the manifest that asks for it); a failed fetch
     leaves nothing in the store.
     """
-    from dgr.store import OciStore
+    from dgr.ocistore import OciStore
 
     store = OciStore(config.store_path)
     with store.lock(ref.source()):
@@ -123,7 +123,7 @@ class _Fetcher:
         """The image manifest digest: `digest` when it names an image manifest, the entry for
         this host's platform when it names an index. `read` gives the (verified) bytes of a
         digest; `raw` those of `digest` when they are already known."""
-        from dgr.oci import oci_platform
+        from dgr.ociconfig import oci_platform
 
         raw = read(digest) if raw is None else raw
         try:

@@ -21,7 +21,8 @@ from dgr.build import build
 from dgr.config import Config
 from dgr.errors import BuildError, DgrError
 from dgr.images import BuildResult, Dependency
-from dgr.manifest import ACI_MANIFEST, POD_MANIFEST, Manifest, load_manifest
+from dgr.manifest import ACI_MANIFEST, POD_MANIFEST, Manifest
+from dgr.manifest_load import load_manifest
 from dgr.names import ImageName
 from dgr.newer_versions import newer_version_checks
 from dgr.options import BuildOptions

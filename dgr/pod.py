@@ -42,11 +42,11 @@ from dgr.manifest import (
     Aci,
     App,
     Manifest,
-    ManifestReader,
     NameValue,
 )
+from dgr.manifest_reader import ManifestReader
 from dgr.names import generate_version
-from dgr.oci import app_of_config
+from dgr.ociconfig import app_of_config
 from dgr.options import BuildOptions
 from dgr.podbuild import AppBuild, PodBuild, app_mounts, host_source
 from dgr.podmanifest import (

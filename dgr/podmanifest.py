@@ -1,6 +1,6 @@
 """`pod-manifest.yml`: the typed model of a pod and its validation (SPEC §10).
 
-Validated with the same reader as aci manifests (dgr/manifest.py): unknown keys and bad
+Validated with the same reader as aci manifests (dgr/manifest_reader.py): unknown keys and bad
 values are errors naming the file, the line and the key. The manifest may be a Jinja2
 template, rendered with the pod's own attributes.
 """
@@ -12,15 +12,9 @@ from pathlib import Path
 from typing import Any
 
 from dgr.errors import ManifestError
-from dgr.manifest import (
-    POD_MANIFEST,
-    App,
-    Isolator,
-    ManifestReader,
-    NameValue,
-    is_templated,
-    render_manifest,
-)
+from dgr.manifest import POD_MANIFEST, App, Isolator, NameValue
+from dgr.manifest_reader import ManifestReader
+from dgr.manifest_template import is_templated, render_manifest
 from dgr.names import ImageName, is_ac_name, to_ac_name
 from dgr.reference import Reference
 from dgr.yamlload import parse_yaml
@@ -293,7 +287,7 @@ def _parse_pod_manifest(text: str, path: Path, reader: PodReader) -> PodManifest
 
 def pod_attributes(project: Path) -> dict[str, Any]:
     """The pod's own attributes (`<pod>/attributes/`, defaults then overrides)."""
-    from dgr.attributes import collect_attribute_files, load_attributes
+    from dgr.templater.attributes import collect_attribute_files, load_attributes
 
     files = collect_attribute_files(project / "attributes")
     return load_attributes(files, env={}) if files else {}

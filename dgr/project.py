@@ -25,7 +25,8 @@ from dgr.extract import copy_from_aci
 from dgr.graph import write_graph
 from dgr.images import BuildResult
 from dgr.kube import write_kube
-from dgr.manifest import ACI_MANIFEST, POD_MANIFEST, Manifest, detect_project, load_manifest
+from dgr.manifest import ACI_MANIFEST, POD_MANIFEST, Manifest
+from dgr.manifest_load import detect_project, load_manifest
 from dgr.options import BuildOptions
 from dgr.plan import plan_build_image, plan_build_pod
 from dgr.pod import app_manifests, clean_pod, try_pod

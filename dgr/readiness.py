@@ -4,7 +4,7 @@ One check per image, of one kind: a TCP port accepts connections (`tcp`), an HTT
 with a status (`http`), a line appears in the container's output (`log`), or a command exits
 0 (`command`); retried until it succeeds or `timeout` seconds have passed, at most `interval`
 seconds apart. The tests wait for it (dgr/tester.py); the same check becomes the OCI image
-config's `Healthcheck` (dgr/oci.py) and the Kubernetes export's `readinessProbe` (dgr/kube.py).
+config's `Healthcheck` (dgr/ociconfig.py) and the Kubernetes export's `readinessProbe` (dgr/kube.py).
 A `log` check exists only for the tests: engines cannot probe a container's output.
 
 The tcp, http and command checks are commands run inside the container with dgr's busybox,

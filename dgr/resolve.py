@@ -16,11 +16,13 @@ from dgr.config import Config
 from dgr.errors import BuildError, DgrError
 from dgr.images import Dependency
 from dgr.log import log
-from dgr.manifest import ACI_MANIFEST, POD_MANIFEST, Manifest, load_manifest
+from dgr.manifest import ACI_MANIFEST, POD_MANIFEST, Manifest
+from dgr.manifest_load import load_manifest
 from dgr.names import ImageName
+from dgr.ocistore import StoredOciImage
 from dgr.process import run
 from dgr.reference import OciReference, Reference
-from dgr.store import Store, StoredImage, StoredOciImage
+from dgr.store import Store, StoredImage
 
 SKIP_DIRS = {"target", ".git", ".venv", "node_modules", "__pycache__"}
 # In a generated project folder (a pod app without its own folder): the folder it stands for.

@@ -126,8 +126,8 @@ def check_inputs(project: Path, extra_attributes: Sequence[tuple[str, Path]] = (
 
 def check_attribute_file(path: Path) -> None:
     """An AttributesError naming `path` (and the line) when it would not load at start."""
-    from dgr.attributes import attribute_templates, read_attribute_file
     from dgr.errors import AttributesError
+    from dgr.templater.attributes import attribute_templates, read_attribute_file
 
     sections = read_attribute_file(path)
     sources = [source for section in sections if section for source in attribute_templates(section)]
@@ -154,7 +154,7 @@ def check_templates(templates: Path) -> None:
 
     from dgr.errors import TemplateError
     from dgr.templater import make_environment
-    from dgr.templater.render import find_templates, read_options
+    from dgr.templater.templates import find_templates, read_options
 
     found = find_templates(templates)
     env = make_environment(templates)
@@ -187,7 +187,7 @@ def stage_project(
     appended and the result is written as the order file. `files/` is not staged: it can
     be large, and is copied from the project directly.
     """
-    from dgr.attributes import write_order_file
+    from dgr.templater.attributes import write_order_file
 
     for runlevel in ("prestart-early", "prestart-late"):
         src = inside_project(project, f"runlevels/{runlevel}")

@@ -25,9 +25,9 @@ def render_project_templates(
 ) -> list[Path]:
     """Render `project/templates` into `out` with the attributes of the layers `below`
     (bottom first), then `project/attributes`, then `env`'s override."""
-    from dgr.attributes import collect_attribute_files, load_attributes
     from dgr.staging import refuse_links_out
     from dgr.templater import render_tree
+    from dgr.templater.attributes import collect_attribute_files, load_attributes
 
     for folder in ("attributes", "templates"):  # as the build: no link followed out of the project
         refuse_links_out(project, project / folder)

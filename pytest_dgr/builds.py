@@ -23,7 +23,8 @@ from filelock import FileLock
 
 from dgr.errors import DgrError, error_from_json
 from dgr.images import BuildResult
-from dgr.manifest import Manifest, load_manifest
+from dgr.manifest import Manifest
+from dgr.manifest_load import load_manifest
 from dgr.options import BuildOptions
 from dgr.plan import Built, Node, Plan, Source, carry_out, make_plan
 from dgr.workspace import Workspace, target_dir

@@ -16,16 +16,10 @@ if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence
     from pathlib import Path
 
-    from dgr.templater.functions import format_value
     from dgr.templater.output import default_check_shell
-    from dgr.templater.render import (
-        Trace,
-        find_templates,
-        make_environment,
-        output_name,
-        render_string,
-        render_tree,
-    )
+    from dgr.templater.render import make_environment, render_string
+    from dgr.templater.templates import Trace, find_templates, output_name, render_tree
+    from dgr.templater.values import format_value
 
 __all__ = [
     "Trace",
@@ -40,12 +34,10 @@ __all__ = [
 ]
 
 _HOMES = {
-    "format_value": "dgr.templater.functions",
+    "format_value": "dgr.templater.values",
     "default_check_shell": "dgr.templater.output",
-    **dict.fromkeys(
-        ("Trace", "find_templates", "make_environment", "output_name", "render_string", "render_tree"),
-        "dgr.templater.render",
-    ),
+    **dict.fromkeys(("make_environment", "render_string"), "dgr.templater.render"),
+    **dict.fromkeys(("Trace", "find_templates", "output_name", "render_tree"), "dgr.templater.templates"),
 }
 
 
@@ -70,22 +62,22 @@ def run(
     trace: Trace | None = None,
 ) -> list[Path]:
     """Collect and merge attributes from attr_dir, apply the environment override (env
-    defaults to os.environ; see dgr.attributes.env_override for override_var), resolve
-    attribute templates, and render templates_dir into target_root (see render_tree).
+    defaults to os.environ; see dgr.templater.attributes.env_override for override_var),
+    resolve attribute templates, and render templates_dir into target_root (see render_tree).
 
     Returns the written paths ([] when templates_dir does not exist). Raises
     AttributesError or TemplateError; on a rendering error nothing is written.
     """
     import os
 
-    from dgr.attributes import collect_attribute_files, load_attributes
-    from dgr.templater.render import render_tree
+    from dgr.templater.attributes import collect_attribute_files, load_attributes
+    from dgr.templater.templates import render_tree
 
     attributes = load_attributes(
         collect_attribute_files(attr_dir), os.environ if env is None else env, override_var=override_var
     )
     if trace is not None:
-        from dgr.templater.functions import to_json
+        from dgr.templater.functions.encoding import to_json
 
         trace(f"attributes:\n{to_json(attributes)}")
     if not templates_dir.is_dir():

@@ -44,7 +44,7 @@ FILE_NAME = "templater.prepared"
 """The prepared run of DIR is DIR/templater.prepared (``/dgr/templater.prepared``)."""
 IDENTITY_FILE = "identity"
 """A file next to this module, in the bundle only: the bundle's cache key (see internals)."""
-OVERRIDE_VAR = "TEMPLATER_OVERRIDE"  # as dgr.attributes.OVERRIDE_VAR (a test checks)
+OVERRIDE_VAR = "TEMPLATER_OVERRIDE"  # as dgr.templater.attributes.OVERRIDE_VAR (a test checks)
 INPUTS = ("attributes", "templates")
 
 Entry = tuple[str, int, bytes]
@@ -81,7 +81,7 @@ def prepared_outputs(
     else None."""
     var = override_var or OVERRIDE_VAR
     if any(env.get(name, "").strip() for name in (var, f"{var}_BASE64")):
-        return None  # (a superset of the variables dgr.attributes.env_override reads)
+        return None  # (a superset of the variables dgr.templater.attributes.env_override reads)
     if not (_plain(directory) and _plain(target_root)):
         return None  # error messages name paths as pathlib prints them: leave it to it
     try:
@@ -204,8 +204,12 @@ class _Attributes:
     to; `error` when they do not load."""
 
     def __init__(self, folder: Path) -> None:
-        from dgr.attributes import collect_attribute_files, load_attributes, resolve_attribute_templates
         from dgr.errors import DgrError
+        from dgr.templater.attributes import (
+            collect_attribute_files,
+            load_attributes,
+            resolve_attribute_templates,
+        )
 
         self.texts: list[str] = []
         self.tree: dict[str, Any] = {}
@@ -227,9 +231,10 @@ def _render(
     fails or depends on more than the files."""
     from jinja2 import FileSystemLoader
 
-    from dgr.attributes import attribute_templates
     from dgr.errors import DgrError
-    from dgr.templater.render import make_environment, render_templates
+    from dgr.templater.attributes import attribute_templates
+    from dgr.templater.render import make_environment
+    from dgr.templater.templates import render_templates
 
     class RecordingLoader(FileSystemLoader):
         """Notes the source of every template loaded: rendered, included or imported."""
@@ -275,8 +280,9 @@ def _compile(templates: Path, templates_at_start: str, attributes: _Attributes) 
     loader will give it at start; the code of every attribute template; the options of
     every valid ``.cfg``; the YAML documents the build parsed (attribute files, rendered
     attribute templates), when they hold plain data."""
-    from dgr.attributes import attribute_templates
-    from dgr.templater.render import make_environment, read_options
+    from dgr.templater.attributes import attribute_templates
+    from dgr.templater.render import make_environment
+    from dgr.templater.templates import read_options
     from dgr.templater.yamlio import parse_yaml
 
     env = make_environment(templates)

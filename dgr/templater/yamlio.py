@@ -1,7 +1,7 @@
 """YAML as attribute files and `.cfg` files read it: one loader, and what the build parsed.
 
-Below both dgr.attributes and the templater's renderer and functions, which all read YAML
-with it. Imported at every container start that renders: it imports nothing until used
+Below both dgr.templater.attributes and the templater's renderer and functions, which all
+read YAML with it. Imported at every container start that renders: it imports nothing until used
 (PyYAML is loaded only for a document the build has not parsed already).
 """
 

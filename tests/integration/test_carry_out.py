@@ -11,7 +11,7 @@ import pytest
 
 import dgr.build
 import dgr.images
-import dgr.manifest
+import dgr.manifest_load
 from dgr.errors import BuildError
 from dgr.options import BuildOptions
 from dgr.plan import Source, carry_out, make_plan, project_key
@@ -44,7 +44,7 @@ class Counts:
 @pytest.fixture
 def counts(monkeypatch: pytest.MonkeyPatch) -> Iterator[Counts]:
     found = Counts()
-    read, build = dgr.manifest.read_manifest_text, dgr.build.build
+    read, build = dgr.manifest_load.read_manifest_text, dgr.build.build
 
     def counted_read(project: Path) -> tuple[Path, str]:
         found.loads[project.resolve().name] += 1
@@ -54,7 +54,7 @@ def counts(monkeypatch: pytest.MonkeyPatch) -> Iterator[Counts]:
         found.builds[project.resolve().name] += 1
         return build(project, *args, **kwargs)
 
-    monkeypatch.setattr(dgr.manifest, "read_manifest_text", counted_read)
+    monkeypatch.setattr(dgr.manifest_load, "read_manifest_text", counted_read)
     monkeypatch.setattr(dgr.build, "build", counted_build)
     monkeypatch.setattr("dgr.plan.build", counted_build)
     yield found

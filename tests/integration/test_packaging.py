@@ -12,8 +12,10 @@ import pytest
 
 from dgr.aci import image_manifest, write_aci
 from dgr.extract import extract_layer
-from dgr.manifest import Manifest, parse_manifest
-from dgr.oci import BlobCache, LayerBlob, image_config, write_oci_layout
+from dgr.manifest import Manifest
+from dgr.manifest_reader import parse_manifest
+from dgr.oci import BlobCache, LayerBlob, write_oci_layout
+from dgr.ociconfig import image_config
 from dgr.process import run
 from tests.support.podman import Podman, mounts_under
 

@@ -12,10 +12,11 @@ from typing import Any
 
 import pytest
 
-from dgr import layer
+from dgr import layer, tarsink
 from dgr.aci import image_manifest, manifest_bytes, read_aci_manifest, write_aci
 from dgr.errors import BuildError, DgrError
-from dgr.manifest import Manifest, parse_manifest
+from dgr.manifest import Manifest
+from dgr.manifest_reader import parse_manifest
 from dgr.names import ImageName
 from dgr.process import run
 
@@ -221,7 +222,7 @@ def test_failure_mid_write_keeps_the_previous_image(tmp_path: Path, monkeypatch:
     dest, _ = image(tmp_path)
     previous = dest.read_bytes()
     root = tmp_path / "layer"
-    (root / "big").write_bytes(os.urandom(3 * layer.CHUNK))
+    (root / "big").write_bytes(os.urandom(3 * tarsink.CHUNK))
     real = layer.TarWriter._add_regular
     calls = []
 

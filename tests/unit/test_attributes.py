@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from dgr.attributes import (
+from dgr.errors import AttributesError
+from dgr.templater.attributes import (
     collect_attribute_files,
     env_override,
     load_attributes,
@@ -17,7 +18,6 @@ from dgr.attributes import (
     read_order_file,
     write_order_file,
 )
-from dgr.errors import AttributesError
 from dgr.templater.yamlio import parse_yaml
 
 

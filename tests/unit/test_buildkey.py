@@ -9,7 +9,7 @@ import pytest
 from dgr.buildkey import BuildKey, _has_word, build_key
 from dgr.config import load_config
 from dgr.images import Dependency
-from dgr.manifest import load_manifest
+from dgr.manifest_load import load_manifest
 from dgr.names import ImageName
 from dgr.options import BuildOptions
 from tests.support.files import write_tree

@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 from dgr.graph import graph_dot, write_graph
-from dgr.manifest import parse_manifest
+from dgr.manifest_reader import parse_manifest
 
 TEXT = """
 name: example.com/aci-app:2

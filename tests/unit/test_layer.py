@@ -14,16 +14,14 @@ import pytest
 from dgr.errors import BuildError
 from dgr.extract import extract_aci_rootfs, extract_layer
 from dgr.layer import (
-    CHUNK,
     OPAQUE_MARKER,
     LayerReport,
-    StreamDigests,
-    TarSink,
     TarWriter,
     Whiteouts,
     atomic_file,
     write_layer,
 )
+from dgr.tarsink import CHUNK, StreamDigests, TarSink
 
 
 def make_tree(root: Path) -> Path:
@@ -431,7 +429,7 @@ def test_long_packaging_logs_progress(monkeypatch: pytest.MonkeyPatch) -> None:
     import io
     import logging
 
-    from dgr import layer
+    from dgr import tarsink
 
     class Collect(logging.Handler):
         def __init__(self) -> None:
@@ -441,14 +439,14 @@ def test_long_packaging_logs_progress(monkeypatch: pytest.MonkeyPatch) -> None:
         def emit(self, record: logging.LogRecord) -> None:
             self.lines.append(record.getMessage())
 
-    monkeypatch.setattr(layer, "PROGRESS_STEP", 2 * layer.CHUNK)
+    monkeypatch.setattr(tarsink, "PROGRESS_STEP", 2 * tarsink.CHUNK)
     collect = Collect()
-    layer.log.addHandler(collect)
-    monkeypatch.setattr(layer.log, "level", logging.INFO)
+    tarsink.log.addHandler(collect)
+    monkeypatch.setattr(tarsink.log, "level", logging.INFO)
     try:
-        sink = layer.TarSink(io.BytesIO(), label="image.aci")
-        sink.write(b"\0" * (5 * layer.CHUNK))
+        sink = tarsink.TarSink(io.BytesIO(), label="image.aci")
+        sink.write(b"\0" * (5 * tarsink.CHUNK))
         sink.close()
     finally:
-        layer.log.removeHandler(collect)
+        tarsink.log.removeHandler(collect)
     assert collect.lines == ["image.aci: 2 MiB packed", "image.aci: 4 MiB packed"]

@@ -5,7 +5,9 @@ from pathlib import Path
 import pytest
 
 from dgr.errors import ManifestError
-from dgr.manifest import DEFAULT_EXEC, detect_project, load_manifest, parse_manifest
+from dgr.manifest import DEFAULT_EXEC
+from dgr.manifest_load import detect_project, load_manifest
+from dgr.manifest_reader import parse_manifest
 
 
 def write(tmp_path: Path, text: str) -> Path:

@@ -12,18 +12,18 @@ import pytest
 
 from dgr.aci import write_aci
 from dgr.errors import BuildError
-from dgr.manifest import Manifest, parse_manifest
+from dgr.manifest import Manifest
+from dgr.manifest_reader import parse_manifest
 from dgr.oci import (
-    DEFAULT_PATH,
     REF_NAME,
     BlobCache,
     LayerBlob,
     LayerSource,
     export_image,
-    image_config,
     read_oci_layout,
     write_oci_layout,
 )
+from dgr.ociconfig import DEFAULT_PATH, image_config
 
 CREATED = "2024-05-01T12:00:00Z"
 APP = """\

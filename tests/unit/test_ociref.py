@@ -12,9 +12,10 @@ import pytest
 
 from dgr.errors import BuildError, ManifestError
 from dgr.extract import WhiteoutMode, extract_layer
-from dgr.manifest import App, NameValue, parse_manifest
+from dgr.manifest import App, NameValue
+from dgr.manifest_reader import parse_manifest
 from dgr.names import ImageName
-from dgr.oci import app_of_config, inherit_app
+from dgr.ociconfig import app_of_config, inherit_app
 from dgr.reference import OciReference, parse_dependency, parse_reference
 from tests.support.ociimages import Entry, layer_tar
 
@@ -200,7 +201,7 @@ def test_the_keys_a_manifest_sets_print_the_same_in_every_process(tmp_path: Path
         "    environment: [{name: A, value: b}]\n    workingDirectory: /srv\n"
     )
     code = (
-        "from pathlib import Path; from dgr.manifest import load_manifest; "
+        "from pathlib import Path; from dgr.manifest_load import load_manifest; "
         f"print(repr(load_manifest(Path({str(tmp_path)!r}))))"
     )
     seen = {

@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 
 from dgr.errors import ManifestError
-from dgr.manifest import App, NameValue, detect_project
+from dgr.manifest import App, NameValue
+from dgr.manifest_load import detect_project
 from dgr.names import ImageName
 from dgr.pod import merge_app
 from dgr.podmanifest import load_pod_manifest, parse_pod_manifest

@@ -7,8 +7,9 @@ from pathlib import Path
 import pytest
 
 from dgr.errors import ManifestError
-from dgr.manifest import Manifest, parse_manifest
-from dgr.oci import image_config
+from dgr.manifest import Manifest
+from dgr.manifest_reader import parse_manifest
+from dgr.ociconfig import image_config
 from dgr.readiness import ANNOTATION, BUSYBOX, Readiness, kube_probe, oci_healthcheck
 
 HEAD = """name: example.com/aci-web:1

@@ -132,7 +132,7 @@ def test_result_for_falls_back_to_names() -> None:
 def test_tester_environment(
     tmp_path: Path, app: list[tuple[str, str]], tester: list[tuple[str, str]], expected: dict[str, str]
 ) -> None:
-    from dgr.manifest import load_manifest
+    from dgr.manifest_load import load_manifest
 
     lines = ["name: example.com/env:1"]
     if app:

@@ -296,7 +296,7 @@ def test_whole_tree_is_reachable_as_attrs() -> None:
 def test_uuidv4_is_a_random_version_4_uuid() -> None:
     import uuid
 
-    from dgr.templater.functions import uuidv4
+    from dgr.templater.functions.environment import uuidv4
 
     first, second = uuidv4(), uuidv4()
     assert first != second

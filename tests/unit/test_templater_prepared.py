@@ -20,8 +20,7 @@ from pathlib import Path
 import jinja2
 import pytest
 
-from dgr import attributes
-from dgr.templater import prepared, yamlio
+from dgr.templater import attributes, prepared, yamlio
 from dgr.templater.__main__ import main
 from dgr.templater.prepared import FILE_NAME, prepare, prepared_outputs, run_prepared, write_prepared
 from tests.support.files import write_tree
@@ -378,7 +377,16 @@ def test_a_prepared_run_imports_no_jinja_yaml_pathlib_or_typing(tmp_path: Path) 
     write_prepared(project, project)
     loaded = loaded_modules(tmp_path, project, {})
     assert "dgr.templater.prepared" in loaded
-    assert not loaded & {"jinja2", "yaml", "pathlib", "typing", "re", "json", "dgr.attributes", "dgr.errors"}
+    assert not loaded & {
+        "jinja2",
+        "yaml",
+        "pathlib",
+        "typing",
+        "re",
+        "json",
+        "dgr.templater.attributes",
+        "dgr.errors",
+    }
     assert (tmp_path / "out/etc/templated").read_text() == "Hello world\n"
 
 

@@ -13,7 +13,8 @@ import pytest
 from dgr import userns
 from dgr.errors import ToolError
 from dgr.extract import extract_layer
-from dgr.layer import TarSink, TarWriter
+from dgr.layer import TarWriter
+from dgr.tarsink import TarSink
 from dgr.userns import IDENTITY, NOBODY, IdMap, SubRange, subordinate_range
 
 SHIFT = IdMap(100000, 200000)

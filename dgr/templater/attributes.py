@@ -259,7 +259,7 @@ def _is_template(value: Any) -> bool:
 
 def _with_pending(value: Any, path: Path_, sources: dict[Path_, str]) -> Any:
     """A copy of value where each template string is a Pending placeholder (noted in sources)."""
-    from dgr.templater.functions import Pending
+    from dgr.templater.values import Pending
 
     if _is_template(value):
         sources[path] = value
@@ -328,7 +328,7 @@ def _resolve(
     stack: list[Path_],
     rendered: list[str] | None = None,
 ) -> None:
-    from dgr.templater.functions import NeedsResolution, Pending
+    from dgr.templater.values import NeedsResolution, Pending
 
     if not isinstance(_get(work, path), Pending):
         return  # already resolved as another value's dependency
