@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import IO, TYPE_CHECKING
 
 import dgr
+from dgr.images import flatten
 from dgr.log import log
 from dgr.manifest import Manifest
 from dgr.staging import attribute_sources
@@ -130,7 +131,6 @@ def _env_digest(name: str, value: str) -> str:
 def _inherit_scripts(deps: tuple[Dependency, ...]) -> Iterable[Path]:
     """The inherit-build runlevel scripts of `deps` and of everything below them: they run in
     this build too."""
-    from dgr.images import flatten
 
     for dep in flatten(deps):
         for runlevel in ("inherit-build-early", "inherit-build-late"):

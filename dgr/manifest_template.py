@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from dgr.errors import ManifestError
+from dgr.templater import format_value, make_environment, render_string
 from dgr.yamlload import parse_yaml
 
 NO_VALUE = "<no value>"
@@ -25,7 +26,6 @@ def is_templated(text: str) -> bool:
 
 def render_manifest(text: str, path: Path, attributes: dict[str, Any]) -> str:
     """Render the manifest template with `attributes`: a missing one is an error."""
-    from dgr.templater import render_string
 
     return render_string(text, attributes, name=str(path))
 
@@ -94,8 +94,6 @@ class _UnknownTemplate:
 
     def __init__(self, text: str, path: Path) -> None:
         import jinja2
-
-        from dgr.templater import make_environment
 
         self.path = path
         self.unknown = unknown = _unknown_class()
@@ -229,7 +227,6 @@ def _answering(test: Any, name: str, unknown: Any) -> Any:
 
 
 def _finalize(unknown: Any, value: Any) -> str:
-    from dgr.templater import format_value
 
     if isinstance(value, unknown):
         return NO_VALUE

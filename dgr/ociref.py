@@ -32,8 +32,14 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from dgr.discovery import host_policy
 from dgr.errors import DgrError
+from dgr.layer import atomic_file
 from dgr.log import log, step
+from dgr.ociconfig import oci_platform
+from dgr.ocistore import OciStore
+from dgr.process import require_tool, run
+from dgr.push.targets import containers_auth_file
 from dgr.reference import DIGEST, OciReference
 
 if TYPE_CHECKING:
@@ -62,7 +68,6 @@ def resolve_image(ref: OciReference, config: Config, *, where: str = "") -> Stor
     Errors name the reference (and `where`: the manifest that asks for it); a failed fetch
     leaves nothing in the store.
     """
-    from dgr.ocistore import OciStore
 
     store = OciStore(config.store_path)
     with store.lock(ref.source()):
@@ -123,7 +128,6 @@ class _Fetcher:
         """The image manifest digest: `digest` when it names an image manifest, the entry for
         this host's platform when it names an index. `read` gives the (verified) bytes of a
         digest; `raw` those of `digest` when they are already known."""
-        from dgr.ociconfig import oci_platform
 
         raw = read(digest) if raw is None else raw
         try:
@@ -156,8 +160,6 @@ class _Fetcher:
         """Options for a registry: registries.conf, TLS, credentials (containers-auth.json(5))."""
         if self.ref.transport != "docker":
             return []
-        from dgr.discovery import host_policy
-        from dgr.push.targets import containers_auth_file
 
         options = []
         registries = os.environ.get(REGISTRIES_CONF_ENV)
@@ -175,7 +177,6 @@ class _Fetcher:
     def skopeo(self, args: list[str], what: str, *, stdout: Path | None = None) -> None:
         """Run skopeo with `args` (its stdout into the file `stdout`, kept apart from its
         messages); a OciFetchError naming the reference when it fails."""
-        from dgr.process import require_tool, run
 
         argv = [require_tool("skopeo"), *_policy_args(self.store.root), *args]
         if stdout is not None:
@@ -282,8 +283,6 @@ def _policy_args(folder: Path) -> list[str]:
             return []
     policy = folder / "policy.json"
     if not policy.is_file():
-        from dgr.layer import atomic_file
-
         with atomic_file(policy) as out:
             out.write(json.dumps({"default": [{"type": "insecureAcceptAnything"}]}).encode())
     return ["--policy", str(policy)]

@@ -25,8 +25,11 @@ from filelock import FileLock
 
 from dgr import userns
 from dgr.errors import DgrError
+from dgr.extract import WhiteoutMode, extract_layer
 from dgr.layer import atomic_file
 from dgr.leftovers import make_dir, remove_stale
+from dgr.ociconfig import oci_platform
+from dgr.reference import parse_reference
 
 MEDIA_GZIP_LAYERS = (
     "application/vnd.oci.image.layer.v1.tar+gzip",
@@ -174,7 +177,6 @@ class OciStore:
         """Remove images by digest (`sha256:...`, a unique prefix is enough) or by the
         reference they were fetched for (a registry tag is then asked again at the next
         build); their layers and blobs go too, unless another image uses them."""
-        from dgr.reference import parse_reference
 
         images = self.list()
         if reference.startswith("sha256:"):
@@ -227,8 +229,6 @@ class OciStore:
         """Verify the one image of the OCI `layout` (in a scratch folder of this store) and add
         it as the image of manifest `digest`: every blob against its digest, every layer
         against its diff_id as it is extracted (refusing what escapes it, and devices)."""
-        from dgr.extract import WhiteoutMode, extract_layer
-        from dgr.ociconfig import oci_platform
 
         source = _LayoutBlobs(layout)
         manifest = source.json(source.manifest_digest(), "image manifest")

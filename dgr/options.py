@@ -52,3 +52,24 @@ class BuildOptions:
             targets_root=Path(targets_root).absolute() if targets_root else None,
             **more,
         )
+
+    def to_json(self) -> dict[str, Any]:
+        """The settings `from_settings` makes these options from, as JSON values (to hand
+        them to another process: pytest-xdist's workers)."""
+        return {
+            "home": str(self.config.home),
+            "targets_root": str(self.targets_root) if self.targets_root is not None else None,
+            "set_env": dict(self.set_env),
+            "log_level": self.log_level,
+            "keep": self.keep,
+            "shell_on_failure": self.shell_on_failure,
+            "shell_after": self.shell_after,
+            "timeout": self.timeout,
+            "script_timeout": self.script_timeout,
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> BuildOptions:
+        """The options of `to_json`, made again in their one place (the configuration read
+        again from the same home)."""
+        return cls.from_settings(**data)

@@ -17,6 +17,7 @@ from dgr.manifest_reader import ManifestReader
 from dgr.manifest_template import is_templated, render_manifest
 from dgr.names import ImageName, is_ac_name, to_ac_name
 from dgr.reference import Reference
+from dgr.templater.attributes import collect_attribute_files, load_attributes
 from dgr.yamlload import parse_yaml
 
 INHERIT_POLICIES = ("first", "last", "none")
@@ -287,7 +288,6 @@ def _parse_pod_manifest(text: str, path: Path, reader: PodReader) -> PodManifest
 
 def pod_attributes(project: Path) -> dict[str, Any]:
     """The pod's own attributes (`<pod>/attributes/`, defaults then overrides)."""
-    from dgr.templater.attributes import collect_attribute_files, load_attributes
 
     files = collect_attribute_files(project / "attributes")
     return load_attributes(files, env={}) if files else {}

@@ -14,11 +14,14 @@ from pathlib import Path
 
 from dgr.config import Config
 from dgr.errors import BuildError, DgrError
+from dgr.fetch import fetch_if_discoverable
 from dgr.images import Dependency
 from dgr.log import log
 from dgr.manifest import ACI_MANIFEST, POD_MANIFEST, Manifest
 from dgr.manifest_load import load_manifest
 from dgr.names import ImageName
+from dgr.oci import LayerBlob
+from dgr.ociref import resolve_image
 from dgr.ocistore import StoredOciImage
 from dgr.process import run
 from dgr.reference import OciReference, Reference
@@ -82,8 +85,6 @@ def fetch(name: Reference, config: Config, where: Path) -> Dependency:
     """`name` from the store, else fetched: an OCI reference, or by appc discovery (not
     from a project folder; `where`: the manifest that needs it, for errors)."""
     if isinstance(name, OciReference):
-        from dgr.ociref import resolve_image
-
         return oci_dependency(name, resolve_image(name, config, where=str(where)))
     store = Store(config.store_path)
     stored = store.find(name)
@@ -91,7 +92,6 @@ def fetch(name: Reference, config: Config, where: Path) -> Dependency:
         log.debug("%s found in the store (%s)", stored.name, stored.image_id[:39])
         return from_store(store, stored)
     # (3) appc discovery: download, verify and store (dgr/fetch.py).
-    from dgr.fetch import fetch_if_discoverable
 
     fetched = fetch_if_discoverable(name, config, store)
     if fetched is not None:
@@ -124,7 +124,6 @@ def oci_dependency(ref: OciReference, image: StoredOciImage) -> Dependency:
     """A stored OCI image as a dependency: one per layer, each depending on the layer below
     (as OCI chain IDs do), the top one carrying the image. Each keeps its blob as fetched,
     which the OCI output reuses byte for byte."""
-    from dgr.oci import LayerBlob
 
     if not image.layers:
         raise BuildError(f"{ref}: the image has no layers", hint="a base image needs at least one layer")

@@ -20,7 +20,10 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from dgr import userns
-from dgr.errors import BuildError
+from dgr.errors import AttributesError, BuildError, TemplateError
+from dgr.templater import make_environment
+from dgr.templater.attributes import attribute_templates, read_attribute_file, write_order_file
+from dgr.templater.templates import find_templates, read_options
 
 ATTRIBUTE_SUFFIXES = (".yml", ".yaml")
 
@@ -126,16 +129,12 @@ def check_inputs(project: Path, extra_attributes: Sequence[tuple[str, Path]] = (
 
 def check_attribute_file(path: Path) -> None:
     """An AttributesError naming `path` (and the line) when it would not load at start."""
-    from dgr.errors import AttributesError
-    from dgr.templater.attributes import attribute_templates, read_attribute_file
 
     sections = read_attribute_file(path)
     sources = [source for section in sections if section for source in attribute_templates(section)]
     if not sources:
         return
     from jinja2 import TemplateSyntaxError
-
-    from dgr.templater import make_environment
 
     env = make_environment()
     for source in sources:
@@ -151,10 +150,6 @@ def check_templates(templates: Path) -> None:
     """A TemplateError naming the file and line of the first template, partial or `.cfg` of
     `templates` that would fail at start whatever the attributes."""
     from jinja2 import TemplateSyntaxError
-
-    from dgr.errors import TemplateError
-    from dgr.templater import make_environment
-    from dgr.templater.templates import find_templates, read_options
 
     found = find_templates(templates)
     env = make_environment(templates)
@@ -187,7 +182,6 @@ def stage_project(
     appended and the result is written as the order file. `files/` is not staged: it can
     be large, and is copied from the project directly.
     """
-    from dgr.templater.attributes import write_order_file
 
     for runlevel in ("prestart-early", "prestart-late"):
         src = inside_project(project, f"runlevels/{runlevel}")

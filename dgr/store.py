@@ -29,7 +29,9 @@ from typing import Any
 from filelock import FileLock
 
 from dgr import userns
+from dgr.aci import read_aci_manifest
 from dgr.errors import DgrError, host_errors
+from dgr.extract import extract_aci_rootfs
 from dgr.leftovers import make_dir
 from dgr.limits import DEFAULT as DEFAULT_LIMITS
 from dgr.limits import Limits
@@ -147,7 +149,6 @@ class Store:
         trusted: bool,
         limits: Limits,
     ) -> StoredImage:
-        from dgr.aci import read_aci_manifest
 
         self.images.mkdir(parents=True, exist_ok=True)
         tmp = make_dir(self.images, ".add-")
@@ -161,8 +162,6 @@ class Store:
                 # devices) and opaque xattrs, devices, hard links, owners.
                 run(["cp", "-a", "--", str(layer), str(tmp / "layer")], what="copying the layer")
             else:
-                from dgr.extract import extract_aci_rootfs
-
                 extract_aci_rootfs(aci, tmp / "layer", ids=userns.current(), trusted=trusted, limits=limits)
             (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
             with self._lock():

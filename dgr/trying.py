@@ -17,6 +17,9 @@ from pathlib import Path
 from dgr.images import flatten
 from dgr.options import BuildOptions
 from dgr.plan import carry_out, make_plan
+from dgr.staging import refuse_links_out
+from dgr.templater import render_tree
+from dgr.templater.attributes import collect_attribute_files, load_attributes
 from dgr.workspace import Workspace, target_dir
 
 
@@ -25,9 +28,6 @@ def render_project_templates(
 ) -> list[Path]:
     """Render `project/templates` into `out` with the attributes of the layers `below`
     (bottom first), then `project/attributes`, then `env`'s override."""
-    from dgr.staging import refuse_links_out
-    from dgr.templater import render_tree
-    from dgr.templater.attributes import collect_attribute_files, load_attributes
 
     for folder in ("attributes", "templates"):  # as the build: no link followed out of the project
         refuse_links_out(project, project / folder)

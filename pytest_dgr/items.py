@@ -127,6 +127,8 @@ class Outcome(Generic[T]):
 class ImageState:
     """What the items of one image share on one worker: its build, container, bats runs."""
 
+    fresh_containers = True  # dgr_fresh_container starts containers of this image
+
     def __init__(self, folder: Path, label: str, settings: Settings) -> None:
         self.folder = folder
         self.label = label

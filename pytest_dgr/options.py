@@ -118,34 +118,13 @@ def send_to_worker(config: pytest.Config, workerinput: dict[str, Any]) -> None:
     workers parse the same --dgr-* options as the controller)."""
     given = config.stash.get(GIVEN_OPTIONS, None)
     if given is not None:
-        workerinput[WORKERINPUT_KEY] = options_to_json(given)
+        workerinput[WORKERINPUT_KEY] = given.to_json()
 
 
 def receive_from_controller(config: pytest.Config, workerinput: dict[str, Any]) -> None:
     """On an xdist worker: the options the controller sent, if any."""
     if WORKERINPUT_KEY in workerinput:
         try:
-            config.stash[GIVEN_OPTIONS] = options_from_json(workerinput[WORKERINPUT_KEY])
+            config.stash[GIVEN_OPTIONS] = BuildOptions.from_json(workerinput[WORKERINPUT_KEY])
         except (ValueError, DgrError) as exc:
             raise pytest.UsageError(f"dgr: {exc}") from None
-
-
-def options_to_json(options: BuildOptions) -> dict[str, Any]:
-    """The settings `BuildOptions.from_settings` makes `options` from, as JSON values."""
-    return {
-        "home": str(options.config.home),
-        "targets_root": str(options.targets_root) if options.targets_root is not None else None,
-        "set_env": dict(options.set_env),
-        "log_level": options.log_level,
-        "keep": options.keep,
-        "shell_on_failure": options.shell_on_failure,
-        "shell_after": options.shell_after,
-        "timeout": options.timeout,
-        "script_timeout": options.script_timeout,
-    }
-
-
-def options_from_json(data: dict[str, Any]) -> BuildOptions:
-    """The options of `options_to_json`, made again in their one place (the configuration
-    read again from the same home)."""
-    return BuildOptions.from_settings(**data)

@@ -164,9 +164,10 @@ def dgr_fresh_container(request: pytest.FixtureRequest) -> Iterator[Callable[...
     dgr.tester.TesterContainer, as `dgr_container`) whose attributes are overridden by
     `override`; each is stopped and removed after the test."""
     from pytest_dgr.items import fixture_value
-    from pytest_dgr.pod_items import pod_state
 
-    state = None if pod_state(request.node) is not None else image_state(request.node)
+    state = image_state(request.node)
+    if state is not None and not state.fresh_containers:
+        state = None  # a pod's apps start together: no fresh container of one of them
     fixture_value(state, "dgr_fresh_container", "an image folder", lambda s: s)  # fails outside one
     started: list[Any] = []
 

@@ -75,6 +75,8 @@ class PodState(ImageState):
             raise
         return self._pod
 
+    fresh_containers = False
+
     def has_test_build(self) -> bool:
         return False  # a pod's tests/ is the pod tester's: no image is built from it
 

@@ -16,7 +16,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from dgr.config import Config
+from dgr.fetch import sign_entry_for
+from dgr.push.appc import push_appc
+from dgr.push.oci import push_oci
 from dgr.push.targets import Credentials, NetworkError, PushError, Target, push_targets, with_retries
+from dgr.sign import current_signature, sign_image
 
 if TYPE_CHECKING:
     from dgr.images import BuildResult
@@ -42,8 +46,6 @@ class Pushed:
 
 def prepare_signature(result: BuildResult, config: Config) -> Path | None:
     """The ACI's current signature; made now when the domain has a keyring and there is none."""
-    from dgr.fetch import sign_entry_for
-    from dgr.sign import current_signature, sign_image
 
     found = current_signature(result.workspace.aci)
     if found is not None:
@@ -58,8 +60,6 @@ def push_image(result: BuildResult, config: Config, *, signature: Path | None = 
     """Push `result` to each applicable target, in configuration order (PushError on the first
     failure; a network failure is tried again, see `with_retries`). `signature` goes with the
     ACI to acservers."""
-    from dgr.push.appc import push_appc
-    from dgr.push.oci import push_oci
 
     targets = push_targets(config)
     where = config.home / "config.yml"

@@ -13,7 +13,7 @@ import pytest
 from dgr.options import BuildOptions
 from dgr.project import open_project
 from dgr.testrun import pytest_arguments
-from pytest_dgr.options import GivenOptions, options_from_json, options_to_json
+from pytest_dgr.options import GivenOptions
 
 pytest_plugins = ["pytester"]
 
@@ -37,14 +37,12 @@ def test_options_travel_to_a_worker_as_json_and_come_back_equal(tmp_path: Path) 
         timeout=30.0,
         script_timeout=5.0,
     )
-    sent = json.loads(json.dumps(options_to_json(options)))
-    assert options_from_json(sent) == options
+    sent = json.loads(json.dumps(options.to_json()))
+    assert BuildOptions.from_json(sent) == options
 
 
 def test_every_build_option_is_sent(tmp_path: Path) -> None:
-    sent = set(
-        options_to_json(BuildOptions.from_settings(home=None, targets_root=None, set_env={}, log_level=20))
-    )
+    sent = set(BuildOptions.from_settings(home=None, targets_root=None, set_env={}, log_level=20).to_json())
     # config: read again from the home sent; echo: follows the log level; building: one build's own
     made_again = {"config", "echo", "building"}
     assert {f.name for f in fields(BuildOptions)} <= sent | made_again
