@@ -20,11 +20,13 @@ import pytest
 
 from dgr import userns
 from dgr.errors import DgrError
+from dgr.leftovers import owned, remove_stale
 from dgr.manifest import ACI_MANIFEST
 from dgr.project import ImageProject, PodProject, project_kind
+from dgr.structure import ImageView
 from dgr.tester import TesterOptions
 from pytest_dgr.builds import SessionBuilds
-from pytest_dgr.items import SETTINGS, ImageDirectory, Settings, image_state
+from pytest_dgr.items import SETTINGS, ImageDirectory, Settings, fixture_value, format_error, image_state
 from pytest_dgr.options import (
     add_options,
     build_options,
@@ -32,7 +34,8 @@ from pytest_dgr.options import (
     receive_from_controller,
     send_to_worker,
 )
-from pytest_dgr.pod_items import PodDirectory
+from pytest_dgr.pod_items import PodDirectory, dgr_pod_fixture
+from pytest_dgr.scheduling import ImageScheduling, dist_given
 
 # --dgr-push (pushing the images that passed, at the end) and the JUnit record of reruns
 # are plugin modules of their own.
@@ -72,7 +75,6 @@ def pytest_configure(config: pytest.Config) -> None:
     else:
         # Created on first use; shared with xdist workers through their workerinput. Named for
         # this process: what a killed session left goes now (dgr/leftovers.py).
-        from dgr.leftovers import owned, remove_stale
 
         remove_stale(Path(tempfile.gettempdir()), SESSION_PREFIX)
         config.stash[SESSION_DIR] = (
@@ -139,8 +141,6 @@ def dgr_image(request: pytest.FixtureRequest) -> Any:
     """The image of this test's folder, built: a dgr.structure.ImageView, which has the
     attributes of its dgr.images.BuildResult and structure checks (`config`, `path()`,
     `exists()`, `read_file()`, `run()`, `output()`); a check that cannot be made fails the test."""
-    from dgr.structure import ImageView
-    from pytest_dgr.items import fixture_value, format_error
 
     result = fixture_value(image_state(request.node), "dgr_image", "an image folder", lambda s: s.image())
     return ImageView(result, fail=lambda error: pytest.fail(format_error(error), pytrace=False))
@@ -151,7 +151,6 @@ def dgr_container(request: pytest.FixtureRequest) -> Any:
     """The image's started test container (a dgr.tester.TesterContainer), shared by the
     image's tests: prestart done, app started, wait.sh succeeded. Stopped after the image's
     last item."""
-    from pytest_dgr.items import fixture_value
 
     state = image_state(request.node)
     return fixture_value(state, "dgr_container", "an image folder", lambda s: s.container())
@@ -163,7 +162,6 @@ def dgr_fresh_container(request: pytest.FixtureRequest) -> Iterator[Callable[...
     `dgr_fresh_container(override={...}, env={...})` returns a ready container (a
     dgr.tester.TesterContainer, as `dgr_container`) whose attributes are overridden by
     `override`; each is stopped and removed after the test."""
-    from pytest_dgr.items import fixture_value
 
     state = image_state(request.node)
     if state is not None and not state.fresh_containers:
@@ -188,7 +186,6 @@ def dgr_pod(request: pytest.FixtureRequest) -> Any:
     """The pod of this test's folder, started (a dgr.podtest.TestPod): `dgr_pod["web"]` is the
     web app's container; all apps share one network namespace. Stopped after the pod's
     last item."""
-    from pytest_dgr.pod_items import dgr_pod_fixture
 
     return dgr_pod_fixture(request)
 
@@ -204,7 +201,6 @@ class XdistController:
         send_to_worker(self.config, node.workerinput)
 
     def pytest_xdist_make_scheduler(self, config: pytest.Config, log: Any) -> Any:
-        from pytest_dgr.scheduling import ImageScheduling, dist_given
 
         if config.getvalue("dist") == "load" and not dist_given(config):
             return ImageScheduling(config, log)

@@ -23,6 +23,11 @@ import pytest
 
 from dgr.errors import DgrError
 from dgr.leftovers import temporary_dir
+from dgr.plan import app_dependencies
+from dgr.pod import build_pod
+from dgr.podmanifest import load_pod_manifest
+from dgr.podtest import start_test_pod
+from dgr.templatecheck import check_templates
 from pytest_dgr.items import (
     IMAGE_STATE,
     SETTINGS,
@@ -32,6 +37,7 @@ from pytest_dgr.items import (
     ImageState,
     ImageUnavailable,
     Settings,
+    fixture_value,
     image_state,
 )
 
@@ -60,8 +66,6 @@ class PodState(ImageState):
             return self._pod
         if self._pod_error is not None:
             raise self._pod_error
-        from dgr.plan import app_dependencies
-        from dgr.pod import build_pod
 
         try:
             plan = self.plan()
@@ -97,7 +101,6 @@ class PodState(ImageState):
             return self._running
         if self._running_error is not None:
             raise self._running_error
-        from dgr.podtest import start_test_pod
 
         built = self.built_pod()
         try:
@@ -130,7 +133,6 @@ class PodDirectory(ImageDirectory):
         return state
 
     def collect(self) -> Iterable[pytest.Item | pytest.Collector]:
-        from dgr.podmanifest import load_pod_manifest
 
         yield PodBuildItem.from_parent(self, name="build")
         try:
@@ -182,7 +184,6 @@ class PodTemplatesItem(PodItem):
         self.app = app
 
     def runtest(self) -> None:
-        from dgr.templatecheck import check_templates
 
         result = self.pod_state.built_pod().app(self.app).result
         with temporary_dir(None, "dgr-templates-") as tmp:
@@ -193,6 +194,5 @@ class PodTemplatesItem(PodItem):
 
 def dgr_pod_fixture(request: pytest.FixtureRequest) -> TestPod:
     """The body of the `dgr_pod` fixture (declared in plugin.py)."""
-    from pytest_dgr.items import fixture_value
 
     return fixture_value(pod_state(request.node), "dgr_pod", "a pod folder", lambda s: s.running())

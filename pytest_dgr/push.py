@@ -16,6 +16,12 @@ from pathlib import Path
 
 import pytest
 
+from dgr.errors import DgrError
+from dgr.plan import plan_build_image
+from dgr.push import prepare_signature, push_image
+from pytest_dgr.items import ImageDirectory, format_error
+from pytest_dgr.plugin import settings
+
 IMAGE_PROPERTY = "dgr_image"
 
 
@@ -48,7 +54,6 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     """Tag each image item with its folder (on workers too: the tag travels in the reports)."""
     if not config.getoption("dgr_push", False):
         return
-    from pytest_dgr.items import ImageDirectory
 
     for item in items:
         directory = item.getparent(ImageDirectory)
@@ -102,17 +107,12 @@ def _maxfail_reached(session: pytest.Session) -> bool:
 
 
 def _message(exc: Exception) -> str:
-    from dgr.errors import DgrError
-    from pytest_dgr.items import format_error
 
     return format_error(exc) if isinstance(exc, DgrError) else f"{type(exc).__name__}: {exc}"
 
 
 def push_folder(folder: Path, config: pytest.Config) -> list[str]:
     """Build (up to date after the tests), sign when configured, push; one line per target."""
-    from dgr.plan import plan_build_image
-    from dgr.push import prepare_signature, push_image
-    from pytest_dgr.plugin import settings
 
     options = settings(config).options
     result = plan_build_image(folder, options)
