@@ -39,7 +39,7 @@ POD_COMMANDS = "build, clean, try, test, install, push, sign, run, graph, kube"
 
 
 @dataclass(frozen=True)
-class Built:
+class ProjectBuild:
     """A project built (or found up to date): its images, every app's for a pod."""
 
     results: tuple[BuildResult, ...]
@@ -61,7 +61,7 @@ class Project(Protocol):
     folder: Path
     options: BuildOptions
 
-    def build(self, *, force: bool = False) -> Built:
+    def build(self, *, force: bool = False) -> ProjectBuild:
         """Build what changed (everything the project is, with `force`), each image once."""
         ...
 
@@ -90,7 +90,7 @@ class Project(Protocol):
         """Write each image's dependency graph into its target; the files written."""
         ...
 
-    def write_kube(self, registry: str, dest: Path | None) -> tuple[Path, Built]:
+    def write_kube(self, registry: str, dest: Path | None) -> tuple[Path, ProjectBuild]:
         """Build if needed, write the Kubernetes Pod manifest; its path and the build."""
         ...
 
@@ -115,8 +115,8 @@ class ImageProject:
         self.folder = folder
         self.options = options
 
-    def build(self, *, force: bool = False) -> Built:
-        return Built((plan_build_image(self.folder, self.options, force=force),))
+    def build(self, *, force: bool = False) -> ProjectBuild:
+        return ProjectBuild((plan_build_image(self.folder, self.options, force=force),))
 
     def clean(self) -> list[Path]:
         return [clean_target(self.folder, self.options)]
@@ -149,7 +149,7 @@ class ImageProject:
         manifest = load_manifest(self.folder)
         return write_graph(manifest, self._target(manifest))
 
-    def write_kube(self, registry: str, dest: Path | None) -> tuple[Path, Built]:
+    def write_kube(self, registry: str, dest: Path | None) -> tuple[Path, ProjectBuild]:
         raise DgrError("dgr kube works on a pod (a folder holding pod-manifest.yml)", path=self.folder)
 
     def copy_out(self, path: str, host_dir: Path) -> Path:
@@ -176,7 +176,7 @@ class PodProject:
         self.folder = folder
         self.options = options
 
-    def build(self, *, force: bool = False) -> Built:
+    def build(self, *, force: bool = False) -> ProjectBuild:
         return self._built(plan_build_pod(self.folder, self.options, force=force))
 
     def clean(self) -> list[Path]:
@@ -209,7 +209,7 @@ class PodProject:
             for path in write_graph(manifest, target)
         ]
 
-    def write_kube(self, registry: str, dest: Path | None) -> tuple[Path, Built]:
+    def write_kube(self, registry: str, dest: Path | None) -> tuple[Path, ProjectBuild]:
         built = plan_build_pod(self.folder, self.options)
         return write_kube(built, registry=registry, dest=dest), self._built(built)
 
@@ -223,8 +223,8 @@ class PodProject:
         return None  # pytest's default, as before the protocol
 
     @staticmethod
-    def _built(built: PodBuild) -> Built:
-        return Built(tuple(app.result for app in built.apps), built)
+    def _built(built: PodBuild) -> ProjectBuild:
+        return ProjectBuild(tuple(app.result for app in built.apps), built)
 
 
 PROJECT_MANIFESTS: dict[str, type[ImageProject] | type[PodProject]] = {
