@@ -26,7 +26,7 @@ from dgr.images import BuildResult
 from dgr.manifest import Manifest
 from dgr.manifest_load import load_manifest
 from dgr.options import BuildOptions
-from dgr.plan import Built, Node, Plan, Source, carry_out, make_plan
+from dgr.plan import Built, Node, Plan, Source, carry_out
 from dgr.workspace import Workspace, target_dir
 
 
@@ -43,11 +43,6 @@ class SessionBuilds:
     # The builds this process already made or found up to date (a dependency shared by
     # several images is not checked again).
     done: dict[Path, BuildResult] = field(default_factory=dict, compare=False)
-
-    def build(self, folder: Path) -> BuildResult:
-        """The build of `folder` (its local dependencies first); DgrError on failure."""
-        plan = make_plan(folder, self.options.config)
-        return self.carry_out(plan).results[plan.roots[0]]
 
     def carry_out(
         self, plan: Plan, *, upto: tuple[str, ...] | None = None, built: Built | None = None
