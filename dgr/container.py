@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING
 
 from dgr import userns
 from dgr.errors import ContainerError
+from dgr.internals_binaries import BUSYBOX
 from dgr.leftovers import make_dir
 from dgr.log import log
 from dgr.ports import PortMapping, forward, parse_ports, stop
@@ -234,7 +235,7 @@ class Container:
             "-r",
             f"--wdns={self.spec.working_directory or '/'}",
             "--",
-            "/dgr/bin/busybox",
+            BUSYBOX,
             "env",
             "-i",
             *(f"{k}={v}" for k, v in sorted(environment.items())),
@@ -249,7 +250,7 @@ class Container:
         )
 
     def read_file(self, path: str) -> str:
-        result = self.exec(["/dgr/bin/busybox", "cat", path])
+        result = self.exec([BUSYBOX, "cat", path])
         if result.returncode != 0:
             raise ContainerError(f"cannot read {path} in container {self.spec.name}", details=result.output)
         return result.output
@@ -262,7 +263,7 @@ class Container:
 
     def ip_addresses(self) -> list[str]:
         """The container's IPv4 addresses (only loopback unless it shares the host network)."""
-        out = self.exec(["/dgr/bin/busybox", "ip", "-4", "-o", "addr"]).output
+        out = self.exec([BUSYBOX, "ip", "-4", "-o", "addr"]).output
         return [line.split()[3].split("/")[0] for line in out.splitlines() if " inet " in f" {line} "]
 
     def _require_started(self) -> subprocess.Popen[bytes]:

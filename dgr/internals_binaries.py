@@ -19,6 +19,7 @@ from dgr.process import require_tool, run
 
 # Where the tree lives inside an image.
 MOUNT = "/dgr"
+BUSYBOX = f"{MOUNT}/bin/busybox"  # in every image and sandbox root
 # The bundled interpreter, relative to MOUNT/lib; its `._pth` file sits next to it.
 PYTHON_DIR = "python"
 # The one sys.path entry of the bundled interpreter, relative to the interpreter's folder.

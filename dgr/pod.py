@@ -64,7 +64,6 @@ from dgr.workspace import target_dir
 POD_ATTRIBUTES = "pod"  # /dgr/attributes/pod/ in every app image
 # written by builds, not inherited
 DGR_ANNOTATIONS = ("dgr-version", "build-date", "dgr-oci-dependencies")
-BUSYBOX = "/dgr/bin/busybox"
 
 
 # --- building --------------------------------------------------------------------------------

@@ -19,13 +19,13 @@ from dgr import userns
 from dgr.build import internals_layer
 from dgr.container import Container, ContainerSpec, Volume, image_spec
 from dgr.errors import ContainerError
+from dgr.internals_binaries import BUSYBOX
 from dgr.leftovers import make_dir
 from dgr.log import log
 from dgr.options import BuildOptions
 from dgr.podbuild import AppBuild, PodBuild, app_mounts, host_source
 from dgr.podmanifest import PodManifest
 
-BUSYBOX = "/dgr/bin/busybox"
 # The holder of the pod's network namespace: busybox only, sleeping until stopped.
 HOLD = "while :; do /dgr/bin/busybox sleep 3600; done"
 

@@ -9,11 +9,12 @@ from collections.abc import Iterator
 from dgr.build import internals_layer
 from dgr.container import Container, ContainerSpec, Volume
 from dgr.errors import ContainerError
+from dgr.internals_binaries import BUSYBOX
 from dgr.leftovers import make_dir
 from dgr.log import level_name, log
 from dgr.options import BuildOptions
 from dgr.podbuild import PodBuild
-from dgr.podrun import BUSYBOX, netns_of
+from dgr.podrun import netns_of
 from dgr.tester import KEEPER, RUN_PREFIX, TesterContainer, TesterOptions, start_test_container
 from dgr.testimage import STATUS_IN_IMAGE, TestImage, bats_layer, files_layer, make_status_dir
 

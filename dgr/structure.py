@@ -22,13 +22,13 @@ from typing import TYPE_CHECKING, Any, NoReturn
 
 from dgr.container import Container, image_spec
 from dgr.errors import ContainerError, DgrError
+from dgr.internals_binaries import BUSYBOX
 from dgr.oci import read_oci_layout
 from dgr.process import Result
 
 if TYPE_CHECKING:
     from dgr.images import BuildResult
 
-BUSYBOX = "/dgr/bin/busybox"
 # lstat of "$1": raw mode (hex), uid, gid, size; then the target of a symlink. Exit 3: missing.
 _STAT = (
     '[ -e "$1" ] || [ -L "$1" ] || exit 3; '

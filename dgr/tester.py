@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING
 
 from dgr.container import Container, ContainerSpec, Volume
 from dgr.errors import ContainerError, DgrError
+from dgr.internals_binaries import BUSYBOX
 from dgr.leftovers import make_dir
 from dgr.log import level_name, log
 from dgr.ports import HostPorts, declared_port
@@ -32,7 +33,6 @@ from dgr.readiness import Readiness
 from dgr.sandbox import DEFAULT_PATH
 from dgr.tap import BatsError, BatsRun, list_bats_tests, parse_tap
 from dgr.testimage import (
-    BUSYBOX,
     STATUS_IN_IMAGE,
     TESTER_BIN,
     TESTS_IN_IMAGE,

@@ -19,6 +19,7 @@ from dgr import userns
 from dgr.cache import cached_folder
 from dgr.errors import ToolError
 from dgr.images import BuildResult, Dependency, flatten
+from dgr.internals_binaries import BUSYBOX
 from dgr.log import log
 from dgr.manifest import Aci, Manifest
 from dgr.names import ImageName
@@ -34,9 +35,6 @@ TESTS_IN_IMAGE = "/dgr/tests"
 
 
 STATUS_IN_IMAGE = f"{TESTER_ROOT}/status"
-
-
-BUSYBOX = "/dgr/bin/busybox"
 
 
 WAIT_SCRIPT = "wait.sh"

@@ -14,7 +14,7 @@ import json
 import re
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Generic, TypeVar, cast
 
@@ -25,10 +25,11 @@ from dgr.leftovers import make_dir, temporary_dir
 from dgr.plan import Built, Plan, assemble_test_image, image_keys_for_tests, make_plan
 from dgr.tap import BatsResult, BatsRun, bats_tests
 from dgr.templatecheck import check_templates
-from dgr.tester import TesterContainer, TesterOptions, bats_files, start_test_container
+from dgr.tester import TesterContainer, bats_files, start_test_container
 from dgr.testimage import TESTS_TARGET, TestImage, needs_test_build
 from dgr.workspace import Workspace
-from pytest_dgr.builds import DependencyFailed, SessionBuilds, build_log, read_tail
+from pytest_dgr.builds import DependencyFailed, build_log, read_tail
+from pytest_dgr.session import Settings, settings
 
 if TYPE_CHECKING:
     from _pytest._code.code import ExceptionInfo, TerminalRepr
@@ -37,16 +38,6 @@ if TYPE_CHECKING:
     from dgr.options import BuildOptions
 
 
-@dataclass(frozen=True)
-class Settings:
-    """What the command line said, for every image of the session."""
-
-    options: BuildOptions
-    tester: TesterOptions
-    builds: SessionBuilds
-
-
-SETTINGS = pytest.StashKey[Settings]()
 IMAGE_STATE = pytest.StashKey["ImageState"]()
 
 
@@ -281,7 +272,7 @@ class ImageDirectory(pytest.Directory):
         state = self.stash.get(IMAGE_STATE, None)
         if state is None:
             label = self.nodeid if self.nodeid not in ("", ".") else self.path.name
-            state = ImageState(self.path, label, self.config.stash[SETTINGS])
+            state = ImageState(self.path, label, settings(self.config))
             self.stash[IMAGE_STATE] = state
         return state
 

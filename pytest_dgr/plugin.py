@@ -1,14 +1,14 @@
 """pytest plugin: every folder holding aci-manifest.yml becomes a collector of test items.
 
 Registered through the `pytest11` entry point. See `options.py` for the session's build
-options (given by `dgr test`, or from --dgr-*), `items.py` for what an image folder
-collects, `builds.py` for "each image built once per session", `scheduling.py` for xdist.
-Nothing here costs anything in a session that collects no image folder.
+options (given by `dgr test`, or from --dgr-*), `session.py` for what the session shares,
+`items.py` for what an image folder collects, `builds.py` for "each image built once per
+session", `scheduling.py` for xdist. Loading the plugin imports the library; a session that
+collects no image folder builds, starts and writes nothing.
 """
 
 from __future__ import annotations
 
-import logging
 import shutil
 import tempfile
 import uuid
@@ -24,24 +24,21 @@ from dgr.leftovers import owned, remove_stale
 from dgr.manifest import ACI_MANIFEST
 from dgr.project import ImageProject, PodProject, project_kind
 from dgr.structure import ImageView
-from dgr.tester import TesterOptions
-from pytest_dgr.builds import SessionBuilds
-from pytest_dgr.items import SETTINGS, ImageDirectory, Settings, fixture_value, format_error, image_state
+from pytest_dgr.items import ImageDirectory, fixture_value, format_error, image_state
 from pytest_dgr.options import (
     add_options,
-    build_options,
     keeps_files,
     receive_from_controller,
     send_to_worker,
 )
 from pytest_dgr.pod_items import PodDirectory, dgr_pod_fixture
 from pytest_dgr.scheduling import ImageScheduling, dist_given
+from pytest_dgr.session import SESSION_DIR, settings
 
 # --dgr-push (pushing the images that passed, at the end) and the JUnit record of reruns
 # are plugin modules of their own.
 pytest_plugins = ["pytest_dgr.push", "pytest_dgr.reruns"]
 
-SESSION_DIR = pytest.StashKey[Path]()
 SESSION_PREFIX = "dgr-session-"
 OWNS_SESSION_DIR = pytest.StashKey[bool]()
 
@@ -88,23 +85,6 @@ def pytest_configure(config: pytest.Config) -> None:
 def pytest_unconfigure(config: pytest.Config) -> None:
     if config.stash.get(OWNS_SESSION_DIR, False) and not keeps_files(config):
         shutil.rmtree(config.stash[SESSION_DIR], ignore_errors=True)
-
-
-def settings(config: pytest.Config) -> Settings:
-    """The session's dgr settings, made on first use (a bad option is a usage error)."""
-    found = config.stash.get(SETTINGS, None)
-    if found is not None:
-        return found
-    options = build_options(config)
-    logging.getLogger("dgr").setLevel(options.log_level)
-    tester = TesterOptions(
-        wait_tries=config.getoption("dgr_wait_tries"),
-        wait_interval=config.getoption("dgr_wait_interval"),
-        keep=options.keep,
-    )
-    found = Settings(options, tester, SessionBuilds(config.stash[SESSION_DIR], options))
-    config.stash[SETTINGS] = found
-    return found
 
 
 # The collector of each kind of project (dgr/project.py).

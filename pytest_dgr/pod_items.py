@@ -30,16 +30,15 @@ from dgr.podtest import start_test_pod
 from dgr.templatecheck import check_templates
 from pytest_dgr.items import (
     IMAGE_STATE,
-    SETTINGS,
     BatsFile,
     DgrItem,
     ImageDirectory,
     ImageState,
     ImageUnavailable,
-    Settings,
     fixture_value,
     image_state,
 )
+from pytest_dgr.session import Settings, settings
 
 if TYPE_CHECKING:
     from dgr.images import BuildResult
@@ -128,7 +127,7 @@ class PodDirectory(ImageDirectory):
         state = self.stash.get(IMAGE_STATE, None)
         if not isinstance(state, PodState):
             label = self.nodeid if self.nodeid not in ("", ".") else self.path.name
-            state = PodState(self.path, label, self.config.stash[SETTINGS])
+            state = PodState(self.path, label, settings(self.config))
             self.stash[IMAGE_STATE] = state
         return state
 

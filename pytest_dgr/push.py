@@ -20,7 +20,7 @@ from dgr.errors import DgrError
 from dgr.plan import plan_build_image
 from dgr.push import prepare_signature, push_image
 from pytest_dgr.items import ImageDirectory, format_error
-from pytest_dgr.plugin import settings
+from pytest_dgr.session import settings
 
 IMAGE_PROPERTY = "dgr_image"
 

@@ -70,7 +70,7 @@ def test_given_options_are_the_sessions(pytester: pytest.Pytester, tmp_path: Pat
     )
     pytester.makepyfile(
         test_given="""
-            from pytest_dgr.plugin import settings
+            from pytest_dgr.session import settings
 
             def test_given(request):
                 found = settings(request.config).options
